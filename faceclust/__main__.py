@@ -1,0 +1,3 @@
+from faceclust.cli import main
+
+main()

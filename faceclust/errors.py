@@ -1,0 +1,43 @@
+"""Typed errors. The library raises these; only the CLI turns them into messages and exit codes.
+
+Every message says what to do about it.
+"""
+
+
+class FaceclustError(Exception):
+    """Base class of every error faceclust raises on purpose."""
+
+
+class ModelError(FaceclustError):
+    """A model file is missing, unknown or damaged."""
+
+
+class ModelNotFound(ModelError):
+    pass
+
+
+class ModelFormatError(ModelError):
+    """A dlib .dat file could not be parsed: unknown layer version, truncated or corrupt."""
+
+
+class UnknownNameError(FaceclustError, KeyError):
+    """A registry was asked for a name it does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingExtraError(FaceclustError):
+    """An optional dependency is needed for what was asked."""
+
+
+class ImageError(FaceclustError):
+    """One file could not be read or decoded. Recorded per file; never fatal for a scan."""
+
+
+class CatalogError(FaceclustError):
+    """The catalog cannot be opened or is from a newer faceclust."""
+
+
+class IndexError_(FaceclustError):
+    """The FAISS index cannot be built or loaded."""
