@@ -27,3 +27,98 @@ def shared_data() -> Path:
 def dlib_module():
     """dlib itself (the reference implementation), or skip."""
     return pytest.importorskip("dlib", reason="dlib (dlib-bin) is not installed")
+
+
+# -- a fake detector and embedder, registered for every test ----------------------------------
+#
+# Test images are drawn with Pillow: each "face" is a filled square in one of MARKER_COLOURS on
+# a grey background. The fake detector finds those squares exactly; the fake embedder maps a
+# chip's mean colour to a unit vector, so faces of the same colour get the same embedding.
+
+import numpy as np  # noqa: E402
+
+from faceclust.detect import Detections, detectors  # noqa: E402
+from faceclust.embed import embedders  # noqa: E402
+
+MARKER_COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 230), (230, 200, 20)]
+
+
+class FakeDetector:
+    name = "fake"
+    window = 20
+    calls = 0
+
+    def __init__(self, min_score: float = 0.0) -> None:
+        self.min_score = min_score
+
+    def identity(self) -> str:
+        return "fake-detector:1"
+
+    def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
+        FakeDetector.calls += 1
+        boxes, scores = [], []
+        for colour in MARKER_COLOURS:
+            mask = np.all(np.abs(image.astype(int) - colour) <= 12, axis=2)
+            if mask.sum() < 16:
+                continue
+            ys, xs = np.nonzero(mask)
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            scores.append(1.0)
+        if not boxes:
+            return Detections.empty()
+        return Detections(np.array(boxes, np.float32), np.array(scores, np.float32))
+
+
+class FakeEmbedder:
+    name = "fake"
+    dim = 8
+    chip_size = 150
+    calls = 0
+
+    def __init__(self, batch_size: int = 32, version: str = "1") -> None:
+        self.version = version
+
+    def identity(self) -> str:
+        return f"fake-embedder:{self.version}"
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        FakeEmbedder.calls += len(chips)
+        out = np.zeros((len(chips), self.dim), np.float32)
+        if len(chips):
+            centre = chips[:, 60:90, 60:90].reshape(len(chips), -1, 3).mean(axis=1) / 255.0
+            out[:, :3] = centre
+            out[:, 3] = 0.5
+            out /= np.linalg.norm(out, axis=1, keepdims=True)
+        return out
+
+
+class FakeEmbedderV2(FakeEmbedder):
+    def __init__(self, batch_size: int = 32) -> None:
+        super().__init__(batch_size, version="2")
+
+
+@pytest.fixture(autouse=True)
+def fake_models():
+    for registry, name, factory in ((detectors, "fake", FakeDetector), (embedders, "fake", FakeEmbedder),
+                                    (embedders, "fake-v2", FakeEmbedderV2)):
+        registry.unregister(name)
+        registry.register(name)(factory)
+    FakeDetector.calls = 0
+    FakeEmbedder.calls = 0
+    yield
+    for registry, name in ((detectors, "fake"), (embedders, "fake"), (embedders, "fake-v2")):
+        registry.unregister(name)
+
+
+def draw_photo(path: Path, faces: list[tuple[int, int, int, int]] = (), size=(320, 240),
+               fmt: str | None = None, background=(128, 128, 128), **save_options) -> Path:
+    """Save a photo with a filled square per (colour index, x, y, side)."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(im)
+    for colour, x, y, side in faces:
+        draw.rectangle([x, y, x + side - 1, y + side - 1], fill=MARKER_COLOURS[colour])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, format=fmt, **save_options)
+    return path

@@ -1,0 +1,392 @@
+"""The catalog: the only module that speaks SQL.
+
+SQLite in WAL mode. Photos, faces (box, score, landmarks), embeddings (float32 BLOB keyed by
+model identity), scan runs and per-file errors. The schema is versioned with
+``PRAGMA user_version`` and numbered migrations; each batch is one transaction, so a killed
+scan loses at most the batch in flight and never leaves half a photo behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from faceclust.errors import CatalogError
+from faceclust.records import FaceArrays, PhotoResult, PhotoState
+
+MIGRATIONS: list[str] = [
+    # 1: photos, faces, embeddings, runs, errors
+    """
+    CREATE TABLE photos (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        content_hash TEXT,
+        width INTEGER,
+        height INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'gone')),
+        error TEXT,
+        detect_identity TEXT,
+        run_id INTEGER,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX photos_hash ON photos(content_hash);
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        left REAL NOT NULL, top REAL NOT NULL, right REAL NOT NULL, bottom REAL NOT NULL,
+        score REAL NOT NULL,
+        landmarks BLOB NOT NULL
+    );
+    CREATE INDEX faces_photo ON faces(photo_id);
+    CREATE TABLE embeddings (
+        face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (face_id, model_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        command TEXT NOT NULL,
+        options TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL DEFAULT 'running',
+        summary TEXT
+    );
+    CREATE TABLE errors (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        path TEXT NOT NULL,
+        message TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX errors_run ON errors(run_id);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_catalog_path() -> Path:
+    """``$FACECLUST_CATALOG``, else ``$XDG_DATA_HOME/faceclust/catalog.sqlite``
+    (``~/.local/share/faceclust/catalog.sqlite``)."""
+    env = os.environ.get("FACECLUST_CATALOG")
+    if env:
+        return Path(env).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data_home) / "faceclust" / "catalog.sqlite"
+
+
+def _blob(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+class Catalog:
+    """An open catalog. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise CatalogError(f"no catalog at {self.path}; run 'faceclust scan PHOTOS --catalog {self.path}' first")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"cannot open catalog {self.path}: {exc}; is it a faceclust catalog?") from exc
+        except OSError as exc:
+            raise CatalogError(f"cannot create catalog {self.path}: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"catalog {self.path} has schema version {version}, newer than this faceclust "
+                f"understands ({SCHEMA_VERSION}); upgrade faceclust"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                self._apply(number)
+
+    def _apply(self, number: int) -> None:
+        for statement in MIGRATIONS[number].split(";"):
+            if statement.strip():
+                self.db.execute(statement)
+        self.db.execute(f"PRAGMA user_version={number + 1}")
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.db)
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- runs and errors -------------------------------------------------------------------
+
+    def start_run(self, command: str, options: dict) -> int:
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO runs(command, options, started_at) VALUES (?, ?, ?)",
+                (command, json.dumps(options, default=str), time.time()),
+            )
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, summary: dict, status: str = "ok") -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET finished_at=?, status=?, summary=? WHERE id=?",
+                (time.time(), status, json.dumps(summary, default=str), run_id),
+            )
+
+    def record_errors(self, run_id: int | None, items: Iterable[tuple[str, str]]) -> None:
+        now = time.time()
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO errors(run_id, path, message, at) VALUES (?, ?, ?, ?)",
+                [(run_id, path, message, now) for path, message in items],
+            )
+
+    def errors(self, run_id: int | None = None) -> list[tuple[str, str]]:
+        if run_id is None:
+            rows = self.db.execute("SELECT path, message FROM errors ORDER BY id")
+        else:
+            rows = self.db.execute("SELECT path, message FROM errors WHERE run_id=? ORDER BY id", (run_id,))
+        return [(r[0], r[1]) for r in rows]
+
+    # -- photos ----------------------------------------------------------------------------
+
+    def photo_states(self) -> dict[str, PhotoState]:
+        rows = self.db.execute(
+            "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity FROM photos"
+        )
+        return {r[1]: PhotoState(*r) for r in rows}
+
+    def photos_missing_embeddings(self, model_id: str) -> list[PhotoState]:
+        """Photos whose faces have no embedding from ``model_id`` (a new or changed model)."""
+        rows = self.db.execute(
+            """SELECT DISTINCT p.id, p.path, p.size, p.mtime_ns, p.content_hash, p.status, p.detect_identity
+               FROM photos p JOIN faces f ON f.photo_id = p.id
+               LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               WHERE p.status = 'ok' AND e.face_id IS NULL ORDER BY p.path""",
+            (model_id,),
+        )
+        return [PhotoState(*r) for r in rows]
+
+    def face_landmarks(self, photo_id: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute("SELECT id, landmarks FROM faces WHERE photo_id=? ORDER BY id", (photo_id,)).fetchall()
+        ids = np.array([r[0] for r in rows], np.int64)
+        marks = np.array([np.frombuffer(r[1], "<f4").reshape(5, 2) for r in rows], np.float32).reshape(-1, 5, 2)
+        return ids, marks
+
+    def write_results(self, results: Sequence[PhotoResult], model_id: str, detect_identity: str,
+                      run_id: int | None) -> None:
+        """Write one batch of processed photos in one transaction."""
+        now = time.time()
+        with self.transaction():
+            for result in results:
+                _WRITERS[result.kind](self, result, model_id, detect_identity, run_id, now)
+
+    def write_embeddings(self, face_ids: np.ndarray, vectors: np.ndarray, model_id: str) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO embeddings(face_id, model_id, vector) VALUES (?, ?, ?)",
+                [(int(f), model_id, _blob(v)) for f, v in zip(face_ids, vectors)],
+            )
+
+    def mark_gone(self, photo_ids: Iterable[int]) -> int:
+        ids = [(int(i),) for i in photo_ids]
+        with self.transaction():
+            self.db.executemany("UPDATE photos SET status='gone', updated_at=? WHERE id=?",
+                                [(time.time(), i) for (i,) in ids])
+        return len(ids)
+
+    def _upsert_photo(self, r: PhotoResult, status: str, detect_identity: str | None,
+                      run_id: int | None, now: float) -> int:
+        self.db.execute(
+            """INSERT INTO photos(path, size, mtime_ns, content_hash, width, height, status, error,
+                                  detect_identity, run_id, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
+                   content_hash=excluded.content_hash, width=excluded.width, height=excluded.height,
+                   status=excluded.status, error=excluded.error,
+                   detect_identity=excluded.detect_identity, run_id=excluded.run_id,
+                   updated_at=excluded.updated_at""",
+            (r.path, r.size, r.mtime_ns, r.content_hash, r.width, r.height, status, r.error,
+             detect_identity, run_id, now),
+        )
+        return int(self.db.execute("SELECT id FROM photos WHERE path=?", (r.path,)).fetchone()[0])
+
+    def _write_faces(self, r: PhotoResult, model_id: str, detect_identity: str, run_id, now) -> None:
+        photo_id = self._upsert_photo(r, "ok", detect_identity, run_id, now)
+        self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
+        faces = r.faces if r.faces is not None else FaceArrays.empty()
+        for i in range(len(faces)):
+            left, top, right, bottom = (float(v) for v in faces.boxes[i])
+            cur = self.db.execute(
+                "INSERT INTO faces(photo_id, left, top, right, bottom, score, landmarks) VALUES (?,?,?,?,?,?,?)",
+                (photo_id, left, top, right, bottom, float(faces.scores[i]), _blob(faces.landmarks[i])),
+            )
+            self.db.execute("INSERT INTO embeddings(face_id, model_id, vector) VALUES (?, ?, ?)",
+                            (cur.lastrowid, model_id, _blob(faces.embeddings[i])))
+
+    def _write_error(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
+        photo_id = self._upsert_photo(r, "error", None, run_id, now)
+        # The bytes changed or never decoded: faces from an earlier version are stale.
+        self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
+        self.db.execute("INSERT INTO errors(run_id, path, message, at) VALUES (?, ?, ?, ?)",
+                        (run_id, r.path, r.error or "unknown error", now))
+
+    def _write_moved(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
+        # A stale row at the new path (an earlier error, a deleted file) gives way to the moved one.
+        self.db.execute("DELETE FROM photos WHERE path=? AND id<>?", (r.path, r.source_id))
+        self.db.execute(
+            "UPDATE photos SET path=?, size=?, mtime_ns=?, status='ok', error=NULL, run_id=?, updated_at=? WHERE id=?",
+            (r.path, r.size, r.mtime_ns, run_id, now, r.source_id),
+        )
+
+    def _write_touched(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
+        self.db.execute("UPDATE photos SET size=?, mtime_ns=?, status='ok', error=NULL, run_id=?, updated_at=? "
+                        "WHERE path=?",
+                        (r.size, r.mtime_ns, run_id, now, r.path))
+
+    def _write_copied(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
+        src = self.db.execute("SELECT width, height, detect_identity FROM photos WHERE id=?",
+                              (r.source_id,)).fetchone()
+        r.width, r.height = src[0], src[1]
+        photo_id = self._upsert_photo(r, "ok", src[2], run_id, now)
+        self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
+        for face in self.db.execute(
+            "SELECT id, left, top, right, bottom, score, landmarks FROM faces WHERE photo_id=? ORDER BY id",
+            (r.source_id,),
+        ).fetchall():
+            cur = self.db.execute(
+                "INSERT INTO faces(photo_id, left, top, right, bottom, score, landmarks) VALUES (?,?,?,?,?,?,?)",
+                (photo_id, *face[1:]),
+            )
+            self.db.execute(
+                "INSERT INTO embeddings(face_id, model_id, vector) SELECT ?, model_id, vector FROM embeddings WHERE face_id=?",
+                (cur.lastrowid, face[0]),
+            )
+
+    def find_by_hash(self, content_hash: str) -> list[PhotoState]:
+        rows = self.db.execute(
+            "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity FROM photos "
+            "WHERE content_hash=? AND status IN ('ok', 'gone') ORDER BY id",
+            (content_hash,),
+        )
+        return [PhotoState(*r) for r in rows]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def counts(self) -> dict:
+        one = lambda sql, *a: self.db.execute(sql, a).fetchone()[0]  # noqa: E731
+        by_status = dict(self.db.execute("SELECT status, COUNT(*) FROM photos GROUP BY status").fetchall())
+        return {
+            "photos": by_status.get("ok", 0),
+            "photos_with_faces": one(
+                "SELECT COUNT(DISTINCT f.photo_id) FROM faces f JOIN photos p ON p.id=f.photo_id WHERE p.status='ok'"),
+            "photos_with_errors": by_status.get("error", 0),
+            "photos_gone": by_status.get("gone", 0),
+            "faces": one("SELECT COUNT(*) FROM faces f JOIN photos p ON p.id=f.photo_id WHERE p.status='ok'"),
+            "embeddings_by_model": dict(self.db.execute(
+                "SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id").fetchall()),
+            "runs": one("SELECT COUNT(*) FROM runs"),
+            "schema_version": self.schema_version,
+        }
+
+    def last_run(self) -> dict | None:
+        row = self.db.execute(
+            "SELECT id, command, started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {"id": row[0], "command": row[1], "started_at": row[2], "finished_at": row[3],
+                "status": row[4], "summary": json.loads(row[5]) if row[5] else None}
+
+    def iter_faces(self, model_id: str | None) -> Iterator[tuple]:
+        """(face_id, photo path, left, top, right, bottom, score, vector bytes or None) for faces
+        of photos that exist, ordered by path then face id."""
+        yield from self.db.execute(
+            """SELECT f.id, p.path, f.left, f.top, f.right, f.bottom, f.score, e.vector
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               WHERE p.status = 'ok' ORDER BY p.path, f.id""",
+            (model_id,),
+        )
+
+    def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(face_ids int64 (n,), vectors float32 (n, d)) for faces of existing photos."""
+        rows = self.db.execute(
+            """SELECT e.face_id, e.vector FROM embeddings e JOIN faces f ON f.id = e.face_id
+               JOIN photos p ON p.id = f.photo_id WHERE e.model_id = ? AND p.status = 'ok'
+               ORDER BY e.face_id""",
+            (model_id,),
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        if not rows:
+            return ids, np.zeros((0, 0), np.float32)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), -1)
+        return ids, vectors.astype(np.float32)
+
+    def fingerprint(self, model_id: str) -> str:
+        """Changes whenever the set of indexed faces changes (stale index detection)."""
+        row = self.db.execute(
+            """SELECT COUNT(*), COALESCE(MAX(e.face_id), 0), COALESCE(SUM(e.face_id), 0)
+               FROM embeddings e JOIN faces f ON f.id = e.face_id JOIN photos p ON p.id = f.photo_id
+               WHERE e.model_id = ? AND p.status = 'ok'""",
+            (model_id,),
+        ).fetchone()
+        return f"{model_id}:{row[0]}:{row[1]}:{row[2]}"
+
+
+_WRITERS = {
+    "faces": Catalog._write_faces,
+    "error": Catalog._write_error,
+    "moved": Catalog._write_moved,
+    "copied": Catalog._write_copied,
+    "touched": Catalog._write_touched,
+}
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (nested use is flattened)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self):
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.outer:
+            return
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")

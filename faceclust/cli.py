@@ -1,0 +1,147 @@
+"""The command line: thin click commands over the library.
+
+Each command makes one library call. Options default to None and are dropped, so every default
+lives once, in the library. Library errors (FaceclustError) become clear messages here.
+Heavy modules (torch, faiss, numpy) are imported inside commands: ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from faceclust import __version__
+from faceclust.errors import FaceclustError
+
+catalog_option = click.option(
+    "--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    envvar="FACECLUST_CATALOG", show_envvar=True,
+    help="The catalog file (SQLite). Default: ~/.local/share/faceclust/catalog.sqlite.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
+
+
+def _given(**options) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _catalog_path(catalog: Path | None) -> Path:
+    from faceclust.catalog import default_catalog_path
+
+    return catalog if catalog is not None else default_catalog_path()
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FaceclustError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except ValueError as exc:  # parameter validation in the library
+            raise click.UsageError(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="faceclust")
+def main() -> None:
+    """Turn a photo library into albums grouped by person.
+
+    Everything runs offline on the CPU with dlib's pretrained face models rebuilt in torch.
+    Originals are only ever read.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@catalog_option
+@click.option("--detector", type=str, default=None, help="Face detector: mmod (default, any angle) or hog (fast, frontal).")
+@click.option("--min-face", type=int, default=None, help="Smallest face wanted, in pixels of the photo [default: 40].")
+@click.option("--max-side", type=int, default=None,
+              help="Longest side the detector works at; bounds time on big photos [default: 1600].")
+@click.option("--upsample", type=int, default=None, help="Force the detection scale to 2**N (overrides --min-face).")
+@click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0].")
+@click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32].")
+@click.option("--no-index", is_flag=True, help="Do not refresh the FAISS index after the scan.")
+@quiet_option
+@json_option
+def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batch_photos, no_index, quiet, as_json):
+    """Find, align and embed every face in PATHS (folders or files) into the catalog.
+
+    Incremental and resumable: unchanged files are not decoded again, moved files keep their
+    faces, and a killed scan continues where it stopped. Unreadable files are recorded and
+    counted; they do not stop the scan.
+    """
+    from faceclust.detect import DetectOptions
+    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.progress import ScanProgress
+
+    detect = DetectOptions(**_given(detector=detector, min_face=min_face, max_side=max_side,
+                                    upsample=upsample, min_score=min_score))
+    options = ScanOptions(**_given(detect=detect, batch_photos=batch_photos), update_index=not no_index)
+    path = _catalog_path(catalog)
+    with ScanProgress(enabled=not quiet and not as_json) as progress:
+        summary = scan_library(path, paths, options, progress)
+    _print_summary(summary.as_dict(), path, quiet, as_json)
+
+
+def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"catalog": str(catalog), **summary}, default=str))
+        return
+    if quiet:
+        return
+    from faceclust.progress import print_scan_summary
+
+    print_scan_summary(summary, catalog)
+
+
+@main.command()
+@catalog_option
+@json_option
+def status(catalog, as_json):
+    """Show what the catalog holds: photos, faces, embeddings, errors, the last run."""
+    from faceclust.catalog import Catalog
+
+    path = _catalog_path(catalog)
+    with Catalog(path, create=False) as cat:
+        counts = cat.counts()
+        counts["last_run"] = cat.last_run()
+    if as_json:
+        click.echo(json.dumps({"catalog": str(path), **counts}, default=str))
+        return
+    from faceclust.progress import print_status
+
+    print_status(counts, path)
+
+
+@main.command()
+@catalog_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="Row format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write rows to this file instead of stdout.")
+@click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the descriptors, in the same row order, to this .npy file.")
+def export(catalog, fmt, output, embeddings):
+    """Export one row per face: photo, face_id, box (original pixels), score, person."""
+    from faceclust.catalog import Catalog
+    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.export import export_faces
+
+    path = _catalog_path(catalog)
+    model_id = embedders.create(DEFAULT_EMBEDDER).identity()
+    with Catalog(path, create=False) as cat:
+        if output is None:
+            count = export_faces(cat, sys.stdout, fmt, model_id, embeddings)
+        else:
+            with open(output, "w", encoding="utf-8", newline="") as handle:
+                count = export_faces(cat, handle, fmt, model_id, embeddings)
+    click.echo(f"{count} faces exported", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

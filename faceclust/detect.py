@@ -1,0 +1,155 @@
+"""Face detection: pure compute on arrays, detectors registered by name.
+
+A detector takes a uint8 RGB image and a scale (how much to enlarge or shrink it before
+looking, so that the smallest face wanted reaches the detector's window) and returns boxes
+(left, top, right, bottom) in that image's pixels with scores. No face gives empty arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from faceclust.registry import Registry
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray  # float32 (n, 4): left, top, right, bottom
+    scores: np.ndarray  # float32 (n,)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class Detector(Protocol):
+    name: str
+    window: int  # the smallest face (pixels) found at scale 1
+
+    def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections: ...
+
+    def identity(self) -> str: ...
+
+
+detectors: Registry[Detector] = Registry("detector")
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """What the user asks of detection. One default lives here.
+
+    ``min_face``: smallest face wanted, in pixels of the original photo; it sets how much the
+    image is enlarged (small photos) and lets big photos be shrunk before the pyramid.
+    ``max_side``: the detector never works on an image longer than this (keeps big photos
+    cheap; faces smaller than ``window * long_side / max_side`` px are then out of reach).
+    ``upsample``: force the detection scale to 2**upsample instead of deriving it from
+    ``min_face``. ``min_score``: keep detections scoring above this.
+    """
+
+    detector: str = "mmod"
+    min_face: int = 40
+    max_side: int = 1600
+    upsample: int | None = None
+    min_score: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.min_face < 8:
+            raise ValueError("min_face must be at least 8 pixels")
+        if self.max_side < 64:
+            raise ValueError("max_side must be at least 64 pixels")
+        if self.upsample is not None and not 0 <= self.upsample <= 3:
+            raise ValueError("upsample must be between 0 and 3")
+
+    def detection_scale(self, width: int, height: int, window: int) -> float:
+        """Detector pixels per original pixel for a photo of this size."""
+        wanted = 2.0 ** self.upsample if self.upsample is not None else window / self.min_face
+        return min(wanted, self.max_side / max(width, height))
+
+    def identity(self, detector_identity: str) -> str:
+        """What decides which faces are found: a change means photos need detecting again."""
+        up = "auto" if self.upsample is None else str(self.upsample)
+        return (f"{detector_identity};min_face={self.min_face};max_side={self.max_side};"
+                f"upsample={up};min_score={self.min_score:g}")
+
+
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+@detectors.register("mmod")
+class MMODFaceDetector:
+    """dlib's CNN (MMOD) face detector, rebuilt in torch: finds faces at many angles."""
+
+    name = "mmod"
+    window = 80
+
+    def __init__(self, min_score: float = 0.0) -> None:
+        self.min_score = min_score
+        self._impl = None
+
+    def _load(self):
+        if self._impl is None:
+            from faceclust.models.mmod import MMODDetector
+
+            self._impl = MMODDetector()
+        return self._impl
+
+    def identity(self) -> str:
+        from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
+
+        return f"mmod:{file_sha256(model_path(DETECTOR_FILE))[:12]}"
+
+    def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
+        boxes, scores = self._load().detect(image, scale=scale, min_score=self.min_score)
+        return Detections(np.asarray(boxes, np.float32).reshape(-1, 4),
+                          np.asarray(scores, np.float32).reshape(-1))
+
+
+@detectors.register("hog")
+class HOGFaceDetector:
+    """dlib's frontal HOG + linear SVM detector: fast, frontal faces only."""
+
+    name = "hog"
+    window = 80
+
+    def __init__(self, min_score: float = 0.0) -> None:
+        self.min_score = min_score
+        self._impl = None
+
+    def identity(self) -> str:
+        import dlib
+
+        return f"hog:dlib-{dlib.__version__}"
+
+    def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
+        if self._impl is None:
+            import dlib
+
+            self._impl = dlib.get_frontal_face_detector()
+        # dlib enlarges by exact doublings (its pyramid_up); other factors are resized here.
+        upsample = 0
+        while scale >= 2.0 - 1e-6 and upsample < 3:
+            scale /= 2.0
+            upsample += 1
+        work = image if abs(scale - 1.0) < 1e-6 else _resize(image, scale)
+        rects, scores, _ = self._impl.run(work, upsample, self.min_score)
+        if not rects:
+            return Detections.empty()
+        sx = work.shape[1] / image.shape[1]
+        sy = work.shape[0] / image.shape[0]
+        boxes = np.array([[r.left() / sx, r.top() / sy, (r.right() + 1) / sx, (r.bottom() + 1) / sy]
+                          for r in rects], np.float32)
+        scores = np.asarray(scores, np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return Detections(boxes[order], scores[order])

@@ -1,0 +1,58 @@
+"""Export the catalog's faces: one row per face (CSV or JSON Lines), descriptors as .npy."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from faceclust.errors import FaceclustError
+
+COLUMNS = ["photo", "face_id", "left", "top", "right", "bottom", "score", "person"]
+FORMATS = ("csv", "jsonl")
+
+
+def face_rows(catalog, model_id: str | None) -> Iterator[tuple[dict, bytes | None]]:
+    for face_id, path, left, top, right, bottom, score, vector in catalog.iter_faces(model_id):
+        row = {"photo": path, "face_id": face_id, "left": round(left, 1), "top": round(top, 1),
+               "right": round(right, 1), "bottom": round(bottom, 1), "score": round(score, 4),
+               "person": ""}
+        yield row, vector
+
+
+def export_faces(catalog, out: IO[str], fmt: str = "csv", model_id: str | None = None,
+                 embeddings_path: Path | None = None) -> int:
+    """Write one row per face of the catalog's existing photos; return the row count.
+
+    With ``embeddings_path`` the descriptors from ``model_id`` go to a float32 ``.npy`` in the
+    same row order (a face without one gets a row of NaN, so rows stay aligned).
+    """
+    if fmt not in FORMATS:
+        raise FaceclustError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n") if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    vectors: list[bytes | None] = []
+    count = 0
+    for row, vector in face_rows(catalog, model_id):
+        if writer:
+            writer.writerow(row)
+        else:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        vectors.append(vector)
+        count += 1
+    if embeddings_path is not None:
+        np.save(embeddings_path, _stack(vectors))
+    return count
+
+
+def _stack(vectors: list[bytes | None]) -> np.ndarray:
+    dim = next((len(v) // 4 for v in vectors if v), 128)
+    out = np.full((len(vectors), dim), np.nan, np.float32)
+    for i, v in enumerate(vectors):
+        if v:
+            out[i] = np.frombuffer(v, "<f4")
+    return out

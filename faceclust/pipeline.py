@@ -1,0 +1,383 @@
+"""The scan: files -> photos -> faces -> embeddings -> catalog.
+
+Orchestration only: walking and decoding live in ``scan``, compute in ``detect``/``align``/
+``embed``, SQL in ``catalog``. Work is committed in batches, so a killed scan resumes where it
+stopped; a file that cannot be read is recorded and the scan goes on. Originals are only read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from faceclust.align import Aligner
+from faceclust.detect import DetectOptions, Detector, detectors
+from faceclust.embed import DEFAULT_EMBEDDER, Embedder, embedders
+from faceclust.errors import FaceclustError
+from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
+from faceclust.scan import LoadedImage, PhotoFile, ScalePolicy, content_hash, decode_image, read_file, walk_photos
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    detect: DetectOptions = field(default_factory=DetectOptions)
+    embedder: str = DEFAULT_EMBEDDER
+    batch_photos: int = 32
+    decode_workers: int = 2
+    update_index: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_photos < 1:
+            raise ValueError("batch_photos must be at least 1")
+        if self.decode_workers < 1:
+            raise ValueError("decode_workers must be at least 1")
+
+
+@dataclass
+class ProgressEvent:
+    stage: str  # "walk", "photos", "reembed", "index", "done"
+    done: int
+    total: int
+    faces: int = 0
+    errors: int = 0
+    path: str | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class Timer:
+    """Seconds spent per stage (summed over threads for decode)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def add(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - start
+        return now
+
+
+class FaceFinder:
+    """detect -> landmarks -> chips -> embed on decoded images. Pure compute, no files, no SQL."""
+
+    def __init__(self, detect: DetectOptions, detector: Detector, embedder: Embedder,
+                 timer: Timer | None = None) -> None:
+        self.options = detect
+        self.detector = detector
+        self.embedder = embedder
+        self.aligner = Aligner()
+        self.timer = timer or Timer()
+
+    def scale_policy(self) -> ScalePolicy:
+        """Decode no larger than the detector will look at (never enlarge at decode)."""
+        window = self.detector.window
+        return lambda w, h: min(1.0, self.options.detection_scale(w, h, window))
+
+    def find(self, images: Sequence[LoadedImage]) -> list[FaceArrays]:
+        """Faces of several photos; their chips are embedded together in batches."""
+        located = []
+        all_chips = []
+        for image in images:
+            t = time.perf_counter()
+            det_scale = self.options.detection_scale(image.original_width, image.original_height,
+                                                     self.detector.window)
+            found = self.detector.detect(image.pixels, scale=det_scale / image.scale)
+            t = self.timer.add("detect", t)
+            marks = self.aligner.landmarks(image.pixels, found.boxes)
+            chips = self.aligner.chips(image.pixels, marks)
+            self.timer.add("landmarks", t)
+            located.append((found, marks))
+            all_chips.append(chips)
+        t = time.perf_counter()
+        chips = np.concatenate(all_chips) if all_chips else np.zeros((0, 150, 150, 3), np.uint8)
+        vectors = self.embedder.embed(chips)
+        self.timer.add("embed", t)
+        out, start = [], 0
+        for image, (found, marks) in zip(images, located):
+            n = len(found)
+            out.append(FaceArrays(
+                boxes=(found.boxes / image.scale).astype(np.float32),
+                scores=found.scores.astype(np.float32),
+                landmarks=(marks / image.scale).astype(np.float32),
+                embeddings=vectors[start:start + n],
+            ))
+            start += n
+        return out
+
+    def reembed(self, image: LoadedImage, landmarks: np.ndarray) -> np.ndarray:
+        """Embeddings for faces already found (landmarks in original pixels), no detection."""
+        t = time.perf_counter()
+        chips = self.aligner.chips(image.pixels, landmarks * image.scale)
+        t = self.timer.add("landmarks", t)
+        vectors = self.embedder.embed(chips)
+        self.timer.add("embed", t)
+        return vectors
+
+
+@dataclass
+class _Prepared:
+    """What a decode worker hands back for one file."""
+
+    file: PhotoFile
+    content_hash: str | None = None
+    image: LoadedImage | None = None
+    error: str | None = None
+    touched: bool = False
+    candidates: list[PhotoState] = field(default_factory=list)
+
+
+class Scanner:
+    """One scan of some roots into one catalog."""
+
+    def __init__(self, catalog, options: ScanOptions | None = None,
+                 progress: ProgressCallback | None = None,
+                 detector: Detector | None = None, embedder: Embedder | None = None) -> None:
+        self.catalog = catalog
+        self.options = options or ScanOptions()
+        self.progress = progress or (lambda event: None)
+        self.timer = Timer()
+        detector = detector or detectors.create(self.options.detect.detector,
+                                                min_score=self.options.detect.min_score)
+        embedder = embedder or embedders.create(self.options.embedder)
+        self.finder = FaceFinder(self.options.detect, detector, embedder, self.timer)
+        self.model_id = embedder.identity()
+        self.detect_identity = self.options.detect.identity(detector.identity())
+        self.summary = ScanSummary()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, roots: Iterable[Path]) -> ScanSummary:
+        started = time.perf_counter()
+        roots = [Path(os.path.abspath(r)) for r in roots]
+        run_id = self.catalog.start_run("scan", {
+            "roots": [str(r) for r in roots], "detect": self.options.detect.__dict__,
+            "model": self.model_id, "detect_identity": self.detect_identity})
+        self.run_id = run_id
+        status = "failed"
+        try:
+            files, walk_errors = self._walk(roots)
+            states = self.catalog.photo_states()
+            todo = [f for f in files if not self._unchanged(states.get(str(f.path)), f)]
+            self.summary.photos_seen = len(files)
+            self.summary.unchanged = len(files) - len(todo)
+            seen = {str(f.path) for f in files}
+            self._process(todo, states, seen)
+            self._reembed()
+            self._mark_gone(roots, seen, walk_errors)
+            status = "ok"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.summary.seconds = time.perf_counter() - started
+            self.summary.timings = {k: round(v, 3) for k, v in self.timer.seconds.items()}
+            self.catalog.finish_run(run_id, self.summary.as_dict(), status)
+        if self.options.update_index:
+            self._update_index()
+        return self.summary
+
+    def _walk(self, roots: list[Path]):
+        from faceclust.scan import WalkError
+
+        errors: list[WalkError] = []
+        files = []
+        for f in walk_photos(roots, errors):
+            files.append(f)
+            if len(files) % 1000 == 0:
+                self.progress(ProgressEvent("walk", len(files), 0))
+        self.progress(ProgressEvent("walk", len(files), len(files)))
+        if errors:
+            self.catalog.record_errors(self.run_id, [(str(e.path), e.message) for e in errors])
+            self.summary.errors += len(errors)
+            self.summary.error_samples.extend((str(e.path), e.message) for e in errors[:20])
+        return files, errors
+
+    def _unchanged(self, state: PhotoState | None, f: PhotoFile) -> bool:
+        return (state is not None and state.status == "ok" and state.size == f.size
+                and state.mtime_ns == f.mtime_ns and state.detect_identity == self.detect_identity)
+
+    # -- new and changed files -------------------------------------------------------------
+
+    def _process(self, todo: list[PhotoFile], states: dict[str, PhotoState], seen: set[str]) -> None:
+        by_hash: dict[str, list[PhotoState]] = defaultdict(list)
+        for state in states.values():
+            if state.content_hash and state.status in ("ok", "gone") and state.detect_identity == self.detect_identity:
+                by_hash[state.content_hash].append(state)
+        policy = self.finder.scale_policy()
+        batch = self.options.batch_photos
+        total = len(todo)
+        claimed: set[int] = set()
+        done = 0
+        with ThreadPoolExecutor(self.options.decode_workers) as pool:
+            prepare = lambda f: self._prepare(f, states.get(str(f.path)), by_hash, policy)  # noqa: E731
+            pending = [pool.submit(prepare, f) for f in todo[:batch]]
+            for start in range(0, total, batch):
+                ready = [p.result() for p in pending]
+                # Decode the next batch while this one is detected and embedded.
+                pending = [pool.submit(prepare, f) for f in todo[start + batch:start + 2 * batch]]
+                results = self._finish_batch(ready, states, seen, claimed)
+                t = time.perf_counter()
+                self.catalog.write_results(results, self.model_id, self.detect_identity, self.run_id)
+                self.timer.add("sql", t)
+                done += len(ready)
+                self.progress(ProgressEvent("photos", done, total, self.summary.faces_found,
+                                            self.summary.errors, ready[-1].file.path.name))
+
+    def _prepare(self, f: PhotoFile, state: PhotoState | None, by_hash, policy) -> _Prepared:
+        t = time.perf_counter()
+        out = _Prepared(f)
+        try:
+            data = read_file(f.path)
+            out.content_hash = content_hash(data)
+            if state is not None and state.status in ("ok", "gone") \
+                    and state.content_hash == out.content_hash and state.detect_identity == self.detect_identity:
+                out.touched = True
+                return out
+            out.candidates = [c for c in by_hash.get(out.content_hash, ()) if c.path != str(f.path)]
+            if not out.candidates:
+                out.image = decode_image(data, f.path, policy)
+        except FaceclustError as exc:
+            out.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job
+            out.error = f"unexpected error while decoding ({type(exc).__name__}: {exc})"
+        finally:
+            self.timer.add("decode", t)
+        return out
+
+    def _finish_batch(self, ready: list[_Prepared], states, seen: set[str], claimed: set[int]) -> list[PhotoResult]:
+        results: list[PhotoResult] = []
+        to_detect: list[tuple[_Prepared, PhotoResult]] = []
+        for p in ready:
+            path = str(p.file.path)
+            base = dict(path=path, size=p.file.size, mtime_ns=p.file.mtime_ns, content_hash=p.content_hash)
+            if p.error:
+                results.append(PhotoResult("error", error=p.error, **base))
+                self._note_error(path, p.error)
+            elif p.touched:
+                results.append(PhotoResult("touched", **base))
+            elif p.candidates:
+                results.append(self._relink(p, base, seen, claimed))
+            else:
+                result = PhotoResult("faces", width=p.image.original_width, height=p.image.original_height, **base)
+                to_detect.append((p, result))
+                results.append(result)
+            self._count(p, states.get(path))
+        if to_detect:
+            self._detect(to_detect, results)
+        return results
+
+    def _count(self, p: _Prepared, state: PhotoState | None) -> None:
+        if p.error:
+            return
+        if p.touched:
+            self.summary.unchanged += 1
+        elif state is not None and state.status == "ok":
+            self.summary.changed += 1
+        elif not p.candidates:
+            self.summary.new += 1
+
+    def _relink(self, p: _Prepared, base: dict, seen: set[str], claimed: set[int]) -> PhotoResult:
+        for cand in p.candidates:
+            if cand.id not in claimed and cand.path not in seen and not os.path.lexists(cand.path):
+                claimed.add(cand.id)
+                self.summary.moved += 1
+                return PhotoResult("moved", source_id=cand.id, **base)
+        self.summary.copied += 1
+        return PhotoResult("copied", source_id=p.candidates[0].id, **base)
+
+    def _detect(self, to_detect: list[tuple[_Prepared, PhotoResult]], results: list[PhotoResult]) -> None:
+        try:
+            found = self.finder.find([p.image for p, _ in to_detect])
+        except Exception:  # noqa: BLE001 - find the photo that failed, keep the rest
+            found = [self._find_one(p, r) for p, r in to_detect]
+        for (p, result), faces in zip(to_detect, found):
+            if faces is None:
+                continue
+            result.faces = faces
+            self.summary.faces_found += len(faces)
+            self.summary.photos_with_faces += bool(len(faces))
+            p.image = None  # free the pixels early
+
+    def _find_one(self, p: _Prepared, result: PhotoResult) -> FaceArrays | None:
+        try:
+            return self.finder.find([p.image])[0]
+        except Exception as exc:  # noqa: BLE001
+            result.kind = "error"
+            result.error = f"face detection failed ({type(exc).__name__}: {exc})"
+            self._note_error(result.path, result.error)
+            return None
+
+    def _note_error(self, path: str, message: str) -> None:
+        self.summary.errors += 1
+        if len(self.summary.error_samples) < 20:
+            self.summary.error_samples.append((path, message))
+
+    # -- other steps -----------------------------------------------------------------------
+
+    def _reembed(self) -> None:
+        """Faces found earlier but without an embedding from this model: embed, don't detect."""
+        photos = self.catalog.photos_missing_embeddings(self.model_id)
+        policy = self.finder.scale_policy()
+        for i, state in enumerate(photos):
+            t = time.perf_counter()
+            try:
+                data = read_file(Path(state.path))
+                if content_hash(data) != state.content_hash:
+                    continue  # changed since: the next scan redoes it
+                image = decode_image(data, Path(state.path), policy)
+            except FaceclustError as exc:
+                self._note_error(state.path, str(exc))
+                continue
+            finally:
+                self.timer.add("decode", t)
+            face_ids, marks = self.catalog.face_landmarks(state.id)
+            vectors = self.finder.reembed(image, marks)
+            t = time.perf_counter()
+            self.catalog.write_embeddings(face_ids, vectors, self.model_id)
+            self.timer.add("sql", t)
+            self.summary.reembedded += 1
+            self.progress(ProgressEvent("reembed", i + 1, len(photos), path=Path(state.path).name))
+
+    def _mark_gone(self, roots: list[Path], seen: set[str], walk_errors) -> None:
+        # Read the catalog again: rows re-pointed by a move now carry their new path.
+        # A folder that could not be listed (an unmounted share, a permission change) says
+        # nothing about its photos: they are not marked gone.
+        blind = [str(e.path) for e in walk_errors]
+        gone = [
+            state.id for path, state in self.catalog.photo_states().items()
+            if state.status != "gone" and path not in seen
+            and any(_is_under(path, str(r)) for r in roots)
+            and not any(_is_under(path, b) for b in blind)
+            and not os.path.lexists(path)  # still there (e.g. now in a skipped folder): leave it
+        ]
+        self.summary.gone = self.catalog.mark_gone(gone)
+
+    def _update_index(self) -> None:
+        from faceclust.index import open_index
+
+        self.progress(ProgressEvent("index", 0, 1))
+        t = time.perf_counter()
+        open_index(self.catalog, self.model_id)
+        self.timer.add("index", t)
+        self.progress(ProgressEvent("index", 1, 1))
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def scan_library(catalog_path: Path, roots: Sequence[Path], options: ScanOptions | None = None,
+                 progress: ProgressCallback | None = None) -> ScanSummary:
+    """Scan ``roots`` into the catalog at ``catalog_path`` and refresh its index."""
+    from faceclust.catalog import Catalog
+
+    with Catalog(catalog_path) as catalog:
+        return Scanner(catalog, options, progress).run(roots)

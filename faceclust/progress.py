@@ -1,0 +1,116 @@
+"""What the CLI shows while working and when done: rich on a terminal, plain lines otherwise.
+
+Progress goes to stderr, so stdout stays clean for ``--json`` and exports.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+PLAIN_EVERY_SECONDS = 10.0
+
+
+class ScanProgress:
+    """A callable receiving pipeline ProgressEvents."""
+
+    def __init__(self, enabled: bool = True, stream=None) -> None:
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.live = enabled and self.stream.isatty()
+        self._progress = None
+        self._tasks: dict[str, int] = {}
+        self._last_plain = 0.0
+        self._started = time.monotonic()
+
+    def __enter__(self) -> "ScanProgress":
+        if self.live:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[faces]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=Console(file=self.stream), transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, event) -> None:
+        if not self.enabled:
+            return
+        if self._progress is not None:
+            self._live(event)
+        else:
+            self._plain(event)
+
+    def _live(self, event) -> None:
+        task = self._tasks.get(event.stage)
+        label = {"walk": "finding photos", "photos": "scanning", "reembed": "re-embedding",
+                 "index": "indexing"}.get(event.stage, event.stage)
+        if task is None:
+            task = self._progress.add_task(label, total=event.total or None, rate="", faces="")
+            self._tasks[event.stage] = task
+            self._stage_started = time.monotonic()
+        elapsed = max(1e-6, time.monotonic() - self._stage_started)
+        fields = {}
+        if event.stage in ("photos", "reembed"):
+            fields = {"rate": f"{event.done / elapsed:.1f} photos/s",
+                      "faces": f"{event.faces} faces, {event.errors} errors"}
+        self._progress.update(task, completed=event.done, total=event.total or None, **fields)
+
+    def _plain(self, event) -> None:
+        now = time.monotonic()
+        final = event.total and event.done >= event.total
+        if not final and now - self._last_plain < PLAIN_EVERY_SECONDS:
+            return
+        self._last_plain = now
+        elapsed = max(1e-6, now - self._started)
+        if event.stage == "photos":
+            line = (f"scan: {event.done}/{event.total} photos, {event.faces} faces, "
+                    f"{event.errors} errors, {event.done / elapsed:.1f} photos/s")
+        else:
+            line = f"{event.stage}: {event.done}/{event.total or '?'}"
+        print(line, file=self.stream, flush=True)
+
+
+def print_scan_summary(summary: dict, catalog: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"scan of {catalog}", show_header=False)
+    for key in ("photos_seen", "unchanged", "new", "changed", "moved", "copied", "reembedded",
+                "gone", "errors", "faces_found", "photos_with_faces", "photos_per_second"):
+        table.add_row(key.replace("_", " "), str(summary.get(key, 0)))
+    table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")
+    console.print(table)
+    for path, message in summary.get("error_samples", [])[:10]:
+        console.print(f"[red]error[/red] {path}: {message}", markup=True, highlight=False)
+    if summary.get("errors", 0) > 10:
+        console.print(f"... {summary['errors']} errors in all; see 'faceclust status'.")
+
+
+def print_status(counts: dict, catalog: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"catalog {catalog}", show_header=False)
+    for key in ("photos", "photos_with_faces", "faces", "photos_with_errors", "photos_gone", "runs",
+                "schema_version"):
+        table.add_row(key.replace("_", " "), str(counts.get(key, 0)))
+    for model, n in counts.get("embeddings_by_model", {}).items():
+        table.add_row(f"embeddings ({model})", str(n))
+    console.print(table)
+    last = counts.get("last_run")
+    if last:
+        state = last["status"]
+        console.print(f"last run: {last['command']} #{last['id']} ({state})")

@@ -1,0 +1,90 @@
+"""Small records passed between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FaceArrays:
+    """The faces of one photo, in pixels of the orientation-corrected original.
+
+    boxes: float32 (n, 4) left, top, right, bottom (right/bottom exclusive);
+    scores: float32 (n,); landmarks: float32 (n, 5, 2); embeddings: float32 (n, d).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
+    embeddings: np.ndarray
+
+    @classmethod
+    def empty(cls, dim: int = 128) -> "FaceArrays":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                   np.zeros((0, 5, 2), np.float32), np.zeros((0, dim), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
+class PhotoState:
+    """What the catalog knows of one photo."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str  # "ok" | "error" | "gone"
+    detect_identity: str | None
+
+
+@dataclass
+class PhotoResult:
+    """The outcome of processing one file, written to the catalog in a batch.
+
+    kind: "faces" (decoded and detected), "error", "moved" (same bytes as ``source_id`` whose
+    path disappeared: the row is re-pointed and keeps its faces), "copied" (same bytes as
+    ``source_id``, which still exists: the faces are copied), "touched" (same bytes, new mtime).
+    """
+
+    kind: str
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    faces: FaceArrays | None = None
+    error: str | None = None
+    source_id: int | None = None
+
+
+@dataclass
+class ScanSummary:
+    photos_seen: int = 0
+    unchanged: int = 0
+    new: int = 0
+    changed: int = 0
+    moved: int = 0
+    copied: int = 0
+    reembedded: int = 0
+    errors: int = 0
+    gone: int = 0
+    faces_found: int = 0
+    photos_with_faces: int = 0
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+    error_samples: list = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.new + self.changed
+
+    def as_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items()}
+        out["photos_per_second"] = round(self.processed / self.seconds, 2) if self.seconds else 0.0
+        return out

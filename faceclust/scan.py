@@ -1,0 +1,261 @@
+"""Walk photo folders and open images safely.
+
+No models and no SQL here: this module turns paths into pixels. Originals are only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from faceclust.errors import ImageError, MissingExtraError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif",
+     ".heic", ".heif", ".avif"}
+)
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+
+# Folders that NAS boxes, photo managers and operating systems fill with thumbnails,
+# previews and trash: scanning them would catalog every face several times.
+SKIPPED_DIRS = frozenset(
+    {"@eadir", "#recycle", "#snapshot", "@recycle", "@tmp", "@sharebin", "$recycle.bin",
+     ".thumbnails", ".thumbs", "thumbs", ".trash", ".trashes", "lost+found",
+     ".@__thumb", "@__thumb", ".recycle", ".cache", "system volume information"}
+)
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    """A candidate image found on disk."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class LoadedImage:
+    """Pixels at working resolution, plus how they relate to the original.
+
+    ``pixels`` is uint8 (H, W, 3) RGB, orientation-corrected. ``scale`` is working pixels per
+    original (orientation-corrected) pixel: divide working coordinates by it to report
+    coordinates in the original.
+    """
+
+    pixels: np.ndarray
+    original_width: int
+    original_height: int
+    scale: float
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class WalkError:
+    path: Path
+    message: str
+
+
+def is_skipped_dir(name: str) -> bool:
+    return name.startswith(".") or name.lower() in SKIPPED_DIRS
+
+
+def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None) -> Iterator[PhotoFile]:
+    """Yield image files under ``roots`` recursively, in a stable order.
+
+    Hidden and NAS system folders are skipped. Symlinked folders are followed once: a folder
+    already visited (same device and inode) is not entered again, so symlink cycles end.
+    Unreadable folders are reported through ``errors`` and skipped.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        root = Path(root)
+        try:
+            st = root.stat()
+        except OSError as exc:
+            _report(errors, root, f"cannot read: {exc.strerror or exc}")
+            continue
+        if stat.S_ISREG(st.st_mode):
+            if root.suffix.lower() in IMAGE_EXTENSIONS:
+                yield PhotoFile(root, st.st_size, st.st_mtime_ns)
+            continue
+        yield from _walk_dir(root, seen_dirs, errors)
+
+
+def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | None) -> Iterator[PhotoFile]:
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            _report(errors, folder, f"cannot read folder: {exc.strerror or exc}")
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            _report(errors, folder, f"cannot list folder: {exc.strerror or exc}")
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    if not is_skipped_dir(entry.name):
+                        subdirs.append(Path(entry.path))
+                    continue
+                if entry.name.startswith(".") or Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    continue
+                est = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                _report(errors, Path(entry.path), f"cannot read: {exc.strerror or exc}")
+                continue
+            if stat.S_ISREG(est.st_mode):
+                yield PhotoFile(Path(entry.path), est.st_size, est.st_mtime_ns)
+        # Reversed so that popping from the stack visits folders in name order.
+        stack.extend(reversed(subdirs))
+
+
+def _report(errors: list[WalkError] | None, path: Path, message: str) -> None:
+    if errors is not None:
+        errors.append(WalkError(path, message))
+
+
+def content_hash(data: bytes) -> str:
+    """Identity of a file's bytes: recognises moved, renamed and copied photos."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ImageError(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def _ensure_heif(path: Path) -> None:
+    if path.suffix.lower() not in HEIF_EXTENSIONS:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        raise MissingExtraError(
+            "HEIC/HEIF photos need the optional extra: pip install 'faceclust[heif]'"
+        ) from None
+    pillow_heif.register_heif_opener()
+
+
+ScalePolicy = Callable[[int, int], float]
+
+
+def max_side_policy(max_side: int | None) -> ScalePolicy:
+    """Working scale that caps the long side at ``max_side`` (never enlarges)."""
+
+    def policy(width: int, height: int) -> float:
+        if not max_side or max(width, height) <= max_side:
+            return 1.0
+        return max_side / max(width, height)
+
+    return policy
+
+
+def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None) -> LoadedImage:
+    """Decode ``data`` (the bytes of ``path``) to RGB at a working resolution.
+
+    EXIF orientation is applied. ``scale_for(width, height)`` gives the working scale (<= 1)
+    from the orientation-corrected original size; for JPEG the decoder itself does most of
+    the reduction (``Image.draft``), several times cheaper than a full decode.
+    Every failure becomes an :class:`ImageError`.
+    """
+    from PIL import Image, ImageOps
+
+    _ensure_heif(path)
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return _decode_opened(im, data, scale_for, Image, ImageOps)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image is too large to decode safely: {exc}") from exc
+    except Image.UnidentifiedImageError:
+        raise ImageError("not an image, or a format Pillow cannot read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message or isinstance(exc, EOFError):
+            message = f"truncated or damaged file ({message})"
+        raise ImageError(f"cannot decode: {message}") from exc
+    except MemoryError as exc:
+        raise ImageError("not enough memory to decode this image") from exc
+
+
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageOps) -> LoadedImage:
+    try:
+        orientation = int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block must not lose the photo
+        orientation = 1
+    width, height = im.size
+    if orientation in _SWAPPING_ORIENTATIONS:
+        width, height = height, width
+    factor = min(1.0, scale_for(width, height)) if scale_for else 1.0
+    if factor < 1.0 and im.format == "JPEG":
+        # draft() keeps the decoded size >= the requested one (it divides by powers of two).
+        stored = im.size
+        im.draft("RGB", (max(1, int(stored[0] * factor)), max(1, int(stored[1] * factor))))
+    im.load()
+    im = _to_rgb(im, Image)
+    if orientation != 1:
+        im = ImageOps.exif_transpose(im)
+    target = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if im.size != target:
+        im = im.resize(target, Image.Resampling.BILINEAR)
+    pixels = np.asarray(im, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageError(f"unexpected pixel layout {pixels.shape}")
+    return LoadedImage(
+        pixels=np.ascontiguousarray(pixels),
+        original_width=width,
+        original_height=height,
+        scale=target[0] / width,
+        content_hash=content_hash(data),
+    )
+
+
+def _to_rgb(im, Image):
+    """Convert any Pillow mode to 8-bit RGB without clipping high bit depths."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Pillow's convert() would clip 16-bit values at 255: scale instead.
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Transparent areas become white, as photo viewers show them.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_image(path: Path, scale_for: ScalePolicy | None = None) -> LoadedImage:
+    """Read and decode one photo. Raises :class:`ImageError` (or MissingExtraError)."""
+    return decode_image(read_file(path), path, scale_for)
