@@ -1,0 +1,104 @@
+"""The catalog's schema handling and the FAISS index."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from faceclust.catalog import SCHEMA_VERSION, Catalog, default_catalog_path
+from faceclust.errors import CatalogError
+from faceclust.index import FaceIndex, open_index
+from faceclust.records import FaceArrays, PhotoResult
+
+
+def test_new_catalog_is_migrated_and_uses_wal(tmp_path):
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.schema_version == SCHEMA_VERSION
+        assert cat.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_catalog_from_a_newer_faceclust_is_refused(tmp_path):
+    path = tmp_path / "c.sqlite"
+    Catalog(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(CatalogError, match="upgrade faceclust"):
+        Catalog(path)
+
+
+def test_a_file_that_is_not_a_catalog_is_refused(tmp_path):
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError, match="faceclust catalog"):
+        Catalog(path)
+
+
+def test_default_catalog_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACECLUST_CATALOG", str(tmp_path / "x.sqlite"))
+    assert default_catalog_path() == tmp_path / "x.sqlite"
+    monkeypatch.delenv("FACECLUST_CATALOG")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_catalog_path() == tmp_path / "faceclust" / "catalog.sqlite"
+
+
+def _faces(n, dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return FaceArrays(rng.uniform(0, 100, (n, 4)).astype(np.float32), np.ones(n, np.float32),
+                      rng.uniform(0, 100, (n, 5, 2)).astype(np.float32),
+                      rng.normal(size=(n, dim)).astype(np.float32))
+
+
+def test_a_failed_batch_leaves_nothing_behind(tmp_path):
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        good = PhotoResult("faces", "/p/a.jpg", 1, 1, "h1", 10, 10, _faces(2))
+        broken = PhotoResult("no-such-kind", "/p/b.jpg", 1, 1)
+        with pytest.raises(KeyError):
+            cat.write_results([good, broken], "m", "d", None)
+        assert cat.counts()["photos"] == 0 and cat.counts()["faces"] == 0
+        cat.write_results([good], "m", "d", None)
+        ids, vectors = cat.embeddings("m")
+        assert len(ids) == 2 and np.allclose(vectors, good.faces.embeddings)
+
+
+def test_flat_index_finds_the_nearest_faces():
+    x, labels = make_blobs(n_samples=300, centers=10, n_features=16, cluster_std=0.3, random_state=0)
+    ids = np.arange(1000, 1300)
+    index = FaceIndex.build(ids, x.astype(np.float32), "fp")
+    result = index.search(x[:5], k=3)
+    assert list(result.face_ids[:, 0]) == list(ids[:5])
+    assert np.allclose(result.distances[:, 0], 0, atol=1e-3)
+    brute = np.sort(np.linalg.norm(x[:5, None] - x[None], axis=2), axis=1)[:, :3]
+    assert np.allclose(result.distances, brute, atol=1e-3)
+
+
+def test_large_libraries_get_an_approximate_index_with_good_recall():
+    x, labels = make_blobs(n_samples=4000, centers=40, n_features=32, cluster_std=1.0, random_state=1)
+    x = x.astype(np.float32)
+    index = FaceIndex.build(np.arange(len(x)), x, "fp", exact_limit=1000)
+    assert index.kind.startswith("ivf")
+    queries = x[:200]
+    approx = index.search(queries, k=10).face_ids
+    exact = np.argsort(np.linalg.norm(queries[:, None] - x[None], axis=2), axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+    assert recall > 0.9
+
+
+def test_index_is_saved_and_rebuilt_when_stale(tmp_path):
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.write_results([PhotoResult("faces", "/p/a.jpg", 1, 1, "h1", 10, 10, _faces(3))], "m", "d", None)
+        first = open_index(cat, "m")
+        assert first.count == 3 and (tmp_path / "c.sqlite.faiss").exists()
+        again = open_index(cat, "m")
+        assert again.fingerprint == first.fingerprint and again.count == 3
+        cat.write_results([PhotoResult("faces", "/p/b.jpg", 1, 1, "h2", 10, 10, _faces(2, seed=1))], "m", "d", None)
+        assert open_index(cat, "m").count == 5
+
+
+def test_empty_index_answers_with_no_neighbours():
+    index = FaceIndex.build(np.zeros(0, np.int64), np.zeros((0, 128), np.float32), "fp")
+    result = index.search(np.zeros((2, 128), np.float32), k=4)
+    assert (result.face_ids == -1).all() and np.isinf(result.distances).all()

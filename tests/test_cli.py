@@ -1,0 +1,111 @@
+"""The command line, driven through click's CliRunner with the fake models."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import draw_photo
+from faceclust.cli import main
+
+FAKE = ["--detector", "fake", "--min-face", "20"]
+
+
+@pytest.fixture(autouse=True)
+def fake_default_embedder(monkeypatch):
+    """The CLI embeds with the default embedder: the fake one stands in for it here."""
+    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+
+
+@pytest.fixture
+def lib(tmp_path):
+    root = tmp_path / "photos"
+    draw_photo(root / "a.png", [(0, 10, 10, 40)])
+    draw_photo(root / "b.png", [(1, 10, 10, 40), (2, 100, 100, 60)])
+    draw_photo(root / "c.png", [])
+    (root / "broken.jpg").write_bytes(b"garbage")
+    return root
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def test_every_command_has_help():
+    for name, command in main.commands.items():
+        assert command.help and len(command.help.strip()) > 20, f"'{name}' has no help text"
+        result = run(name, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_help_imports_neither_torch_nor_faiss():
+    code = ("import sys; from click.testing import CliRunner; from faceclust.cli import main; "
+            "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0; "
+            "print(sorted(m for m in ('torch', 'faiss', 'dlib', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_scan_json_summary_and_exit_code_with_per_file_errors(tmp_path, lib):
+    result = run("scan", lib, "--catalog", tmp_path / "c.sqlite", *FAKE, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["photos_seen"] == 4 and summary["errors"] == 1
+    assert summary["faces_found"] == 3 and summary["photos_with_faces"] == 2
+    assert summary["error_samples"][0][0].endswith("broken.jpg")
+
+
+def test_status_and_export(tmp_path, lib):
+    cat = tmp_path / "c.sqlite"
+    assert run("scan", lib, "--catalog", cat, *FAKE, "--quiet").exit_code == 0
+    status = json.loads(run("status", "--catalog", cat, "--json").stdout)
+    assert status["photos"] == 3 and status["faces"] == 3 and status["photos_with_errors"] == 1
+
+    result = run("export", "--catalog", cat, "--embeddings", tmp_path / "e.npy")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["photo"].rsplit("/", 1)[1] for r in rows] == ["a.png", "b.png", "b.png"]
+    assert list(rows[0]) == ["photo", "face_id", "left", "top", "right", "bottom", "score", "person"]
+    assert (float(rows[0]["left"]), float(rows[0]["right"])) == (10.0, 50.0)
+    assert all(r["person"] == "" for r in rows)
+    vectors = np.load(tmp_path / "e.npy")
+    assert vectors.shape == (3, 8) and not np.isnan(vectors).any()
+
+    out = tmp_path / "faces.jsonl"
+    run("export", "--catalog", cat, "--format", "jsonl", "-o", out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["face_id"] for line in lines] == [int(r["face_id"]) for r in rows]
+
+
+def test_catalog_from_environment(tmp_path, lib, monkeypatch):
+    cat = tmp_path / "env.sqlite"
+    result = run("scan", lib, *FAKE, "--quiet", env={"FACECLUST_CATALOG": str(cat)})
+    assert result.exit_code == 0 and cat.exists()
+
+
+def test_status_of_a_missing_catalog_says_what_to_do(tmp_path):
+    result = run("status", "--catalog", tmp_path / "none.sqlite")
+    assert result.exit_code == 1
+    assert "faceclust scan" in result.output
+
+
+def test_bad_option_values_are_usage_errors(tmp_path, lib):
+    result = run("scan", lib, "--catalog", tmp_path / "c.sqlite", "--min-face", "2")
+    assert result.exit_code == 2 and "min_face" in result.output
+    result = run("scan", lib, "--catalog", tmp_path / "c.sqlite", "--detector", "nope")
+    assert result.exit_code == 1 and "choose one of" in result.output
+
+
+def test_plain_progress_lines_when_not_a_tty(tmp_path, lib):
+    result = CliRunner().invoke(main, ["scan", str(lib), "--catalog", str(tmp_path / "c.sqlite"), *FAKE])
+    assert result.exit_code == 0
+    assert "scan: 4/4 photos, 3 faces, 1 errors" in result.stderr
+    assert "photos seen" in result.stdout

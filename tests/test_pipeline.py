@@ -1,0 +1,257 @@
+"""The scan pipeline with the fake detector and embedder: incremental, resumable, robust."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from conftest import FakeDetector, FakeEmbedder, draw_photo
+from faceclust import pipeline
+from faceclust.catalog import Catalog
+from faceclust.detect import DetectOptions
+from faceclust.pipeline import ScanOptions, Scanner, scan_library
+
+OPTIONS = ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake", batch_photos=3)
+
+
+def scan(catalog_path: Path, *roots: Path, options: ScanOptions = OPTIONS):
+    return scan_library(catalog_path, list(roots), options)
+
+
+def faces_by_path(catalog_path: Path) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {}
+    with Catalog(catalog_path) as cat:
+        for face_id, path, left, top, right, bottom, score, vector in cat.iter_faces("fake-embedder:1"):
+            out.setdefault(path, []).append((round(left), round(top), round(right), round(bottom), vector))
+    return out
+
+
+def library(root: Path, n: int = 7) -> list[Path]:
+    paths = []
+    for i in range(n):
+        faces = [(i % 4, 20 + 3 * i, 30, 40)] if i % 3 else [(0, 10, 10 + i, 30), (2, 150, 100, 50)]
+        paths.append(draw_photo(root / f"sub{i % 2}" / f"p{i:02d}.png", faces))
+    return paths
+
+
+def checksums(paths):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def test_scan_catalogs_every_photo_and_its_faces(tmp_path):
+    photos = library(tmp_path / "lib")
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert summary.photos_seen == summary.new == len(photos)
+    assert summary.errors == 0
+    found = faces_by_path(tmp_path / "c.sqlite")
+    assert set(found) == {str(p) for p in photos}
+    # Boxes come back in the photo's own pixels.
+    assert sorted(f[:4] for f in found[str(photos[0])]) == [(10, 10, 40, 40), (150, 100, 200, 150)]
+    assert sum(len(v) for v in found.values()) == summary.faces_found == 3 * 2 + 4
+
+
+def test_boxes_are_in_original_pixels_when_decoding_smaller(tmp_path):
+    photo = draw_photo(tmp_path / "lib" / "big.png", [(1, 400, 300, 200)], size=(1600, 1200))
+    options = ScanOptions(detect=DetectOptions(detector="fake", min_face=40), embedder="fake")  # scale 0.5
+    scan(tmp_path / "c.sqlite", photo, options=options)
+    (box,) = faces_by_path(tmp_path / "c.sqlite")[str(photo)]
+    assert np.allclose(box[:4], (400, 300, 600, 500), atol=2)
+
+
+def test_second_scan_decodes_nothing(tmp_path):
+    library(tmp_path / "lib")
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with mock.patch.object(pipeline, "decode_image", side_effect=AssertionError("decoded again")), \
+         mock.patch.object(pipeline, "read_file", side_effect=AssertionError("read again")):
+        summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert summary.unchanged == summary.photos_seen == 7
+    assert summary.new == summary.changed == summary.errors == 0
+
+
+def test_moved_and_renamed_files_keep_their_faces(tmp_path):
+    photos = library(tmp_path / "lib")
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        before = {path: ids for path, ids in _face_ids(cat).items()}
+    target = tmp_path / "lib" / "renamed" / "new name.png"
+    target.parent.mkdir()
+    shutil.move(photos[1], target)
+    FakeDetector.calls = 0
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert summary.moved == 1 and summary.new == 0 and summary.gone == 0
+    assert FakeDetector.calls == 0
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        after = _face_ids(cat)
+    assert after[str(target)] == before[str(photos[1])]
+    assert str(photos[1]) not in after
+
+
+def _face_ids(cat):
+    out = {}
+    for face_id, path, *_ in cat.iter_faces(None):
+        out.setdefault(path, []).append(face_id)
+    return out
+
+
+def test_copied_file_gets_the_same_faces_without_detection(tmp_path):
+    photos = library(tmp_path / "lib")
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    copy = tmp_path / "lib" / "copy.png"
+    shutil.copy(photos[0], copy)
+    FakeDetector.calls = 0
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert summary.copied == 1 and FakeDetector.calls == 0
+    found = faces_by_path(tmp_path / "c.sqlite")
+    assert found[str(copy)] == found[str(photos[0])]
+
+
+def test_changed_file_is_redone_and_deleted_file_is_marked_gone(tmp_path):
+    photos = library(tmp_path / "lib")
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    draw_photo(photos[2], [(3, 100, 100, 80)])
+    os.utime(photos[2], ns=(1, 10**18))
+    photos[3].unlink()
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert summary.changed == 1 and summary.gone == 1
+    found = faces_by_path(tmp_path / "c.sqlite")
+    assert [f[:4] for f in found[str(photos[2])]] == [(100, 100, 180, 180)]
+    assert str(photos[3]) not in found
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.counts()["photos_gone"] == 1
+
+
+def test_touched_file_is_not_redetected(tmp_path):
+    photos = library(tmp_path / "lib")
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    os.utime(photos[0], ns=(1, 10**18))
+    FakeDetector.calls = 0
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert FakeDetector.calls == 0 and summary.changed == 0
+
+
+def test_missing_root_marks_nothing_gone(tmp_path):
+    library(tmp_path / "lib")
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    shutil.move(tmp_path / "lib", tmp_path / "unmounted")
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert summary.gone == 0 and summary.errors == 1
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.counts()["photos_gone"] == 0
+
+
+def test_bad_files_are_recorded_and_the_scan_finishes(tmp_path, monkeypatch):
+    from PIL import Image
+
+    lib = tmp_path / "lib"
+    good = library(lib, 4)
+    (lib / "zero.jpg").write_bytes(b"")
+    (lib / "text.jpg").write_text("I am not a photo")
+    data = good[0].read_bytes()
+    (lib / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    draw_photo(lib / "huge.png", size=(400, 400))
+    draw_photo(lib / "cmyk.jpg", [(0, 10, 10, 40)], size=(100, 100))
+    Image.open(lib / "cmyk.jpg").convert("CMYK").save(lib / "cmyk.jpg")
+    deep = np.full((60, 60), 30000, np.uint16)
+    Image.fromarray(deep).save(lib / "deep.png")
+    locked = draw_photo(lib / "locked.jpg", [(1, 5, 5, 30)])
+    os.symlink(lib / "nowhere.jpg", lib / "dangling.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # huge.png (160,000 px) is over twice this
+    real_open = open
+
+    def guarded_open(file, *args, **kwargs):
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", guarded_open)
+    summary = scan(tmp_path / "c.sqlite", lib)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        errors = dict(cat.errors())
+        counts = cat.counts()
+    bad = {"zero.jpg", "text.jpg", "truncated.jpg", "huge.png", "locked.jpg", "dangling.jpg"}
+    assert {Path(p).name for p in errors} == bad
+    assert summary.errors == len(bad)
+    assert "Permission denied" in errors[str(locked)]
+    assert counts["photos"] == len(good) + 2  # the CMYK JPEG and the 16-bit PNG are fine
+    found = faces_by_path(tmp_path / "c.sqlite")
+    assert len(found[str(lib / "cmyk.jpg")]) == 1
+
+
+def test_a_killed_scan_resumes_with_the_same_faces(tmp_path):
+    photos = library(tmp_path / "lib", 10)
+    scan(tmp_path / "full.sqlite", tmp_path / "lib")
+    expected = faces_by_path(tmp_path / "full.sqlite")
+
+    calls = {"n": 0}
+    real_find = pipeline.FaceFinder.find
+
+    def dying_find(self, images):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third batch: two were committed
+            raise KeyboardInterrupt
+        return real_find(self, images)
+
+    with mock.patch.object(pipeline.FaceFinder, "find", dying_find), pytest.raises(KeyboardInterrupt):
+        scan(tmp_path / "part.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "part.sqlite") as cat:
+        assert cat.counts()["photos"] == 6
+        assert cat.last_run()["status"] == "interrupted"
+    summary = scan(tmp_path / "part.sqlite", tmp_path / "lib")
+    assert summary.unchanged == 6 and summary.new == 4
+    assert faces_by_path(tmp_path / "part.sqlite") == expected
+    assert len(photos) == 10
+
+
+def test_a_new_model_re_embeds_without_detecting(tmp_path):
+    library(tmp_path / "lib", 4)
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    FakeDetector.calls = 0
+    v2 = ScanOptions(detect=OPTIONS.detect, embedder="fake-v2")
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib", options=v2)
+    assert FakeDetector.calls == 0
+    assert summary.reembedded == 4
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        by_model = cat.counts()["embeddings_by_model"]
+    assert by_model["fake-embedder:2"] == by_model["fake-embedder:1"] == 6
+
+
+def test_changed_detector_settings_redetect(tmp_path):
+    library(tmp_path / "lib", 3)
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    FakeDetector.calls = 0
+    other = ScanOptions(detect=DetectOptions(detector="fake", min_face=20, min_score=0.5), embedder="fake")
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib", options=other)
+    assert FakeDetector.calls == 3 and summary.changed == 3
+
+
+def test_originals_are_never_modified(tmp_path):
+    photos = library(tmp_path / "lib")
+    before = checksums(photos)
+    mtimes = {p: p.stat().st_mtime_ns for p in photos}
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert checksums(photos) == before
+    assert {p: p.stat().st_mtime_ns for p in photos} == mtimes
+    assert sorted(p.name for p in (tmp_path / "lib").rglob("*") if p.is_file()) == sorted(p.name for p in photos)
+
+
+def test_progress_events_reach_the_callback(tmp_path):
+    library(tmp_path / "lib", 5)
+    events = []
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        Scanner(cat, OPTIONS, events.append).run([tmp_path / "lib"])
+    photo_events = [e for e in events if e.stage == "photos"]
+    assert [e.done for e in photo_events] == [3, 5]
+    assert photo_events[-1].total == 5 and photo_events[-1].faces == 2 + 1 + 1 + 2 + 1
+
+
+def test_fake_embedder_is_deterministic():
+    chips = np.random.default_rng(0).integers(0, 255, (3, 150, 150, 3), dtype=np.uint8)
+    a = FakeEmbedder().embed(chips)
+    assert np.array_equal(a, FakeEmbedder().embed(chips))

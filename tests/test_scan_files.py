@@ -1,0 +1,186 @@
+"""Walking folders and decoding images safely (no models involved)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import MARKER_COLOURS, draw_photo
+from faceclust.errors import ImageError, MissingExtraError
+from faceclust.scan import decode_image, load_image, max_side_policy, walk_photos
+
+
+def names(files):
+    return sorted(f.path.name for f in files)
+
+
+def test_walk_finds_images_recursively_and_skips_system_folders(tmp_path):
+    draw_photo(tmp_path / "a" / "one.jpg")
+    draw_photo(tmp_path / "a" / "b" / "two.PNG")
+    draw_photo(tmp_path / "@eaDir" / "one.jpg" / "SYNOPHOTO_THUMB_XL.jpg")
+    draw_photo(tmp_path / "#recycle" / "old.jpg")
+    draw_photo(tmp_path / ".thumbnails" / "t.jpg")
+    draw_photo(tmp_path / ".hidden.jpg")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    assert names(walk_photos([tmp_path])) == ["one.jpg", "two.PNG"]
+
+
+def test_walk_survives_symlink_cycles_and_reports_broken_links(tmp_path):
+    draw_photo(tmp_path / "a" / "one.jpg")
+    os.symlink(tmp_path, tmp_path / "a" / "loop")
+    os.symlink(tmp_path / "missing.jpg", tmp_path / "a" / "broken.jpg")
+    errors = []
+    files = list(walk_photos([tmp_path], errors))
+    assert names(files) == ["one.jpg"]
+    assert [e.path.name for e in errors] == ["broken.jpg"]
+
+
+def test_walk_reports_a_missing_root_and_goes_on(tmp_path):
+    draw_photo(tmp_path / "ok.jpg")
+    errors = []
+    files = list(walk_photos([tmp_path / "nope", tmp_path], errors))
+    assert names(files) == ["ok.jpg"]
+    assert errors and errors[0].path == tmp_path / "nope"
+
+
+def test_walk_accepts_single_files(tmp_path):
+    photo = draw_photo(tmp_path / "x.jpg")
+    assert names(walk_photos([photo])) == ["x.jpg"]
+
+
+def test_walk_handles_odd_names(tmp_path):
+    odd = ["späß ☃.jpg", "with\nnewline.jpg", "-dash.jpg", "  spaced .jpg"]
+    for name in odd:
+        draw_photo(tmp_path / name)
+    assert names(walk_photos([tmp_path])) == sorted(odd)
+
+
+def _bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def test_decode_reports_sizes_and_scale(tmp_path):
+    photo = draw_photo(tmp_path / "x.jpg", size=(800, 600))
+    image = load_image(photo, max_side_policy(400))
+    assert image.pixels.shape == (300, 400, 3)
+    assert (image.original_width, image.original_height) == (800, 600)
+    assert image.scale == pytest.approx(0.5)
+
+
+def test_jpeg_draft_decode_matches_a_full_decode_closely(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 255, (30, 40, 3)), np.ones((40, 40, 1))).astype(np.uint8)
+    photo = tmp_path / "big.jpg"
+    Image.fromarray(smooth).save(photo, quality=95)
+    reduced = load_image(photo, max_side_policy(400)).pixels.astype(float)
+    full = np.asarray(Image.open(photo).resize((400, 300), Image.Resampling.BILINEAR), float)
+    assert reduced.shape == full.shape
+    assert np.abs(reduced - full).mean() < 6.0
+
+
+def test_exif_orientation_is_applied_and_original_size_is_upright(tmp_path):
+    im = Image.new("RGB", (200, 100), (128, 128, 128))
+    im.paste(MARKER_COLOURS[0], (0, 0, 50, 50))  # top-left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs 90° clockwise
+    path = tmp_path / "rotated.jpg"
+    im.save(path, exif=exif, quality=95)
+    image = load_image(path)
+    assert image.pixels.shape == (200, 100, 3)
+    assert (image.original_width, image.original_height) == (100, 200)
+    # 90° clockwise moves the stored top-left corner to the top-right.
+    assert image.pixels[10, 90, 0] > 180 and image.pixels[10, 10, 0] < 160
+
+
+def test_cmyk_jpeg_decodes_to_rgb(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.new("RGB", (64, 64), (200, 40, 40)).convert("CMYK").save(path, quality=95)
+    pixels = load_image(path).pixels
+    assert pixels.shape == (64, 64, 3)
+    r, g, b = pixels[32, 32].astype(int)
+    assert r > 150 and g < 100 and b < 100
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    path = tmp_path / "deep.png"
+    ramp = (np.linspace(0, 65535, 256).astype(np.uint16)[None, :]).repeat(16, axis=0)
+    Image.fromarray(ramp).save(path)
+    pixels = load_image(path).pixels
+    row = pixels[8, :, 0].astype(int)
+    assert row[0] < 5 and row[-1] > 250
+    assert abs(row[128] - 128) <= 2  # mid-grey stays mid-grey (clipping would give 255)
+
+
+def test_gif_first_frame_and_transparent_png(tmp_path):
+    frames = [Image.new("P", (32, 32), i) for i in (10, 200)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    assert load_image(gif).pixels.shape == (32, 32, 3)
+    png = tmp_path / "alpha.png"
+    Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(png)
+    assert load_image(png).pixels.min() == 255  # transparent shows as white
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "empty file"),
+    (b"hello, I am text, not a JPEG\n" * 10, "not an image"),
+])
+def test_non_images_raise_image_error(tmp_path, content, expected):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=expected):
+        load_image(path)
+
+
+def test_truncated_jpeg_raises_image_error(tmp_path):
+    good = draw_photo(tmp_path / "good.jpg", [(0, 10, 10, 40)], size=(640, 480))
+    data = _bytes(good)
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated|damaged|decode"):
+        load_image(bad)
+
+
+def test_image_over_the_pixel_limit_is_refused(tmp_path, monkeypatch):
+    path = draw_photo(tmp_path / "huge.png", size=(300, 300))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 90,000 px is over twice this
+    with pytest.raises(ImageError, match="too large"):
+        load_image(path)
+
+
+def test_heic_without_the_extra_names_the_fix(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_heif(name, *args, **kwargs):
+        if name == "pillow_heif":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_heif)
+    path = tmp_path / "x.heic"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(MissingExtraError, match=r"faceclust\[heif\]"):
+        load_image(path)
+
+
+def test_decode_never_writes_to_the_original(tmp_path):
+    photo = draw_photo(tmp_path / "x.jpg", [(0, 10, 10, 40)])
+    before = (photo.read_bytes(), photo.stat().st_mtime_ns)
+    decode_image(photo.read_bytes(), photo, max_side_policy(100))
+    load_image(photo)
+    assert (photo.read_bytes(), photo.stat().st_mtime_ns) == before
+
+
+def test_content_hash_identifies_bytes(tmp_path):
+    a = draw_photo(tmp_path / "a.png", [(0, 5, 5, 20)])
+    b = tmp_path / "b.png"
+    b.write_bytes(a.read_bytes())
+    c = draw_photo(tmp_path / "c.png", [(1, 5, 5, 20)])
+    ha, hb, hc = (load_image(p).content_hash for p in (a, b, c))
+    assert ha == hb != hc
