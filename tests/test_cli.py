@@ -109,3 +109,14 @@ def test_plain_progress_lines_when_not_a_tty(tmp_path, lib):
     assert result.exit_code == 0
     assert "scan: 4/4 photos, 3 faces, 1 errors" in result.stderr
     assert "photos seen" in result.stdout
+
+
+def test_cli_reference_is_generated_from_help():
+    import importlib.util
+    from pathlib import Path
+
+    gen = Path(__file__).resolve().parent.parent / "docs" / "gen_cli.py"
+    spec = importlib.util.spec_from_file_location("gen_cli", gen)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.OUT.read_text() == module.render(), "docs/cli.md is stale: run python docs/gen_cli.py"
