@@ -37,6 +37,7 @@ _EXP_INF, _EXP_NINF = 32000, 32001
 _ADD_LAYER = 2
 _TAG_OR_SKIP = 1
 _INNERMOST_VERSIONS = (2, 3)
+_WRAPPER_VERSIONS = (_TAG_OR_SKIP, _ADD_LAYER, 3)
 
 
 @dataclass
@@ -421,7 +422,7 @@ def _read_wrapper_versions(r: DatReader) -> list[tuple[int, int]]:
     while not (r.peek_string() or "").startswith("input"):
         start = r.pos
         versions.append((_read_versions(r, "a layer wrapper (add_layer, tag or skip)",
-                                        (_TAG_OR_SKIP, _ADD_LAYER, *_INNERMOST_VERSIONS)), start))
+                                        _WRAPPER_VERSIONS), start))
     if not versions:
         raise r.error("at least one computational layer before the input layer")
     return versions
