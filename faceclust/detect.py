@@ -112,8 +112,9 @@ class MMODFaceDetector:
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
         boxes, scores = self._load().detect(image, scale=scale, min_score=self.min_score)
-        return Detections(np.asarray(boxes, np.float32).reshape(-1, 4),
-                          np.asarray(scores, np.float32).reshape(-1))
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+        boxes[:, 2:] += 1  # dlib's rectangles include their right and bottom pixels
+        return Detections(boxes, np.asarray(scores, np.float32).reshape(-1))
 
 
 @detectors.register("hog")
