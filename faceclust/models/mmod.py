@@ -1,0 +1,522 @@
+"""dlib's CNN face detector (``mmod_human_face_detector.dat``) rebuilt in torch.
+
+The detector scores every position of one big image in which the photo and its whole image
+pyramid (each level 5/6 of the one before) are tiled side by side, as dlib's
+``input_rgb_image_pyramid<pyramid_down<6>>`` does. Each score-map position above the
+threshold is an 80x80 window in the tiled image; it is mapped back through the pyramid level
+it falls in to the photo, rounded as dlib rounds, and greedy non-maximum suppression keeps
+the best of overlapping windows. At ``scale=1`` every step follows dlib's own arithmetic, so
+the rectangles are dlib's to the pixel and the scores agree to float rounding.
+
+>>> import numpy as np
+>>> detector = MMODDetector()
+>>> boxes, scores = detector.detect(np.zeros((100, 120, 3), np.uint8))
+>>> boxes.shape, boxes.dtype, scores.shape
+((0, 4), dtype('float32'), (0,))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceclust.errors import ModelFormatError
+from faceclust.models.dlib_format import Layer, Network, read_network
+from faceclust.models.files import DETECTOR_FILE, model_path
+
+# dlib's pyramid_down<6>: each level is 5/6 of the previous one; levels stop below 5 rows.
+PYRAMID_N = 6
+_MIN_LEVEL_ROWS = 5
+
+_CONV_KINDS = ("con_4", "con_5", "con_6")
+_BN_KINDS = ("bn_con2", "bn_con")
+_RELU_KINDS = ("relu_", "relu_2")
+
+
+# ---------------------------------------------------------------------------------------
+# The tiled image pyramid.
+
+@dataclass(frozen=True)
+class TiledPyramid:
+    """Where each pyramid level sits inside the one tiled image.
+
+    ``rects`` is ``(levels, 4)`` int64: left, top, right, bottom (inclusive, as dlib's
+    ``rectangle``); level 0 is the image itself. ``height`` and ``width`` are the tiled
+    image's size.
+    """
+
+    rects: np.ndarray
+    height: int
+    width: int
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """(rows, columns) of each level."""
+        return [(int(b - t + 1), int(r - l + 1)) for l, t, r, b in self.rects]
+
+
+def pyramid_level_sizes(rows: int, cols: int) -> list[tuple[int, int]]:
+    """(rows, columns) of every level dlib builds for an image of this size."""
+    if rows * cols == 0:
+        return []
+    rate = (PYRAMID_N - 1.0) / PYRAMID_N  # the same double dlib's pyramid_rate() gives
+    sizes = [(rows, cols)]
+    while True:
+        rows, cols = math.floor(rate * rows), math.floor(rate * cols)
+        if rows * cols == 0 or rows < _MIN_LEVEL_ROWS:
+            return sizes
+        sizes.append((rows, cols))
+
+
+def tile_pyramid(sizes: list[tuple[int, int]], padding: int, outer_padding: int) -> TiledPyramid:
+    """Lay the levels out as dlib's ``compute_tiled_image_pyramid_details`` does.
+
+    Levels go down a first column under the image until the rest, stacked bottom-up in a
+    second column against the right edge, fit beside the levels already placed; the second
+    column stops before it would touch the image itself.
+    """
+    if not sizes:
+        return TiledPyramid(np.zeros((0, 4), np.int64), 0, 0)
+    rows0, width = sizes[0]
+    total = sum(rows + padding for rows, _ in sizes) - 2 * padding
+    height, prev_width = 0, 0
+    for rows, cols in sizes:
+        beside = cols <= width - prev_width - padding
+        if beside and (height - rows0) * 2 >= total - rows0:
+            break
+        height += rows + padding
+        prev_width = cols
+    height -= padding
+
+    rects: list[tuple[int, int, int, int]] = []
+    y = outer_padding
+    while y < height + outer_padding and len(rects) < len(sizes):
+        rows, cols = sizes[len(rects)]
+        rects.append((outer_padding, y, outer_padding + cols - 1, y + rows - 1))
+        y += rows + padding
+    y -= padding
+    right = outer_padding + width - 1
+    first = rects[0]
+    while len(rects) < len(sizes):
+        rows, cols = sizes[len(rects)]
+        rect = (right - cols + 1, y - rows, right, y - 1)
+        if _intersects(first, rect):
+            break
+        rects.append(rect)
+        y -= rows + padding
+    return TiledPyramid(np.array(rects, np.int64), height + 2 * outer_padding,
+                        width + 2 * outer_padding)
+
+
+def _intersects(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return max(a[0], b[0]) <= min(a[2], b[2]) and max(a[1], b[1]) <= min(a[3], b[3])
+
+
+def build_tiled_image(image: torch.Tensor, layout: TiledPyramid) -> torch.Tensor:
+    """Put a normalised ``(3, H, W)`` image and its pyramid into one ``(1, 3, NR, NC)`` tensor.
+
+    Each level is resized from the previous one (not from the image), with bilinear
+    interpolation that maps corner to corner, as dlib's ``resize_image`` does; the gaps stay 0.
+    """
+    tiled = image.new_zeros((1, 3, layout.height, layout.width))
+    l, t, r, b = (int(v) for v in layout.rects[0])
+    tiled[0, :, t:b + 1, l:r + 1] = image
+    for (pl, pt, pr, pb), (l, t, r, b) in zip(layout.rects[:-1], layout.rects[1:]):
+        source = tiled[:, :, pt:pb + 1, pl:pr + 1]
+        tiled[:, :, t:b + 1, l:r + 1] = F.interpolate(
+            source, size=(int(b - t + 1), int(r - l + 1)), mode="bilinear", align_corners=True)
+    return tiled
+
+
+# ---------------------------------------------------------------------------------------
+# From score-map positions to rectangles in the image.
+
+def tiled_to_image(boxes: np.ndarray, layout: TiledPyramid) -> np.ndarray:
+    """Map float boxes ``(n, 4)`` in the tiled image back to level-0 image coordinates.
+
+    A box belongs to the level whose rectangle holds its centre (rounded to a pixel), or the
+    nearest level when none does; the first such level wins, as in dlib's ``nearest_rect``.
+    Its corners then go up the pyramid one level at a time (``p * 6/5 + 0.3``), the same
+    double-precision steps as dlib's ``pyramid_down<6>::point_up``.
+    """
+    if len(boxes) == 0:
+        return np.zeros((0, 4), np.float64)
+    centre = np.floor((boxes[:, :2] + boxes[:, 2:]) / 2 + 0.5)
+    level = _nearest_level(centre, layout.rects)
+    origin = layout.rects[level][:, :2].astype(np.float64)
+    mapped = boxes.astype(np.float64) - np.concatenate([origin, origin], axis=1)
+    ratio = PYRAMID_N / (PYRAMID_N - 1.0)
+    for step in range(int(level.max(initial=0))):
+        up = level > step
+        mapped[up] = mapped[up] * ratio + 0.3
+    return mapped
+
+
+def _nearest_level(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
+    """Index of the first rect holding each point, else of the first nearest rect."""
+    x, y = points[:, :1], points[:, 1:]
+    left, top, right, bottom = (rects[None, :, i] for i in range(4))
+    dx = np.clip(x, left, right) - x
+    dy = np.clip(y, top, bottom) - y
+    dist = np.hypot(dx, dy)
+    inside = dist == 0
+    return np.where(inside.any(axis=1), inside.argmax(axis=1), dist.argmin(axis=1))
+
+
+def round_rects(boxes: np.ndarray) -> np.ndarray:
+    """dlib's ``drectangle`` to ``rectangle`` conversion: each side to the nearest integer,
+    halves away from zero (``std::round``; -4.5 becomes -5, which matters at the image's
+    left and top edges)."""
+    return (np.sign(boxes) * np.floor(np.abs(boxes) + 0.5)).astype(np.int64)
+
+
+def non_max_suppression(rects: np.ndarray, iou_thresh: float,
+                        covered_thresh: float) -> np.ndarray:
+    """Indices of the rects kept by dlib's greedy NMS; ``rects`` must be best-first.
+
+    A rect is dropped when it overlaps one already kept per dlib's ``test_box_overlap``:
+    intersection over the area of the box *enclosing* both (not the union) above
+    ``iou_thresh``, or intersection over either area above ``covered_thresh``. Areas count
+    pixels (inclusive corners).
+    """
+    kept: list[int] = []
+    for i, rect in enumerate(rects):
+        if not any(_overlaps(rects[k], rect, iou_thresh, covered_thresh) for k in kept):
+            kept.append(i)
+    return np.array(kept, np.int64)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray, iou_thresh: float, covered_thresh: float) -> bool:
+    inner = _area(max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    if inner == 0:
+        return False
+    outer = _area(min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+    return bool(inner / outer > iou_thresh or inner / _area(*a) > covered_thresh
+                or inner / _area(*b) > covered_thresh)
+
+
+def _area(left: int, top: int, right: int, bottom: int) -> int:
+    return max(0, int(right) - int(left) + 1) * max(0, int(bottom) - int(top) + 1)
+
+
+# ---------------------------------------------------------------------------------------
+# The network.
+
+class MMODNet(nn.Module):
+    """The detector's conv stack with each batch norm folded into the conv before it.
+
+    dlib itself runs the stored ``bn_con2`` layers as affine layers with
+    ``scale = gamma / sqrt(var + eps)`` and ``shift = beta - scale * mean``; folding that
+    affine into the conv's weights and bias gives the same function in fewer passes.
+    ``stride`` and ``offset`` map a score-map position ``p`` to the input pixel ``stride * p
+    + offset`` at the centre of its window.
+    """
+
+    def __init__(self, layers: list[Layer]) -> None:
+        super().__init__()
+        modules: list[nn.Module] = []
+        self.stride, self.offset = 1, 0
+        geometry: list[tuple[int, int, int]] = []
+        for layer in layers:
+            if layer.kind in _CONV_KINDS:
+                modules.append(_conv_from(layer))
+                d = layer.details
+                if (d["stride_y"], d["padding_y"], d["nr"]) != (d["stride_x"], d["padding_x"],
+                                                                d["nc"]):
+                    raise ModelFormatError(f"{layer.kind}: only square windows are supported")
+                geometry.append((d["stride_x"], d["padding_x"], d["nc"]))
+            elif layer.kind in _BN_KINDS:
+                if not modules or not isinstance(modules[-1], nn.Conv2d):
+                    raise ModelFormatError(f"{layer.kind} must follow a conv layer")
+                _fold_batch_norm(modules[-1], layer)
+            elif layer.kind in _RELU_KINDS:
+                modules.append(nn.ReLU(inplace=True))
+            else:
+                raise ModelFormatError(f"the MMOD detector has an unexpected layer {layer.kind}; "
+                                       "is this mmod_human_face_detector.dat?")
+        # dlib's con_::map_output_to_input, applied from the output layer inwards.
+        for stride, padding, size in reversed(geometry):
+            self.offset = self.offset * stride - padding + size // 2
+            self.stride *= stride
+        self.body = nn.Sequential(*modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def min_input(self) -> int:
+        """The smallest input side that still gives a score map at least one cell wide."""
+        side = 1
+        for module in reversed(self.body):
+            if isinstance(module, nn.Conv2d):
+                k, s, p = module.kernel_size[0], module.stride[0], module.padding[0]
+                side = (side - 1) * s + k - 2 * p
+        return side
+
+
+def _conv_from(layer: Layer) -> nn.Conv2d:
+    d = layer.details
+    shape = tuple(d["filters"])
+    n = int(np.prod(shape))
+    conv = nn.Conv2d(shape[1], shape[0], (d["nr"], d["nc"]), stride=(d["stride_y"], d["stride_x"]),
+                     padding=(d["padding_y"], d["padding_x"]), bias=True)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(layer.params[:n].reshape(shape)))
+        bias = layer.params[n:n + shape[0]] if d.get("use_bias", True) else np.zeros(shape[0])
+        conv.bias.copy_(torch.from_numpy(np.asarray(bias, np.float32)))
+    return conv
+
+
+def _fold_batch_norm(conv: nn.Conv2d, layer: Layer) -> None:
+    d = layer.details
+    channels = conv.out_channels
+    gamma = layer.params[:channels].astype(np.float64)
+    beta = layer.params[channels:2 * channels].astype(np.float64)
+    scale = gamma / np.sqrt(d["running_variances"].astype(np.float64) + d["eps"])
+    shift = beta - scale * d["running_means"].astype(np.float64)
+    with torch.no_grad():
+        conv.weight.mul_(torch.from_numpy(scale.astype(np.float32)).view(-1, 1, 1, 1))
+        conv.bias.copy_(conv.bias * torch.from_numpy(scale.astype(np.float32))
+                        + torch.from_numpy(shift.astype(np.float32)))
+
+
+# ---------------------------------------------------------------------------------------
+# Resizing before the pyramid.
+
+def enlarge_like_dlib(image: np.ndarray) -> np.ndarray:
+    """One doubling of a uint8 RGB image as dlib's ``pyramid_up`` with ``pyramid_down<2>`` does.
+
+    dlib makes the image ``(2 rows + 1, 2 cols + 2)`` (its ``rect_up`` of the image, rounded)
+    and fills it by corner-to-corner bilinear interpolation, truncating to uint8. Sample
+    positions and weights follow its ``resize_image`` arithmetic: rows in double precision,
+    columns four at a time in float32 with a running sum, the last few columns in double.
+    """
+    rows, cols = image.shape[:2]
+    out_rows, out_cols = 2 * rows + 1, 2 * cols + 2
+    top, bottom, tb = _row_samples(rows, out_rows)
+    left, right, lr, simd_cols = _simd_column_samples(cols, out_cols)
+    src = image.astype(np.float32)
+    upper, lower = src[top], src[bottom]
+    inv_tb = (1 - tb).astype(np.float32)[:, None, None]
+    tb32 = tb.astype(np.float32)[:, None, None]
+    inv_lr = (np.float32(1) - lr)[None, :, None]
+    lr = lr[None, :, None]
+    out = np.empty((out_rows, out_cols, 3), np.uint8)
+    simd = ((inv_tb * inv_lr) * upper[:, left] + (inv_tb * lr) * upper[:, right]
+            + (tb32 * inv_lr) * lower[:, left] + (tb32 * lr) * lower[:, right])
+    out[:, :simd_cols] = simd.astype(np.int32)
+    out[:, simd_cols:] = _tail_columns(image, cols, out_cols, simd_cols, top, bottom, tb)
+    return out
+
+
+def _row_samples(rows: int, out_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scale = (rows - 1) / max(out_rows - 1, 1)
+    steps = np.full(out_rows + 1, scale)
+    steps[0] = -scale
+    y = np.add.accumulate(steps)[1:]  # sequential, as dlib's y += y_scale
+    top = np.floor(y).astype(np.int64)
+    return top, np.minimum(top + 1, rows - 1), y - top
+
+
+def _simd_column_samples(cols: int, out_cols: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Left/right source columns and float32 fractions of the four-wide loop, and where it
+    stops (the first group whose last right neighbour falls outside the image)."""
+    scale = (cols - 1) / max(out_cols - 1, 1)
+    start = -4 * scale
+    lanes = np.array([start + j * scale for j in range(4)], np.float32)
+    groups = out_cols // 4 + 1
+    steps = np.full((groups + 1, 4), np.float32(4 * scale), np.float32)
+    steps[0] = lanes
+    x = np.add.accumulate(steps, axis=0, dtype=np.float32)[1:]
+    left = x.astype(np.int32)  # truncation toward zero, as _mm_cvttps_epi32
+    lr = x - left.astype(np.float32)
+    stop = np.nonzero(left[:, 3] + 1 >= cols)[0]
+    simd_groups = int(stop[0]) if len(stop) else groups
+    n = min(simd_groups * 4, out_cols)
+    left, lr = left[:simd_groups].ravel()[:n], lr[:simd_groups].ravel()[:n]
+    return left, left + 1, lr, n
+
+
+def _tail_columns(image: np.ndarray, cols: int, out_cols: int, first: int, top: np.ndarray,
+                  bottom: np.ndarray, tb: np.ndarray) -> np.ndarray:
+    scale = (cols - 1) / max(out_cols - 1, 1)
+    steps = np.full(out_cols - first + 1, scale)
+    steps[0] = -scale + first * scale
+    x = np.add.accumulate(steps)[1:]
+    left = np.floor(x).astype(np.int64)
+    right = np.minimum(left + 1, cols - 1)
+    lr = (x - left)[None, :, None]
+    src = image.astype(np.float64)
+    tb = tb[:, None, None]
+    value = ((1 - tb) * ((1 - lr) * src[top][:, left] + lr * src[top][:, right])
+             + tb * ((1 - lr) * src[bottom][:, left] + lr * src[bottom][:, right]))
+    return value.astype(np.int32)
+
+
+def shrink_like_dlib(rects: np.ndarray, doublings: int) -> np.ndarray:
+    """dlib's ``pyramid_down<2>::rect_down``: corners ``p / 2 - (1.25, 0.75)`` per doubling,
+    then rounded to a ``rectangle``."""
+    boxes = rects.astype(np.float64)
+    shift = np.array([1.25, 0.75, 1.25, 0.75])
+    for _ in range(doublings):
+        boxes = boxes / 2.0 - shift
+    return round_rects(boxes)
+
+
+def _doublings(scale: float) -> int:
+    """k when ``scale == 2**k`` (k >= 1), else 0."""
+    k = round(math.log2(scale)) if scale > 1 else 0
+    return k if k >= 1 and scale == 2.0 ** k else 0
+
+
+# ---------------------------------------------------------------------------------------
+# The detector.
+
+class MMODDetector:
+    """dlib's CNN face detector: finds faces of about 80/scale pixels and larger.
+
+    ``threads`` sets torch's intra-op threads for each call (``None`` leaves torch's setting).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
+        network = read_network(path if path is not None else model_path(DETECTOR_FILE))
+        self._check(network)
+        self.threads = threads
+        options, pyramid = network.loss.details, network.input.details
+        window = options["detector_windows"][0]
+        self.window = (int(window["width"]), int(window["height"]))
+        self.nms_iou = float(options["overlaps_nms"]["iou_thresh"])
+        self.nms_covered = float(options["overlaps_nms"]["percent_covered_thresh"])
+        self.mean_rgb = np.array([pyramid["avg_red"], pyramid["avg_green"], pyramid["avg_blue"]],
+                                 np.float32)
+        self.padding = int(pyramid["pyramid_padding"])
+        self.outer_padding = int(pyramid["pyramid_outer_padding"])
+        self.net = MMODNet(network.layers).eval().to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def _check(network: Network) -> None:
+        options = network.loss.details
+        if network.loss.kind != "loss_mmod_" or not network.input.kind.startswith(
+                "input_rgb_image_pyramid"):
+            raise ModelFormatError(f"{network.path} is not an MMOD detector on an RGB pyramid "
+                                   f"({network.loss.kind}, {network.input.kind})")
+        if len(options["detector_windows"]) != 1 or options["use_bounding_box_regression"]:
+            raise ModelFormatError(f"{network.path}: only one detector window without bounding "
+                                   "box regression is supported")
+
+    def detect(self, image: np.ndarray, *, scale: float = 1.0, max_face: float | None = None,
+               min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``(n, 4)`` float32 (left, top, right, bottom; right and bottom inclusive, as
+        dlib's rectangles) in ``image``'s pixels, and scores ``(n,)`` float32, best first.
+
+        ``image`` is uint8 ``(H, W, 3)`` RGB. ``scale`` resizes it before the pyramid: the
+        smallest face found is about ``80 / scale`` px. ``scale = 2**k`` enlarges exactly as
+        dlib's ``upsample_num_times=k`` does (and maps boxes back as dlib does); any other
+        scale is a plain bilinear resize. ``max_face`` (input pixels) leaves out the pyramid
+        levels whose window would be larger. Windows need a raw score above ``min_score``.
+        """
+        _check_image(image)
+        if not scale > 0:
+            raise ValueError(f"scale must be positive (got {scale})")
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        work, back = _rescale(image, scale)
+        with torch.inference_mode():
+            pixels = self._normalised(work)
+            layout = self._layout(pixels.shape[1], pixels.shape[2], scale, max_face)
+            if len(layout.rects) == 0 or min(layout.height, layout.width) < self.net.min_input():
+                return _empty()
+            tiled = build_tiled_image(pixels, layout).contiguous(memory_format=torch.channels_last)
+            scores = self.net(tiled)[0, 0].numpy()
+        rects, values = self._candidates(scores, layout, min_score)
+        if len(rects) == 0:
+            return _empty()
+        return back(rects).astype(np.float32), values.astype(np.float32)
+
+    def _normalised(self, work: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``(3, H, W)`` float32 of ``(pixel - mean) / 256`` from ``(H, W, 3)`` pixels."""
+        pixels = work if isinstance(work, torch.Tensor) else torch.from_numpy(
+            work.astype(np.float32))
+        mean = torch.from_numpy(self.mean_rgb)
+        return ((pixels - mean) / 256.0).permute(2, 0, 1)
+
+    def _layout(self, rows: int, cols: int, scale: float, max_face: float | None) -> TiledPyramid:
+        sizes = pyramid_level_sizes(rows, cols)
+        if max_face is not None:
+            ratio = PYRAMID_N / (PYRAMID_N - 1.0)
+            window = max(self.window) / scale
+            sizes = [s for i, s in enumerate(sizes) if window * ratio ** i <= max_face]
+        return tile_pyramid(sizes, self.padding, self.outer_padding)
+
+    def _candidates(self, scores: np.ndarray, layout: TiledPyramid,
+                    min_score: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rounded rects and scores after NMS, best first."""
+        rows, cols = np.nonzero(scores > min_score)
+        values = scores[rows, cols].astype(np.float64)
+        order = np.argsort(-values, kind="stable")
+        rows, cols, values = rows[order], cols[order], values[order]
+        centre_x = cols * self.net.stride + self.net.offset
+        centre_y = rows * self.net.stride + self.net.offset
+        # dlib's centered_drect: a w x h window spans w - 1 pixels between its corner centres.
+        half_w, half_h = (self.window[0] - 1) / 2, (self.window[1] - 1) / 2
+        boxes = np.stack([centre_x - half_w, centre_y - half_h,
+                          centre_x + half_w, centre_y + half_h], axis=1).astype(np.float64)
+        rects = round_rects(tiled_to_image(boxes, layout))
+        keep = non_max_suppression(rects, self.nms_iou, self.nms_covered)
+        if len(keep) == 0:
+            return np.zeros((0, 4), np.int64), np.zeros((0,), np.float64)
+        return rects[keep], values[keep]
+
+
+BoxMap = Callable[[np.ndarray], np.ndarray]
+
+
+def _rescale(image: np.ndarray, scale: float) -> tuple[np.ndarray | torch.Tensor, BoxMap]:
+    """The image the pyramid is built from, and how its integer rects map back to ``image``."""
+    if scale == 1.0:
+        return image, lambda rects: rects.astype(np.float64)
+    doublings = _doublings(scale)
+    if doublings:
+        work = image
+        for _ in range(doublings):
+            work = enlarge_like_dlib(work)
+        return work, lambda rects: shrink_like_dlib(rects, doublings).astype(np.float64)
+    rows, cols = (max(1, round(n * scale)) for n in image.shape[:2])
+    pixels = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
+    # Antialiasing only matters when shrinking; it keeps small faces from aliasing away.
+    resized = F.interpolate(pixels, size=(rows, cols), mode="bilinear", align_corners=False,
+                            antialias=scale < 1.0)[0].permute(1, 2, 0)
+    sx, sy = image.shape[1] / cols, image.shape[0] / rows
+    return resized, lambda rects: _unscale(rects.astype(np.float64), sx, sy)
+
+
+def _unscale(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Inclusive pixel boxes in a resized image back to the original image's pixels.
+
+    With pixel centres at integers, a box's outer edges are ``left - 0.5`` and ``right +
+    0.5``; those edges scale by the size ratio, then the inclusive sides are recovered.
+    """
+    out = np.empty_like(boxes)
+    out[:, 0] = boxes[:, 0] * sx
+    out[:, 1] = boxes[:, 1] * sy
+    out[:, 2] = (boxes[:, 2] + 1) * sx - 1
+    out[:, 3] = (boxes[:, 3] + 1) * sy - 1
+    return out
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] != 3:
+        got = getattr(image, "dtype", type(image).__name__), getattr(image, "shape", None)
+        raise ValueError(f"the detector needs a uint8 (H, W, 3) RGB array (got {got})")
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
