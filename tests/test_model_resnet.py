@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from faceclust.errors import ModelFormatError
-from faceclust.models.dlib_format import read_network
+from faceclust.models.dlib_format import DatReader, read_network
 from faceclust.models.files import DETECTOR_FILE, EMBEDDER_FILE, LANDMARKS_FILE, model_path
 from faceclust.models.resnet import DESCRIPTOR_DIM, load_resnet, normalize_chips
 
@@ -112,6 +112,24 @@ def test_normalize_chips_follows_dlibs_formula():
 def test_normalize_chips_rejects_other_inputs(bad):
     with pytest.raises(ValueError, match="150"):
         normalize_chips(bad)
+
+
+@pytest.mark.parametrize("encoded, method, value", [
+    (b"\x01\x00", "int", 0), (b"\x81\x05", "int", -5), (b"\x02\x00\x01", "int", 256),
+    (b"\x01\x10\x81\x04", "float", 1.0), (b"\x01\x03\x01\x00", "float", 3.0),
+    (b"\x01\x01\x02\x00\x7d", "float", float("inf")), (b"1.5 ", "float", 1.5),
+    (b"\x01\x03abc", "string", "abc"), (b"1", "bool", True), (b"0", "bool", False)])
+def test_primitives_follow_dlibs_encoding(encoded, method, value):
+    reader = DatReader(encoded)
+    assert getattr(reader, method)() == value
+    assert reader.remaining == 0
+
+
+@pytest.mark.parametrize("encoded, method", [(b"\x09" + bytes(9), "int"), (b"\x81\x01", "uint"),
+                                             (b"x", "bool"), (b"\x01\x05ab", "string")])
+def test_malformed_primitives_raise(encoded, method):
+    with pytest.raises(ModelFormatError, match="at byte"):
+        getattr(DatReader(encoded), method)()
 
 
 def test_both_models_parse_to_the_last_byte():

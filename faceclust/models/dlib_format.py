@@ -110,6 +110,8 @@ class DatReader:
             return math.inf
         return -math.inf if exponent == _EXP_NINF else math.nan
 
+    double = float  # dlib writes float and double the same way
+
     def _ascii_float(self, what: str) -> float:
         start = self.pos
         end = bytes(self.data[start:start + 64]).find(b" ")
