@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -83,9 +82,21 @@ def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batc
                                     upsample=upsample, min_score=min_score))
     options = ScanOptions(**_given(detect=detect, batch_photos=batch_photos), update_index=not no_index)
     path = _catalog_path(catalog)
+    _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
         summary = scan_library(path, paths, options, progress)
     _print_summary(summary.as_dict(), path, quiet, as_json)
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """A batch job stopped with SIGTERM ends like Ctrl-C: the run is recorded as interrupted
+    (committed batches are kept either way)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> None:

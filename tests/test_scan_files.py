@@ -169,6 +169,22 @@ def test_heic_without_the_extra_names_the_fix(tmp_path, monkeypatch):
         load_image(path)
 
 
+def test_heic_with_the_extra_decodes(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the heif extra is not installed")
+    pillow_heif.register_heif_opener()
+    path = tmp_path / "phone photo.HEIC"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(path, format="HEIF")
+    image = load_image(path)
+    assert image.pixels.shape == (48, 64, 3)
+    assert image.pixels[24, 32, 0] > 150 and image.pixels[24, 32, 1] < 80
+
+
+def test_webp_tiff_bmp_avif_decode(tmp_path):
+    for ext, fmt in ((".webp", "WEBP"), (".tif", "TIFF"), (".bmp", "BMP"), (".avif", "AVIF")):
+        path = draw_photo(tmp_path / f"x{ext}", [(1, 10, 10, 30)], size=(80, 60), fmt=fmt)
+        assert load_image(path).pixels.shape == (60, 80, 3), ext
+
+
 def test_decode_never_writes_to_the_original(tmp_path):
     photo = draw_photo(tmp_path / "x.jpg", [(0, 10, 10, 40)])
     before = (photo.read_bytes(), photo.stat().st_mtime_ns)
