@@ -269,3 +269,35 @@ def test_nms_drops_a_box_mostly_inside_a_kept_one_only_below_full_cover():
     rects = np.array([[0, 0, 199, 199], [50, 50, 89, 89]])
     assert non_max_suppression(rects, iou_thresh=0.338, covered_thresh=1.0).tolist() == [0, 1]
     assert non_max_suppression(rects, iou_thresh=0.338, covered_thresh=0.9).tolist() == [0]
+
+
+def _nms_loop(rects: np.ndarray, iou_thresh: float, covered_thresh: float) -> list[int]:
+    """dlib's to_label NMS written plainly: keep a rect unless it overlaps a kept one."""
+    def area(r):
+        return max(0, r[2] - r[0] + 1) * max(0, r[3] - r[1] + 1)
+
+    kept: list[int] = []
+    for i, b in enumerate(rects):
+        for k in kept:
+            a = rects[k]
+            inner = area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+            if inner == 0:
+                continue
+            outer = area((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])))
+            if (inner / outer > iou_thresh or inner / area(a) > covered_thresh
+                    or inner / area(b) > covered_thresh):
+                break
+        else:
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("covered_thresh", [1.0, 0.6])
+def test_nms_matches_a_plain_loop_on_crowded_boxes(covered_thresh):
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        tl = rng.integers(-50, 300, (60, 2))
+        size = rng.integers(20, 150, (60, 1))
+        rects = np.concatenate([tl, tl + size - 1], axis=1)
+        fast = non_max_suppression(rects, 0.338, covered_thresh).tolist()
+        assert fast == _nms_loop(rects, 0.338, covered_thresh)
