@@ -1,0 +1,189 @@
+"""Face detector speed: the torch rebuild of dlib's MMOD CNN detector against dlib-bin, in one run.
+
+Both detect faces in the same real photos (the first photo of the first celeba_train
+identities, up to 512 px), at their native size and resized to 1024x768, and at native size
+with one doubling (our scale=2 against dlib's upsample_num_times=1). Our time is split into
+its three stages: building the tiled pyramid, the conv stack, and turning the score map into
+boxes. Each run also counts the rectangles both give identically. Prints a markdown table.
+
+Run from the project root:
+
+    .venv/bin/python benchmarks/bench_detector.py [--shared-data PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from faceclust.models.files import DETECTOR_FILE, model_path
+from faceclust.models.mmod import MMODDetector
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SHARED_DATA = Path(os.environ.get("FACECLUST_SHARED_DATA",
+                                          PROJECT_ROOT.parent / "shared" / "data"))
+BIG = (1024, 768)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared-data", type=Path, default=DEFAULT_SHARED_DATA,
+                        help="folder holding celeba_train")
+    parser.add_argument("--photos", type=int, default=4, help="how many photos")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds of our detector (best and median kept)")
+    return parser.parse_args()
+
+
+def load_photos(shared_data: Path, count: int) -> list[np.ndarray]:
+    from PIL import Image
+
+    folders = sorted(p for p in (shared_data / "celeba_train").iterdir() if p.is_dir())
+    return [np.asarray(Image.open(sorted(f.glob("*.jpg"))[0]).convert("RGB"))
+            for f in folders[:count]]
+
+
+def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def seconds(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+@dataclass
+class StageTimes:
+    """Per-image wall times of each stage, one list entry per round."""
+
+    pyramid: list[float] = field(default_factory=list)
+    conv: list[float] = field(default_factory=list)
+    post: list[float] = field(default_factory=list)
+
+    @property
+    def total(self) -> list[float]:
+        return [a + b + c for a, b, c in zip(self.pyramid, self.conv, self.post)]
+
+
+def time_ours(detector: MMODDetector, images: list[np.ndarray], scale: float,
+              rounds: int) -> tuple[StageTimes, list[tuple[np.ndarray, np.ndarray]]]:
+    """Stage times summed over the images, per round; rounds interleave the images so that a
+    busy spell on this shared CPU hurts one round, not one image."""
+    times = StageTimes()
+    results = [detector.detect(image, scale=scale) for image in images]  # warm-up per shape
+    for _ in range(rounds):
+        spent = np.zeros(3)
+        for image in images:
+            start = time.perf_counter()
+            pyramid = detector.pyramid(image, scale=scale)
+            mid = time.perf_counter()
+            scores = detector.score_map(pyramid)
+            end = time.perf_counter()
+            detector.boxes(scores, pyramid)
+            spent += (mid - start, end - mid, time.perf_counter() - end)
+        for stage, value in zip(("pyramid", "conv", "post"), spent / len(images)):
+            getattr(times, stage).append(float(value))
+    return times, results
+
+
+def time_dlib(reference, images: list[np.ndarray], upsample: int
+              ) -> tuple[float, list[np.ndarray]]:
+    """Seconds per image (one pass: dlib takes seconds per photo) and its rectangles."""
+    rects, spent = [], 0.0
+    for image in images:
+        start = time.perf_counter()
+        found = reference(image, upsample)
+        spent += time.perf_counter() - start
+        rects.append(np.array([[d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()]
+                               for d in found], np.int64).reshape(-1, 4))
+    return spent / len(images), rects
+
+
+def identical(ours: list[tuple[np.ndarray, np.ndarray]], theirs: list[np.ndarray]
+              ) -> tuple[int, int]:
+    """(dlib rectangles that we give exactly, dlib rectangles)."""
+    same = total = 0
+    for (boxes, _), rects in zip(ours, theirs):
+        mine = {tuple(r) for r in boxes.astype(np.int64).tolist()}
+        same += sum(tuple(r) in mine for r in rects.tolist())
+        total += len(rects)
+    return same, total
+
+
+def conv_gflop(detector: MMODDetector, image: np.ndarray) -> float:
+    """Multiply-adds x 2 of the conv stack on this image's tiled pyramid."""
+    total = 0.0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += 2 * module.in_channels * kh * kw * output.numel()
+
+    hooks = [m.register_forward_hook(count) for m in detector.net.modules()
+             if isinstance(m, nn.Conv2d)]
+    detector.score_map(detector.pyramid(image))
+    for hook in hooks:
+        hook.remove()
+    return total / 1e9
+
+
+def main() -> None:
+    args = parse_args()
+    if not (args.shared_data / "celeba_train").is_dir():
+        sys.exit(f"no photo sets at {args.shared_data}; pass --shared-data PATH")
+    import dlib
+
+    load_before = os.getloadavg()[0]
+    detector = MMODDetector(threads=args.threads)
+    reference = dlib.cnn_face_detection_model_v1(str(model_path(DETECTOR_FILE)))
+    native = load_photos(args.shared_data, args.photos)
+    big = [resized(image, BIG) for image in native]
+    cases = [(f"{BIG[0]}x{BIG[1]}", big, 1.0, 0), ("native (<= 512 px)", native, 1.0, 0),
+             ("native, scale 2 / upsample 1", native, 2.0, 1)]
+
+    rows = []
+    for name, images, scale, upsample in cases:
+        times, ours = time_ours(detector, images, scale, args.rounds)
+        dlib_seconds, theirs = time_dlib(reference, images, upsample)
+        same, total = identical(ours, theirs)
+        best = int(np.argmin(times.total))
+        rows.append((name, len(images), min(times.total), float(np.median(times.total)),
+                     dlib_seconds, times.pyramid[best], times.conv[best], times.post[best],
+                     same, total))
+    gflop = conv_gflop(detector, big[0])
+    conv_rate = gflop / rows[0][6]
+    load_after = os.getloadavg()[0]
+
+    print("| input | photos | ours s/img (best / median) | dlib s/img | speed-up (best / median) "
+          "| pyramid | conv stack | boxes + NMS | identical rects |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, n, best, median, theirs, pyr, conv, post, same, total in rows:
+        print(f"| {name} | {n} | {best:.3f} / {median:.3f} | {theirs:.2f} | "
+              f"{theirs / best:.1f}x / {theirs / median:.1f}x | {pyr * 1e3:.0f} ms | "
+              f"{conv * 1e3:.0f} ms | {post * 1e3:.1f} ms | {same}/{total} |")
+    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    print(f"\nConv stack at {BIG[0]}x{BIG[1]}: {gflop:.1f} GFLOP per image, {conv_rate:.0f} GFLOP/s "
+          f"in the best round. Stage columns are from our best round. torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads; dlib-bin {dlib.__version__} "
+          f"(one core). 1-min load average {load_before:.2f} before, {load_after:.2f} after "
+          "(other processes share this CPU).")
+    print(f"\nProduced by: `{command}` (ours: best and median of {args.rounds} interleaved "
+          "rounds after a warm-up; dlib: one pass)")
+
+
+if __name__ == "__main__":
+    main()
