@@ -474,6 +474,8 @@ class MMODDetector:
         _check_image(image)
         if not scale > 0:
             raise ValueError(f"scale must be positive (got {scale})")
+        if image.size == 0:
+            return None
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         work, back = _rescale(image, scale)
