@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -58,12 +57,6 @@ def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-
-
-def seconds(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 @dataclass
@@ -176,9 +169,10 @@ def main() -> None:
               f"{theirs / best:.1f}x / {theirs / median:.1f}x | {pyr * 1e3:.0f} ms | "
               f"{conv * 1e3:.0f} ms | {post * 1e3:.1f} ms | {same}/{total} |")
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    print(f"\nConv stack at {BIG[0]}x{BIG[1]}: {gflop:.1f} GFLOP per image, {conv_rate:.0f} GFLOP/s "
-          f"in the best round. Stage columns are from our best round. torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads; dlib-bin {dlib.__version__} "
+    print(f"\nConv stack at {BIG[0]}x{BIG[1]}: {gflop:.1f} GFLOP per image, "
+          f"{conv_rate:.0f} GFLOP/s in the best round. Stage columns are from our best round. "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; dlib-bin "
+          f"{dlib.__version__} "
           f"(one core). 1-min load average {load_before:.2f} before, {load_after:.2f} after "
           "(other processes share this CPU).")
     print(f"\nProduced by: `{command}` (ours: best and median of {args.rounds} interleaved "

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from faceclust.models.files import DETECTOR_FILE, model_path
-from faceclust.models.mmod import (MMODDetector, non_max_suppression, pyramid_level_sizes,
-                                   tile_pyramid, tiled_to_image, _nearest_level)
+from faceclust.models.mmod import (MMODDetector, nearest_level, non_max_suppression,
+                                   pyramid_level_sizes, tile_pyramid, tiled_to_image)
 
 CELEBA_PHOTOS = 12
 LFW_ENLARGED = 8
@@ -53,9 +53,12 @@ def _by_position(rects: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _inclusive_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of boxes whose right and bottom sides are inclusive."""
+    def area(r: np.ndarray) -> float:
+        return (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
+
     inner = (max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
              * max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1))
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
     return inner / (area(a) + area(b) - inner)
 
 
@@ -244,7 +247,7 @@ def test_nearest_level_matches_a_plain_loop():
     layout = tile_pyramid(pyramid_level_sizes(480, 640), 10, 11)
     rng = np.random.default_rng(0)
     points = np.floor(rng.uniform(-30, [layout.width + 30, layout.height + 30], (500, 2)))
-    fast = _nearest_level(points, layout.rects)
+    fast = nearest_level(points, layout.rects)
     assert fast.tolist() == [_nearest_level_loop(tuple(p), layout.rects) for p in points]
 
 

@@ -6,7 +6,8 @@ pyramid (each level 5/6 of the one before) are tiled side by side, as dlib's
 threshold is an 80x80 window in the tiled image; it is mapped back through the pyramid level
 it falls in to the photo, rounded as dlib rounds, and greedy non-maximum suppression keeps
 the best of overlapping windows. At ``scale=1`` every step follows dlib's own arithmetic, so
-the rectangles are dlib's to the pixel and the scores agree to float rounding.
+the rectangles are dlib's to the pixel and the scores agree to float rounding; ``scale=2**k``
+also enlarges the image the way dlib's ``upsample_num_times=k`` does, with the same result.
 
 >>> import numpy as np
 >>> detector = MMODDetector()
@@ -153,7 +154,7 @@ def tiled_to_image(boxes: np.ndarray, layout: TiledPyramid) -> np.ndarray:
     if len(boxes) == 0:
         return np.zeros((0, 4), np.float64)
     centre = np.floor((boxes[:, :2] + boxes[:, 2:]) / 2 + 0.5)
-    level = _nearest_level(centre, layout.rects)
+    level = nearest_level(centre, layout.rects)
     origin = layout.rects[level][:, :2].astype(np.float64)
     mapped = boxes.astype(np.float64) - np.concatenate([origin, origin], axis=1)
     ratio = PYRAMID_N / (PYRAMID_N - 1.0)
@@ -163,7 +164,7 @@ def tiled_to_image(boxes: np.ndarray, layout: TiledPyramid) -> np.ndarray:
     return mapped
 
 
-def _nearest_level(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
+def nearest_level(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
     """Index of the first rect holding each point, else of the first nearest rect."""
     x, y = points[:, :1], points[:, 1:]
     left, top, right, bottom = (rects[None, :, i] for i in range(4))
@@ -344,6 +345,7 @@ def _simd_columns(image: np.ndarray, top: np.ndarray, bottom: np.ndarray, tb: np
 
 
 def _row_samples(rows: int, out_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top and bottom source rows and the double-precision fraction of each output row."""
     scale = (rows - 1) / max(out_rows - 1, 1)
     steps = np.full(out_rows + 1, scale)
     steps[0] = -scale
@@ -363,7 +365,9 @@ def _simd_column_samples(cols: int, out_cols: int
     steps = np.full((groups + 1, 4), np.float32(4 * scale), np.float32)
     steps[0] = lanes
     x = np.add.accumulate(steps, axis=0, dtype=np.float32)[1:]
-    left = x.astype(np.int32)  # truncation toward zero, as _mm_cvttps_epi32
+    # Truncation toward zero, like dlib's float-to-int SIMD conversion (the same truncation
+    # on the output pixels is what makes our enlarged images equal dlib's).
+    left = x.astype(np.int32)
     lr = x - left.astype(np.float32)
     stop = np.nonzero(left[:, 3] + 1 >= cols)[0]
     simd_groups = int(stop[0]) if len(stop) else groups
@@ -374,6 +378,7 @@ def _simd_column_samples(cols: int, out_cols: int
 
 def _tail_columns(image: np.ndarray, cols: int, out_cols: int, first: int, top: np.ndarray,
                   bottom: np.ndarray, tb: np.ndarray) -> np.ndarray:
+    """The last columns, which dlib's loop finishes one at a time in double precision."""
     scale = (cols - 1) / max(out_cols - 1, 1)
     steps = np.full(out_cols - first + 1, scale)
     steps[0] = -scale + first * scale
