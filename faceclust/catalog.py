@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from faceclust.errors import CatalogError
-from faceclust.records import FaceArrays, PhotoResult, PhotoState
+from faceclust.records import FaceArrays, FaceTable, PhotoResult, PhotoState
 
 MIGRATIONS: list[str] = [
     # 1: photos, faces, embeddings, runs, errors
@@ -69,6 +69,37 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     CREATE INDEX errors_run ON errors(run_id);
+    """,
+    # 2: people, who each face belongs to, and the user's decisions
+    """
+    CREATE TABLE people (
+        id INTEGER PRIMARY KEY,
+        name TEXT,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE assignments (
+        face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE,
+        person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        source TEXT NOT NULL CHECK (source IN ('cluster', 'recognized', 'user')),
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX assignments_person ON assignments(person_id);
+    CREATE TABLE rejections (
+        face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+        person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        PRIMARY KEY (face_id, person_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE merges (
+        old_id INTEGER PRIMARY KEY,
+        new_id INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE clustered (
+        face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE
+    );
     """,
 ]
 
@@ -326,12 +357,13 @@ class Catalog:
                 "status": row[4], "summary": json.loads(row[5]) if row[5] else None}
 
     def iter_faces(self, model_id: str | None) -> Iterator[tuple]:
-        """(face_id, photo path, left, top, right, bottom, score, vector bytes or None) for faces
-        of photos that exist, ordered by path then face id."""
+        """(face_id, photo path, left, top, right, bottom, score, vector bytes or None, person id
+        or None) for faces of photos that exist, ordered by path then face id."""
         yield from self.db.execute(
-            """SELECT f.id, p.path, f.left, f.top, f.right, f.bottom, f.score, e.vector
+            """SELECT f.id, p.path, f.left, f.top, f.right, f.bottom, f.score, e.vector, a.person_id
                FROM faces f JOIN photos p ON p.id = f.photo_id
                LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               LEFT JOIN assignments a ON a.face_id = f.id
                WHERE p.status = 'ok' ORDER BY p.path, f.id""",
             (model_id,),
         )
@@ -359,6 +391,162 @@ class Catalog:
             (model_id,),
         ).fetchone()
         return f"{model_id}:{row[0]}:{row[1]}:{row[2]}"
+
+    # -- people ----------------------------------------------------------------------------
+
+    def face_table(self, model_id: str) -> FaceTable:
+        """Every face of an existing photo with an embedding from ``model_id``, by face id."""
+        rows = self.db.execute(
+            """SELECT f.id, f.photo_id, f.right - f.left, f.score, e.vector
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               WHERE p.status = 'ok' ORDER BY f.id""",
+            (model_id,),
+        ).fetchall()
+        n = len(rows)
+        vectors = (np.frombuffer(b"".join(r[4] for r in rows), "<f4").reshape(n, -1).astype(np.float32)
+                   if n else np.zeros((0, 128), np.float32))
+        return FaceTable(
+            face_ids=np.fromiter((r[0] for r in rows), np.int64, n),
+            photo_ids=np.fromiter((r[1] for r in rows), np.int64, n),
+            widths=np.fromiter((r[2] for r in rows), np.float32, n),
+            scores=np.fromiter((r[3] for r in rows), np.float32, n),
+            vectors=vectors,
+        )
+
+    def assignments(self) -> dict[int, tuple[int, str]]:
+        """face id -> (person id, source)."""
+        return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT face_id, person_id, source FROM assignments")}
+
+    def clustered_faces(self) -> set[int]:
+        """Faces some clustering run has already considered (re-runs leave them be)."""
+        return {r[0] for r in self.db.execute("SELECT face_id FROM clustered")}
+
+    def mark_clustered(self, face_ids: Iterable[int]) -> None:
+        with self.transaction():
+            self.db.executemany("INSERT OR IGNORE INTO clustered(face_id) VALUES (?)", [(int(f),) for f in face_ids])
+
+    def rejections(self) -> list[tuple[int, int]]:
+        return [(r[0], r[1]) for r in self.db.execute("SELECT face_id, person_id FROM rejections ORDER BY face_id")]
+
+    def create_people(self, count: int) -> list[int]:
+        now = time.time()
+        with self.transaction():
+            return [int(self.db.execute("INSERT INTO people(created_at, updated_at) VALUES (?, ?)",
+                                        (now, now)).lastrowid) for _ in range(count)]
+
+    def replace_automatic_assignments(self, rows: Iterable[tuple[int, int, str]]) -> None:
+        """Drop every assignment not made by the user, then write ``rows`` (face, person, source);
+        people left with no face and no name are removed. One transaction."""
+        now = time.time()
+        with self.transaction():
+            self.db.execute("DELETE FROM assignments WHERE source <> 'user'")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO assignments(face_id, person_id, source, updated_at) VALUES (?, ?, ?, ?)",
+                [(int(f), int(p), src, now) for f, p, src in rows])
+            self._drop_empty_people()
+
+    def add_assignments(self, rows: Iterable[tuple[int, int, str]]) -> None:
+        now = time.time()
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO assignments(face_id, person_id, source, updated_at) VALUES (?, ?, ?, ?)",
+                [(int(f), int(p), src, now) for f, p, src in rows])
+
+    def _drop_empty_people(self) -> None:
+        self.db.execute(
+            """DELETE FROM people WHERE name IS NULL AND hidden = 0
+               AND id NOT IN (SELECT DISTINCT person_id FROM assignments)
+               AND id NOT IN (SELECT DISTINCT person_id FROM rejections)""")
+
+    def resolve_person(self, ref: str | int) -> int:
+        """A person id from an id (following merges) or an exact name."""
+        text = str(ref).strip()
+        if text.isdigit():
+            pid = int(text)
+            for _ in range(100):  # merges form chains; a loop would be a bug, not data
+                row = self.db.execute("SELECT new_id FROM merges WHERE old_id=?", (pid,)).fetchone()
+                if row is None:
+                    break
+                pid = int(row[0])
+            if self.db.execute("SELECT 1 FROM people WHERE id=?", (pid,)).fetchone():
+                return pid
+            raise CatalogError(f"no person {text}; 'faceclust people' lists them")
+        rows = self.db.execute("SELECT id FROM people WHERE name=?", (text,)).fetchall()
+        if len(rows) == 1:
+            return int(rows[0][0])
+        if not rows:
+            raise CatalogError(f"no person named {text!r}; 'faceclust people' lists them")
+        raise CatalogError(f"{len(rows)} people are named {text!r}; use an id ('faceclust people')")
+
+    def face_exists(self, face_id: int) -> bool:
+        return self.db.execute("SELECT 1 FROM faces WHERE id=?", (int(face_id),)).fetchone() is not None
+
+    def set_person(self, person_id: int, *, name: str | None = None, hidden: bool | None = None) -> None:
+        with self.transaction():
+            if name is not None:
+                self.db.execute("UPDATE people SET name=?, updated_at=? WHERE id=?", (name, time.time(), person_id))
+            if hidden is not None:
+                self.db.execute("UPDATE people SET hidden=?, updated_at=? WHERE id=?",
+                                (int(hidden), time.time(), person_id))
+
+    def merge_people(self, target: int, sources: Sequence[int]) -> None:
+        """Move every face, decision and name of ``sources`` into ``target``; one transaction."""
+        now = time.time()
+        with self.transaction():
+            for source in sources:
+                if source == target:
+                    continue
+                self.db.execute("UPDATE assignments SET person_id=?, updated_at=? WHERE person_id=?",
+                                (target, now, source))
+                self.db.execute("UPDATE OR IGNORE rejections SET person_id=? WHERE person_id=?", (target, source))
+                self.db.execute(
+                    """UPDATE people SET name = COALESCE(name, (SELECT name FROM people WHERE id=?)),
+                       updated_at=? WHERE id=?""", (source, now, target))
+                self.db.execute("UPDATE merges SET new_id=? WHERE new_id=?", (target, source))
+                self.db.execute("INSERT OR REPLACE INTO merges(old_id, new_id, at) VALUES (?, ?, ?)",
+                                (source, target, now))
+                self.db.execute("DELETE FROM people WHERE id=?", (source,))
+            # Merging says "same person": pin the faces so re-clustering keeps them together.
+            self.db.execute("UPDATE assignments SET source='user' WHERE person_id=?", (target,))
+
+    def move_face(self, face_id: int, person_id: int) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM rejections WHERE face_id=? AND person_id=?", (face_id, person_id))
+            self.db.execute(
+                "INSERT OR REPLACE INTO assignments(face_id, person_id, source, updated_at) VALUES (?, ?, 'user', ?)",
+                (face_id, person_id, time.time()))
+            self._drop_empty_people()
+
+    def reject_face(self, face_id: int) -> int | None:
+        """"Not this person": the face leaves its person for good. Returns that person."""
+        row = self.db.execute("SELECT person_id FROM assignments WHERE face_id=?", (face_id,)).fetchone()
+        if row is None:
+            return None
+        with self.transaction():
+            self.db.execute("INSERT OR IGNORE INTO rejections(face_id, person_id, at) VALUES (?, ?, ?)",
+                            (face_id, row[0], time.time()))
+            self.db.execute("DELETE FROM assignments WHERE face_id=?", (face_id,))
+        return int(row[0])
+
+    def people(self) -> list[dict]:
+        """id, name, hidden, faces, photos for every person (existing photos only), biggest first."""
+        rows = self.db.execute(
+            """SELECT pe.id, pe.name, pe.hidden, COUNT(f.id), COUNT(DISTINCT f.photo_id)
+               FROM people pe LEFT JOIN assignments a ON a.person_id = pe.id
+               LEFT JOIN faces f ON f.id = a.face_id
+                    AND f.photo_id IN (SELECT id FROM photos WHERE status = 'ok')
+               GROUP BY pe.id ORDER BY COUNT(f.id) DESC, pe.id""").fetchall()
+        return [{"id": r[0], "name": r[1], "hidden": bool(r[2]), "faces": r[3], "photos": r[4]} for r in rows]
+
+    def person_faces(self) -> list[tuple]:
+        """(person id or None, face id, photo path, left, top, right, bottom, score) for every face
+        of an existing photo; unassigned faces carry None."""
+        return self.db.execute(
+            """SELECT a.person_id, f.id, p.path, f.left, f.top, f.right, f.bottom, f.score
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               LEFT JOIN assignments a ON a.face_id = f.id
+               WHERE p.status = 'ok' ORDER BY p.path, f.id""").fetchall()
 
 
 _WRITERS = {

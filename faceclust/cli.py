@@ -154,5 +154,117 @@ def export(catalog, fmt, output, embeddings):
     click.echo(f"{count} faces exported", err=True)
 
 
+@main.command()
+@catalog_option
+@click.option("--method", type=str, default=None,
+              help="Clusterer: agglomerative (default), hdbscan, chinese-whispers or kmeans.")
+@click.option("--min-faces", type=int, default=None,
+              help="Faces a group needs to become a person; smaller groups stay unknown [default: 2].")
+@click.option("--min-face-size", type=float, default=None,
+              help="Leave faces narrower than this many pixels out of clustering.")
+@click.option("--min-score", type=float, default=None, help="Leave faces detected below this score out.")
+@click.option("--threshold", type=float, default=None,
+              help="Distance threshold of the method (on L2-normalised descriptors).")
+@click.option("--full", is_flag=True,
+              help="Re-cluster every face (names and manual decisions are kept); default: only add and grow people.")
+@quiet_option
+@json_option
+def cluster(catalog, method, min_faces, min_face_size, min_score, threshold, full, quiet, as_json):
+    """Group the catalog's faces into people.
+
+    The first run clusters everything. Later runs keep existing people and their names, add
+    new faces to the person their nearest faces agree on, and cluster the rest into new people.
+    Two faces of one photo are never the same person.
+    """
+    from faceclust.people import ClusterOptions, cluster_library
+
+    options = ClusterOptions(**_given(method=method, min_faces=min_faces, min_face_size=min_face_size,
+                                      min_score=min_score), full=full,
+                             method_options=_given(threshold=threshold))
+    summary = cluster_library(_catalog_path(catalog), options).as_dict()
+    if as_json:
+        click.echo(json.dumps(summary))
+    elif not quiet:
+        click.echo(f"{summary['people']} people, {summary['assigned']} faces assigned, "
+                   f"{summary['unknown']} unknown ({summary['mode']}: {summary['new_people']} new people, "
+                   f"{summary['recognized']} faces recognised) in {summary['seconds']:.1f} s")
+
+
+@main.command()
+@catalog_option
+@click.option("--all", "include_hidden", is_flag=True, help="Include hidden people.")
+@json_option
+def people(catalog, include_hidden, as_json):
+    """List people: id, name, faces, photos (biggest first)."""
+    from faceclust.people import list_people
+
+    rows = list_people(_catalog_path(catalog), include_hidden)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from faceclust.progress import print_people
+
+    print_people(rows)
+
+
+@main.command()
+@click.argument("person")
+@click.argument("name")
+@catalog_option
+def name(person, name, catalog):
+    """Give PERSON (an id or a current name) the name NAME."""
+    from faceclust.people import name_person
+
+    pid = name_person(_catalog_path(catalog), person, name)
+    click.echo(f"person {pid} is now {name!r}")
+
+
+@main.command()
+@click.argument("target")
+@click.argument("others", nargs=-1, required=True)
+@catalog_option
+def merge(target, others, catalog):
+    """Merge OTHERS into TARGET (ids or names): they are the same person."""
+    from faceclust.people import merge_people
+
+    pid = merge_people(_catalog_path(catalog), target, list(others))
+    click.echo(f"merged into person {pid}")
+
+
+@main.command()
+@click.argument("face", type=int)
+@click.argument("person")
+@catalog_option
+def move(face, person, catalog):
+    """Put FACE (a face id, see 'export') into PERSON; clustering keeps it there."""
+    from faceclust.people import move_face
+
+    pid = move_face(_catalog_path(catalog), face, person)
+    click.echo(f"face {face} now belongs to person {pid}")
+
+
+@main.command()
+@click.argument("face", type=int)
+@catalog_option
+def reject(face, catalog):
+    """"Not this person": FACE leaves its person and is never put back there."""
+    from faceclust.people import reject_face
+
+    pid = reject_face(_catalog_path(catalog), face)
+    click.echo(f"face {face} removed from person {pid} for good")
+
+
+@main.command()
+@click.argument("person")
+@click.option("--show", is_flag=True, help="Show a hidden person again.")
+@catalog_option
+def hide(person, show, catalog):
+    """Hide PERSON (strangers) from people lists, albums and reports."""
+    from faceclust.people import hide_person
+
+    pid = hide_person(_catalog_path(catalog), person, hidden=not show)
+    click.echo(f"person {pid} is {'shown' if show else 'hidden'}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

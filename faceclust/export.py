@@ -16,10 +16,10 @@ FORMATS = ("csv", "jsonl")
 
 
 def face_rows(catalog, model_id: str | None) -> Iterator[tuple[dict, bytes | None]]:
-    for face_id, path, left, top, right, bottom, score, vector in catalog.iter_faces(model_id):
+    for face_id, path, left, top, right, bottom, score, vector, person in catalog.iter_faces(model_id):
         row = {"photo": path, "face_id": face_id, "left": round(left, 1), "top": round(top, 1),
                "right": round(right, 1), "bottom": round(bottom, 1), "score": round(score, 4),
-               "person": ""}
+               "person": "" if person is None else person}
         yield row, vector
 
 

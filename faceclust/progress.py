@@ -114,3 +114,16 @@ def print_status(counts: dict, catalog: Path) -> None:
     if last:
         state = last["status"]
         console.print(f"last run: {last['command']} #{last['id']} ({state})")
+
+
+def print_people(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "faces", "photos")
+    for row in rows:
+        name = row["name"] or ""
+        if row["hidden"]:
+            name += " (hidden)"
+        table.add_row(str(row["id"]), name, str(row["faces"]), str(row["photos"]))
+    Console().print(table)

@@ -30,6 +30,20 @@ class FaceArrays:
 
 
 @dataclass
+class FaceTable:
+    """Faces of existing photos with their embeddings, aligned by row."""
+
+    face_ids: np.ndarray  # int64 (n,)
+    photo_ids: np.ndarray  # int64 (n,)
+    widths: np.ndarray  # float32 (n,) box width in original pixels
+    scores: np.ndarray  # float32 (n,) detection score
+    vectors: np.ndarray  # float32 (n, d)
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+
+@dataclass
 class PhotoState:
     """What the catalog knows of one photo."""
 

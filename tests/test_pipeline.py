@@ -27,7 +27,7 @@ def scan(catalog_path: Path, *roots: Path, options: ScanOptions = OPTIONS):
 def faces_by_path(catalog_path: Path) -> dict[str, list[tuple]]:
     out: dict[str, list[tuple]] = {}
     with Catalog(catalog_path) as cat:
-        for face_id, path, left, top, right, bottom, score, vector in cat.iter_faces("fake-embedder:1"):
+        for face_id, path, left, top, right, bottom, score, vector, _ in cat.iter_faces("fake-embedder:1"):
             out.setdefault(path, []).append((round(left), round(top), round(right), round(bottom), vector))
     return out
 

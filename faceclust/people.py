@@ -1,0 +1,317 @@
+"""People: clusters of faces that last.
+
+Clustering gives labels; this module turns them into people with stable ids, and keeps every
+decision the user made. Re-running after new photos were scanned keeps existing people and
+only adds or grows them (new faces are recognised by their nearest named faces, the rest are
+clustered among themselves); ``full=True`` re-clusters everything and matches the new clusters
+to the old people by their faces. Manual decisions are constraints: faces the user placed stay
+(must-link), two people the user kept apart stay apart, a rejected face never returns to the
+person that rejected it, and two faces of one photo are never one person.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceclust.records import FaceTable
+
+# Chord distance between L2-normalised descriptors (dlib's 0.6 on raw descriptors is ~0.42).
+DEFAULT_RECOGNITION_THRESHOLD = 0.40
+RECOGNITION_NEIGHBOURS = 10
+RECOGNITION_AGREEMENT = 0.6
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """What ``faceclust cluster`` asks; ``None`` means the library's default."""
+
+    method: str | None = None
+    min_faces: int | None = None
+    min_face_size: float = 0.0
+    min_score: float | None = None
+    full: bool = False
+    recognition_threshold: float = DEFAULT_RECOGNITION_THRESHOLD
+    method_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.min_face_size < 0:
+            raise ValueError("min_face_size must be >= 0")
+        if not 0 < self.recognition_threshold < 2:
+            raise ValueError("recognition_threshold must be between 0 and 2")
+
+
+@dataclass
+class ClusterSummary:
+    faces: int = 0
+    eligible: int = 0
+    mode: str = "incremental"
+    recognized: int = 0
+    new_people: int = 0
+    grown_people: int = 0
+    people: int = 0
+    assigned: int = 0
+    unknown: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class PeopleClusterer:
+    """One clustering run over a catalog."""
+
+    def __init__(self, catalog, model_id: str, options: ClusterOptions | None = None) -> None:
+        self.catalog = catalog
+        self.model_id = model_id
+        self.options = options or ClusterOptions()
+        self.summary = ClusterSummary()
+
+    def run(self) -> ClusterSummary:
+        start = time.perf_counter()
+        table = self.catalog.face_table(self.model_id)
+        assigned = self.catalog.assignments()
+        rejected = self.catalog.rejections()
+        eligible = self._eligible(table)
+        self.summary.faces, self.summary.eligible = len(table), int(eligible.sum())
+        full = self.options.full or not any(src != "user" for _, src in assigned.values())
+        self.summary.mode = "full" if full else "incremental"
+        rows = (self._full if full else self._incremental)(table, eligible, assigned, rejected)
+        if full:
+            self.catalog.replace_automatic_assignments(rows)
+        else:
+            self.catalog.add_assignments(rows)
+        self.catalog.mark_clustered(table.face_ids[eligible])
+        people = self.catalog.people()
+        self.summary.people = sum(1 for p in people if p["faces"])
+        self.summary.assigned = sum(p["faces"] for p in people)
+        self.summary.unknown = self.summary.faces - self.summary.assigned
+        self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    def _eligible(self, table: FaceTable) -> np.ndarray:
+        keep = table.widths >= self.options.min_face_size
+        if self.options.min_score is not None:
+            keep &= table.scores >= self.options.min_score
+        return keep
+
+    # -- clustering everything ----------------------------------------------------------------
+
+    def _full(self, table: FaceTable, eligible: np.ndarray, assigned: dict, rejected: list) -> list:
+        from faceclust.cluster import cluster_faces
+
+        rows = np.nonzero(eligible)[0]
+        face_ids = table.face_ids[rows]
+        position = {int(f): i for i, f in enumerate(face_ids)}
+        pinned: dict[int, list[int]] = defaultdict(list)
+        current: dict[int, list[int]] = defaultdict(list)
+        for face, (person, source) in assigned.items():
+            if face in position:
+                current[person].append(position[face])
+                if source == "user":
+                    pinned[person].append(position[face])
+        cannot = self._cannot_link(pinned, current, rejected, position)
+        labels = cluster_faces(table.vectors[rows], groups=table.photo_ids[rows],
+                               method=self.options.method, min_faces=self.options.min_faces,
+                               cannot_link=cannot, must_link=list(pinned.values()),
+                               **self.options.method_options)
+        people = self._match_clusters(labels, face_ids, assigned)
+        forbidden = set(rejected)
+        out = []
+        for i, label in enumerate(labels):
+            if label < 0:
+                continue
+            face = int(face_ids[i])
+            person = people[int(label)]
+            if (face, person) in forbidden:
+                continue
+            source = "user" if assigned.get(face, (None, ""))[1] == "user" else "cluster"
+            out.append((face, person, source))
+        # Faces the user placed but clustering could not use (too small now) stay where they are.
+        placed = {f for f, _, _ in out}
+        out += [(f, p, s) for f, (p, s) in assigned.items() if s == "user" and f not in placed]
+        return out
+
+    @staticmethod
+    def _cannot_link(pinned: dict, current: dict, rejected: list, position: dict) -> np.ndarray:
+        pairs = []
+        # Two people the user shaped are two people: one face of each group keeps them apart.
+        heads = [members[0] for members in pinned.values()]
+        for i, a in enumerate(heads):
+            pairs.extend((a, b) for b in heads[i + 1:])
+        for face, person in rejected:
+            if face in position:
+                others = pinned.get(person) or current.get(person, [])
+                pairs.extend((position[face], o) for o in others[:200] if o != position[face])
+        return np.array(pairs, np.int64).reshape(-1, 2)
+
+    def _match_clusters(self, labels: np.ndarray, face_ids: np.ndarray, assigned: dict) -> dict[int, int]:
+        """Cluster label -> person id: each old person goes to the cluster holding most of its
+        faces (user-placed faces decide first), the other clusters become new people."""
+        votes: Counter = Counter()
+        for label, face in zip(labels.tolist(), face_ids.tolist()):
+            if label >= 0 and face in assigned:
+                person, source = assigned[face]
+                votes[(label, person)] += 1_000_000 if source == "user" else 1
+        mapping: dict[int, int] = {}
+        taken: set[int] = set()
+        for (label, person), _ in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0])):
+            if label not in mapping and person not in taken:
+                mapping[label] = person
+                taken.add(person)
+        fresh = sorted(set(int(x) for x in labels if x >= 0) - set(mapping))
+        for label, person in zip(fresh, self.catalog.create_people(len(fresh))):
+            mapping[label] = person
+        self.summary.new_people = len(fresh)
+        return mapping
+
+    # -- adding to existing people --------------------------------------------------------------
+
+    def _incremental(self, table: FaceTable, eligible: np.ndarray, assigned: dict, rejected: list) -> list:
+        from faceclust.cluster import cluster_faces
+
+        # Only faces no clustering has seen are placed: a re-run with nothing new changes nothing.
+        # Faces left unknown before may still form a new person together with new faces.
+        seen = self.catalog.clustered_faces()
+        ids = table.face_ids.tolist()
+        known_rows = np.array([i for i, f in enumerate(ids) if f in assigned], np.int64)
+        new = np.array([i for i, f in enumerate(ids) if f not in assigned and f not in seen and eligible[i]], np.int64)
+        old_unknown = [i for i, f in enumerate(ids) if f not in assigned and f in seen and eligible[i]]
+        out = self._recognize(table, known_rows, new, assigned, set(rejected))
+        self.summary.recognized = len(out)
+        grown = {p for _, p, _ in out}
+        taken = {f for f, _, _ in out}
+        rest = np.array([i for i in new.tolist() if int(table.face_ids[i]) not in taken], np.int64)
+        if len(rest):
+            pool = np.concatenate([rest, np.array(old_unknown, np.int64)])
+            labels = cluster_faces(table.vectors[pool], groups=table.photo_ids[pool],
+                                   method=self.options.method, min_faces=self.options.min_faces,
+                                   **self.options.method_options)
+            with_new = set(labels[: len(rest)].tolist())
+            labels = np.where(np.isin(labels, list(with_new)), labels, -1)
+            rest = pool
+            fresh = sorted(set(int(x) for x in labels if x >= 0))
+            people = dict(zip(fresh, self.catalog.create_people(len(fresh))))
+            self.summary.new_people = len(fresh)
+            out += [(int(table.face_ids[i]), people[int(lab)], "cluster")
+                    for i, lab in zip(rest.tolist(), labels.tolist()) if lab >= 0]
+        self.summary.grown_people = len(grown)
+        return out
+
+    def _recognize(self, table: FaceTable, known: np.ndarray, free: np.ndarray, assigned: dict,
+                   rejected: set) -> list:
+        """New faces join a person when their nearest assigned faces agree on it within the
+        threshold; the same-photo rule and rejections hold."""
+        if not len(known) or not len(free):
+            return []
+        from faceclust.index import FaceIndex
+
+        known_people = np.array([assigned[int(table.face_ids[i])][0] for i in known.tolist()], np.int64)
+        index = FaceIndex.build(np.arange(len(known)), _unit(table.vectors[known]), "recognition")
+        k = min(RECOGNITION_NEIGHBOURS, len(known))
+        found = index.search(_unit(table.vectors[free]), k)
+        threshold = self.options.recognition_threshold
+        photo_people: dict[int, set[int]] = defaultdict(set)
+        for i in known.tolist():
+            photo_people[int(table.photo_ids[i])].add(assigned[int(table.face_ids[i])][0])
+        candidates = []
+        for row, i in enumerate(free.tolist()):
+            near = found.face_ids[row][(found.distances[row] < threshold) & (found.face_ids[row] >= 0)]
+            if not len(near):
+                continue
+            people = known_people[near]
+            person, count = Counter(people.tolist()).most_common(1)[0]
+            if count < RECOGNITION_AGREEMENT * len(near):
+                continue
+            candidates.append((float(found.distances[row][0]), i, int(person)))
+        out = []
+        for _, i, person in sorted(candidates):  # closest first: it wins its photo's slot
+            face, photo = int(table.face_ids[i]), int(table.photo_ids[i])
+            if (face, person) in rejected or person in photo_people[photo]:
+                continue
+            photo_people[photo].add(person)
+            out.append((face, person, "recognized"))
+        return out
+
+
+def cluster_library(catalog_path, options: ClusterOptions | None = None, model_id: str | None = None) -> ClusterSummary:
+    """Cluster the catalog's faces into people (see :class:`PeopleClusterer`)."""
+    from faceclust.catalog import Catalog
+    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+
+    model_id = model_id or embedders.create(DEFAULT_EMBEDDER).identity()
+    with Catalog(catalog_path, create=False) as catalog:
+        return PeopleClusterer(catalog, model_id, options).run()
+
+
+# -- the user's decisions ---------------------------------------------------------------------
+# Each opens the catalog, resolves references (an id, a merged-away id, or an exact name) and
+# makes one change in one transaction.
+
+
+def _open(catalog_path):
+    from faceclust.catalog import Catalog
+
+    return Catalog(catalog_path, create=False)
+
+
+def list_people(catalog_path, include_hidden: bool = False) -> list[dict]:
+    with _open(catalog_path) as catalog:
+        return [p for p in catalog.people() if include_hidden or not p["hidden"]]
+
+
+def name_person(catalog_path, ref: str, name: str) -> int:
+    from faceclust.errors import FaceclustError
+
+    name = name.strip()
+    if not name:
+        raise FaceclustError("a name cannot be empty")
+    with _open(catalog_path) as catalog:
+        person = catalog.resolve_person(ref)
+        catalog.set_person(person, name=name)
+        return person
+
+
+def hide_person(catalog_path, ref: str, hidden: bool = True) -> int:
+    with _open(catalog_path) as catalog:
+        person = catalog.resolve_person(ref)
+        catalog.set_person(person, hidden=hidden)
+        return person
+
+
+def merge_people(catalog_path, target: str, sources: list[str]) -> int:
+    with _open(catalog_path) as catalog:
+        into = catalog.resolve_person(target)
+        catalog.merge_people(into, [catalog.resolve_person(s) for s in sources])
+        return into
+
+
+def move_face(catalog_path, face_id: int, ref: str) -> int:
+    from faceclust.errors import FaceclustError
+
+    with _open(catalog_path) as catalog:
+        if not catalog.face_exists(face_id):
+            raise FaceclustError(f"no face {face_id}; 'faceclust export' lists face ids")
+        person = catalog.resolve_person(ref)
+        catalog.move_face(face_id, person)
+        return person
+
+
+def reject_face(catalog_path, face_id: int) -> int:
+    from faceclust.errors import FaceclustError
+
+    with _open(catalog_path) as catalog:
+        if not catalog.face_exists(face_id):
+            raise FaceclustError(f"no face {face_id}; 'faceclust export' lists face ids")
+        person = catalog.reject_face(face_id)
+        if person is None:
+            raise FaceclustError(f"face {face_id} belongs to nobody; nothing to reject")
+        return person
