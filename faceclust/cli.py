@@ -266,5 +266,41 @@ def hide(person, show, catalog):
     click.echo(f"person {pid} is {'shown' if show else 'hidden'}")
 
 
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@catalog_option
+@click.option("--mode", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
+              help="How photos appear in the albums; originals are never moved or modified.")
+@click.option("--unknown", "include_unknown", is_flag=True, help="Also fill OUT/unknown with photos of unknown faces.")
+@json_option
+def albums(out, catalog, mode, include_unknown, as_json):
+    """Write one folder per person under OUT (a photo with several people is in each folder).
+
+    Re-running updates OUT: new photos are added, photos whose faces moved are removed, and
+    files faceclust did not create are never touched.
+    """
+    from faceclust.albums import write_albums
+
+    summary = write_albums(_catalog_path(catalog), out, mode, include_unknown).as_dict()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"{summary['people']} people in {out}: {summary['added']} added, {summary['removed']} removed, "
+               f"{summary['kept']} unchanged")
+    for rel, message in summary["errors"][:10]:
+        click.echo(f"error {rel}: {message}", err=True)
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@catalog_option
+def report(out, catalog):
+    """Write a self-contained HTML page OUT with a row of face thumbnails per person."""
+    from faceclust.report import write_report
+
+    shown = write_report(_catalog_path(catalog), out)
+    click.echo(f"{shown} people in {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

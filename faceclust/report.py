@@ -1,0 +1,105 @@
+"""A report a person can look at: one self-contained HTML file, a row per person.
+
+Face thumbnails are embedded (base64 JPEG), so the file can be mailed or opened anywhere.
+Every name and path is escaped. Written only where the user asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from faceclust.errors import FaceclustError
+
+THUMB = 96
+FACES_PER_PERSON = 12
+MARGIN = 0.2
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
+h1{font-size:1.4em} .row{background:#fff;border:1px solid #ddd;border-radius:6px;margin:0 0 1em;padding:.6em}
+.row h2{font-size:1.05em;margin:0 0 .4em} .counts{color:#666;font-weight:normal;font-size:.9em}
+.strip{display:flex;flex-wrap:wrap;gap:4px} .strip img{width:96px;height:96px;border-radius:4px;object-fit:cover}
+.missing{width:96px;height:96px;background:#eee;display:inline-block;border-radius:4px}
+.unknown h2{color:#888}
+"""
+
+
+def _thumbnail(path: str, box: tuple[float, float, float, float], cache: dict) -> str | None:
+    """A data: URI of the face's crop, or None when the photo cannot be read any more."""
+    from PIL import Image
+
+    from faceclust.scan import load_image, max_side_policy
+
+    try:
+        if path not in cache:
+            cache.clear()  # photos come in path order: keep one decoded at a time
+            cache[path] = load_image(Path(path), max_side_policy(1600))
+        image = cache[path]
+    except FaceclustError:
+        return None
+    left, top, right, bottom = (v * image.scale for v in box)
+    side = max(right - left, bottom - top) * (1 + 2 * MARGIN)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    crop = Image.fromarray(image.pixels).crop((round(cx - side / 2), round(cy - side / 2),
+                                               round(cx + side / 2), round(cy + side / 2)))
+    crop = crop.resize((THUMB, THUMB), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    crop.save(buffer, "JPEG", quality=82)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def render_report(rows, people: list[dict], title: str = "faceclust") -> str:
+    """HTML for ``rows`` (catalog.person_faces()) and ``people`` (catalog.people())."""
+    visible = [p for p in people if not p["hidden"] and p["faces"]]
+    faces_of: dict[int | None, list] = defaultdict(list)
+    for person, face_id, path, left, top, right, bottom, score in rows:
+        faces_of[person].append((score, right - left, path, (left, top, right, bottom), face_id))
+    chosen: list[tuple[int | None, list]] = []
+    for person in [p["id"] for p in visible] + [None]:
+        best = sorted(faces_of.get(person, []), key=lambda f: (-f[0], -f[1], f[2]))[:FACES_PER_PERSON]
+        chosen.append((person, best))
+    # Decode each photo once: crops are made in path order.
+    wanted = sorted({(f[2], f[4]): f for _, faces in chosen for f in faces}.values(), key=lambda f: f[2])
+    cache: dict = {}
+    thumbs = {f[4]: _thumbnail(f[2], f[3], cache) for f in wanted}
+    by_id = {p["id"]: p for p in visible}
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>{len(visible)} people</p>"]
+    for person, faces in chosen:
+        if person is None:
+            if not faces_of.get(None):
+                continue
+            label, counts, css = "Unknown", f"{len(faces_of[None])} faces", "row unknown"
+        else:
+            p = by_id[person]
+            label = p["name"] or f"person {person}"
+            counts, css = f"{p['faces']} faces, {p['photos']} photos · id {person}", "row person"
+        parts.append(f"<div class='{css}'><h2>{html.escape(label)} <span class='counts'>{html.escape(counts)}</span></h2>"
+                     "<div class='strip'>")
+        for face in faces:
+            uri = thumbs.get(face[4])
+            alt = html.escape(f"face {face[4]} in {os.path.basename(face[2])}", quote=True)
+            parts.append(f"<img src='{uri}' alt='{alt}' title='{alt}'>" if uri else f"<span class='missing' title='{alt}'></span>")
+        parts.append("</div></div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(catalog_path, out: Path) -> int:
+    """Write the report to ``out``; returns the number of people shown."""
+    from faceclust.catalog import Catalog
+
+    with Catalog(catalog_path, create=False) as catalog:
+        rows, people = catalog.person_faces(), catalog.people()
+    text = render_report(rows, people)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    return sum(1 for p in people if not p["hidden"] and p["faces"])

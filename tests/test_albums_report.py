@@ -1,0 +1,135 @@
+"""Albums and the HTML report, from a catalog of real files with synthetic embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import draw_photo
+from faceclust.albums import MANIFEST, write_albums
+from faceclust.catalog import Catalog
+from faceclust.people import ClusterOptions, PeopleClusterer, move_face, name_person, reject_face
+from faceclust.records import FaceArrays, PhotoResult
+from faceclust.report import write_report
+
+MODEL = "test-model:1"
+
+
+def tree(root: Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        out[folder.name] = {f.name for f in folder.iterdir()}
+    return out
+
+
+def sha(paths):
+    return {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.fixture
+def library(tmp_path):
+    """Six photos of two people (A: 3 photos, B: 2 photos, both in one group photo)."""
+    rng = np.random.default_rng(0)
+    a, b = np.eye(8)[0], np.eye(8)[1]
+    layout = {"a1.jpg": [a], "a2.jpg": [a], "sub/a1.jpg": [a], "b1.jpg": [b], "b2.png": [b], "group.jpg": [a, b]}
+    photos = {}
+    results = []
+    for i, (name, people) in enumerate(layout.items()):
+        path = draw_photo(tmp_path / "photos" / name, [(j, 20 + 120 * j, 40, 80) for j in range(len(people))],
+                          size=(300, 200))
+        n = len(people)
+        vectors = np.array(people) + rng.normal(scale=0.02, size=(n, 8))
+        boxes = np.array([[20 + 120 * j, 40, 100 + 120 * j, 120] for j in range(n)], np.float32)
+        results.append(PhotoResult("faces", str(path), path.stat().st_size, path.stat().st_mtime_ns, f"h{i}",
+                                   300, 200, FaceArrays(boxes, np.ones(n, np.float32),
+                                                        np.zeros((n, 5, 2), np.float32), vectors.astype(np.float32))))
+        photos[name] = path
+    catalog = tmp_path / "c.sqlite"
+    with Catalog(catalog) as cat:
+        cat.write_results(results, MODEL, "det", None)
+        PeopleClusterer(cat, MODEL, ClusterOptions()).run()
+        people = {p["faces"]: p["id"] for p in cat.people()}
+    return {"catalog": catalog, "photos": photos, "a": people[4], "b": people[3], "root": tmp_path}
+
+
+def test_albums_hold_each_persons_photos_and_originals_stay_untouched(library):
+    out = library["root"] / "albums"
+    before = sha(library["photos"].values())
+    summary = write_albums(library["catalog"], out)
+    assert summary.added == 7 and not summary.errors
+    a, b = f"person-{library['a']:04d}", f"person-{library['b']:04d}"
+    folders = tree(out)
+    assert folders[b] == {"b1.jpg", "b2.png", "group.jpg"}
+    assert len(folders[a]) == 4 and {"a2.jpg", "group.jpg"} <= folders[a]
+    assert sum(name.startswith("a1") for name in folders[a]) == 2  # two a1.jpg from two folders
+    for link in (out / a).iterdir():
+        assert link.is_symlink() and Path(os.readlink(link)).is_absolute()
+    assert sha(library["photos"].values()) == before
+
+
+def test_rerun_follows_changes_and_never_touches_other_files(library):
+    out = library["root"] / "albums"
+    write_albums(library["catalog"], out)
+    a, b = library["a"], library["b"]
+    (out / f"person-{b:04d}" / "my notes.txt").write_text("mine")
+    name_person(library["catalog"], str(a), "Alice")
+    with Catalog(library["catalog"]) as cat:
+        group_faces = [f for p, f, path, *_ in cat.person_faces() if path.endswith("group.jpg")]
+    b_face = next(f for f in group_faces if f != min(group_faces))
+    reject_face(library["catalog"], b_face)
+    summary = write_albums(library["catalog"], out)
+    folders = tree(out)
+    assert "Alice" in folders and f"person-{a:04d}" not in folders
+    assert folders[f"person-{b:04d}"] == {"b1.jpg", "b2.png", "my notes.txt"}
+    assert summary.removed >= 1
+    move_face(library["catalog"], b_face, str(b))
+    write_albums(library["catalog"], out)
+    assert tree(out)[f"person-{b:04d}"] == {"b1.jpg", "b2.png", "group.jpg", "my notes.txt"}
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy"])
+def test_hardlink_and_copy_modes(library, mode):
+    out = library["root"] / mode
+    write_albums(library["catalog"], out, mode=mode)
+    some = next((out / f"person-{library['b']:04d}").iterdir())
+    assert not some.is_symlink() and some.read_bytes() == library["photos"][some.name].read_bytes()
+    assert (some.stat().st_ino == library["photos"][some.name].stat().st_ino) == (mode == "hardlink")
+
+
+def test_hostile_names_stay_inside_out_and_are_escaped(library):
+    out = library["root"] / "albums"
+    name_person(library["catalog"], str(library["a"]), "../../etc")
+    name_person(library["catalog"], str(library["b"]), "<script>alert(1)</script>")
+    write_albums(library["catalog"], out)
+    entries = [p.parent.resolve() / p.name for p in out.rglob("*")]  # the entries, not their targets
+    assert entries and all(out.resolve() in p.parents for p in entries)
+    assert not (library["root"] / "etc").exists()
+    assert len(tree(out)) == 2
+    report = library["root"] / "report.html"
+    write_report(library["catalog"], report)
+    text = report.read_text()
+    assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "../../etc" in text
+
+
+def test_report_embeds_a_thumbnail_per_face(library):
+    report = library["root"] / "r.html"
+    assert write_report(library["catalog"], report) == 2
+    text = report.read_text()
+    assert text.count("data:image/jpeg;base64,") == 7
+    assert "src='http" not in text and "file:" not in text
+
+
+def test_unknown_bucket_is_optional(library, tmp_path):
+    with Catalog(library["catalog"]) as cat:
+        face = next(f for p, f, *_ in cat.person_faces() if p == library["b"])
+    reject_face(library["catalog"], face)
+    write_albums(library["catalog"], tmp_path / "no")
+    assert "unknown" not in tree(tmp_path / "no")
+    write_albums(library["catalog"], tmp_path / "yes", include_unknown=True)
+    assert len(tree(tmp_path / "yes")["unknown"]) == 1
+    assert (tmp_path / "yes" / MANIFEST).exists()
