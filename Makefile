@@ -1,9 +1,10 @@
 # Two commands on a fresh machine; each sets up what it needs on first use.
-#   make run PHOTOS=/path/to/photos [CATALOG=file]  scan a photo folder into the catalog
+#   make run PHOTOS=/path/to/photos [OUT=albums] [CATALOG=file]   scan, cluster, write albums + report
 #   make test                                       run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PHOTOS ?=
+OUT ?= albums
 CATALOG ?=
 BIN := $(VENV)/bin
 
@@ -17,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 
 run: $(BIN)/.installed
 	@test -n "$(PHOTOS)" || { echo "usage: make run PHOTOS=/path/to/photos"; exit 2; }
-	$(BIN)/faceclust scan "$(PHOTOS)" $(if $(CATALOG),--catalog "$(CATALOG)")
+	$(BIN)/faceclust run "$(PHOTOS)" --out "$(OUT)" $(if $(CATALOG),--catalog "$(CATALOG)")
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

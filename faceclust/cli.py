@@ -24,6 +24,34 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
 
 
+def scan_options(command):
+    """The detection options shared by ``scan`` and ``run``."""
+    options = [
+        click.option("--detector", type=str, default=None,
+                     help="Face detector: mmod (default, any angle) or hog (fast, frontal)."),
+        click.option("--min-face", type=int, default=None,
+                     help="Smallest face wanted, in pixels of the photo [default: 40]."),
+        click.option("--max-side", type=int, default=None,
+                     help="Longest side the detector works at; bounds time on big photos [default: 1600]."),
+        click.option("--upsample", type=int, default=None,
+                     help="Force the detection scale to 2**N (overrides --min-face)."),
+        click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0]."),
+        click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, update_index=True):
+    from faceclust.detect import DetectOptions
+    from faceclust.pipeline import ScanOptions
+
+    detect = DetectOptions(**_given(detector=detector, min_face=min_face, max_side=max_side,
+                                    upsample=upsample, min_score=min_score))
+    return ScanOptions(**_given(detect=detect, batch_photos=batch_photos), update_index=update_index)
+
+
 def _given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
@@ -57,13 +85,7 @@ def main() -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @catalog_option
-@click.option("--detector", type=str, default=None, help="Face detector: mmod (default, any angle) or hog (fast, frontal).")
-@click.option("--min-face", type=int, default=None, help="Smallest face wanted, in pixels of the photo [default: 40].")
-@click.option("--max-side", type=int, default=None,
-              help="Longest side the detector works at; bounds time on big photos [default: 1600].")
-@click.option("--upsample", type=int, default=None, help="Force the detection scale to 2**N (overrides --min-face).")
-@click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0].")
-@click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32].")
+@scan_options
 @click.option("--no-index", is_flag=True, help="Do not refresh the FAISS index after the scan.")
 @quiet_option
 @json_option
@@ -74,13 +96,10 @@ def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batc
     faces, and a killed scan continues where it stopped. Unreadable files are recorded and
     counted; they do not stop the scan.
     """
-    from faceclust.detect import DetectOptions
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.pipeline import scan_library
     from faceclust.progress import ScanProgress
 
-    detect = DetectOptions(**_given(detector=detector, min_face=min_face, max_side=max_side,
-                                    upsample=upsample, min_score=min_score))
-    options = ScanOptions(**_given(detect=detect, batch_photos=batch_photos), update_index=not no_index)
+    options = _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, not no_index)
     path = _catalog_path(catalog)
     _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
@@ -108,6 +127,39 @@ def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> 
     from faceclust.progress import print_scan_summary
 
     print_scan_summary(summary, catalog)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the albums (one folder per person) and the report.")
+@catalog_option
+@click.option("--mode", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
+              help="How photos appear in the albums.")
+@scan_options
+@quiet_option
+@json_option
+def run(paths, out, catalog, mode, detector, min_face, max_side, upsample, min_score, batch_photos, quiet, as_json):
+    """The main job: scan PATHS, cluster faces into people, write albums and a report to OUT.
+
+    Every step is incremental: running it again after adding photos only does the new work and
+    keeps names and manual decisions.
+    """
+    from faceclust.job import run_job
+    from faceclust.progress import ScanProgress
+
+    path = _catalog_path(catalog)
+    _stop_cleanly_on_sigterm()
+    with ScanProgress(enabled=not quiet and not as_json) as progress:
+        summary = run_job(path, paths, out, _scan_options(detector, min_face, max_side, upsample, min_score,
+                                                          batch_photos), album_mode=mode, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    elif not quiet:
+        _print_summary(summary["scan"], path, quiet, as_json)
+        c, a = summary["cluster"], summary["albums"]
+        click.echo(f"{c['people']} people ({c['unknown']} faces unknown); albums in {out}: "
+                   f"{a['added']} added, {a['removed']} removed; report: {summary['report']}")
 
 
 @main.command()

@@ -120,3 +120,18 @@ def test_cli_reference_is_generated_from_help():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.OUT.read_text() == module.render(), "docs/cli.md is stale: run python docs/gen_cli.py"
+
+
+def test_run_scans_clusters_and_writes_albums_and_report(tmp_path):
+    for i in range(3):
+        draw_photo(tmp_path / "photos" / f"red{i}.png", [(0, 10 + i, 10, 40)])
+        draw_photo(tmp_path / "photos" / f"blue{i}.png", [(2, 100, 50 + i, 60)])
+    out = tmp_path / "albums"
+    result = run("run", tmp_path / "photos", "--out", out, "--catalog", tmp_path / "c.sqlite", *FAKE, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scan"]["faces_found"] == 6 and summary["cluster"]["people"] == 2
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 2
+    assert {frozenset(f.name[:3] for f in (out / d).iterdir()) for d in folders} == {frozenset({"red"}), frozenset({"blu"})}
+    assert (out / "faceclust-report.html").exists()

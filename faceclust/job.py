@@ -1,0 +1,29 @@
+"""The main job: scan photo folders, cluster faces into people, write albums and a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+REPORT_NAME = "faceclust-report.html"
+
+
+def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=None, cluster_options=None,
+            album_mode: str = "symlink", include_unknown: bool = False, progress=None) -> dict:
+    """scan + cluster + albums + report with the library's defaults; returns their summaries.
+
+    The report goes to ``OUT/faceclust-report.html``, next to the person folders.
+    """
+    from faceclust.albums import AlbumWriter, write_albums
+    from faceclust.people import cluster_library
+    from faceclust.pipeline import scan_library
+    from faceclust.report import write_report
+
+    AlbumWriter(out, album_mode)  # a bad mode fails before an hour of scanning
+    scanned = scan_library(catalog_path, roots, scan_options, progress)
+    clustered = cluster_library(catalog_path, cluster_options)
+    albums = write_albums(catalog_path, out, album_mode, include_unknown)
+    report = Path(out) / REPORT_NAME
+    write_report(catalog_path, report)
+    return {"scan": scanned.as_dict(), "cluster": clustered.as_dict(), "albums": albums.as_dict(),
+            "report": str(report)}
