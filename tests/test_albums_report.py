@@ -133,3 +133,43 @@ def test_unknown_bucket_is_optional(library, tmp_path):
     write_albums(library["catalog"], tmp_path / "yes", include_unknown=True)
     assert len(tree(tmp_path / "yes")["unknown"]) == 1
     assert (tmp_path / "yes" / MANIFEST).exists()
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+def _chromium() -> str:
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("headless Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+    return found
+
+
+def test_report_renders_in_a_browser(library, tmp_path):
+    """Open the report in headless Chromium: the thumbnails show the faces, hostile names are
+    text, not markup, and no script runs."""
+    import subprocess
+
+    from PIL import Image
+
+    browser = _chromium()
+    name_person(library["catalog"], str(library["b"]), "<img src=x onerror=\"document.title='pwned'\">")
+    report = tmp_path / "report.html"
+    write_report(library["catalog"], report)
+    shot = tmp_path / "shot.png"
+    common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    subprocess.run([*common, f"--screenshot={shot}", "--window-size=900,700", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    # The faces drawn in the photos are red (one green): their thumbnails must be on screen.
+    red = (np.abs(pixels - (220, 30, 30)).max(axis=2) < 40).sum()
+    green = (np.abs(pixels - (30, 200, 40)).max(axis=2) < 40).sum()
+    assert red > 6 * 40 * 40 and green > 40 * 40
+    dom = subprocess.run([*common, "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert "pwned" not in dom.split("<title>")[1].split("</title>")[0]
+    assert "&lt;img src=x onerror=" in dom
