@@ -135,3 +135,24 @@ def test_run_scans_clusters_and_writes_albums_and_report(tmp_path):
     assert len(folders) == 2
     assert {frozenset(f.name[:3] for f in (out / d).iterdir()) for d in folders} == {frozenset({"red"}), frozenset({"blu"})}
     assert (out / "faceclust-report.html").exists()
+
+
+def test_evaluate_scores_people_against_identity_folders(tmp_path):
+    for i in range(3):
+        draw_photo(tmp_path / "labelled" / "red_person" / f"r{i}.png", [(0, 10 + i, 10, 40)])
+        # A bystander (blue) in some photos of the green person: clustered, not scored.
+        faces = [(1, 100, 50 + i, 60)] + ([(2, 10, 10, 30)] if i else [])
+        draw_photo(tmp_path / "labelled" / "green_person" / f"g{i}.png", faces)
+    cat = tmp_path / "c.sqlite"
+    assert run("scan", tmp_path / "labelled", "--catalog", cat, *FAKE, "--quiet").exit_code == 0
+    assert run("cluster", "--catalog", cat, "--quiet").exit_code == 0
+    result = json.loads(run("evaluate", tmp_path / "labelled", "--catalog", cat, "--json").stdout)
+    assert result["bcubed_f1"] == 1.0 and result["pairwise_precision"] == 1.0
+    assert result["people"] == result["identities"] == 2
+    assert result["scored_faces"] == 6 and result["bystander_faces"] == 2
+    assert result["labelled_photos_without_face"] == 0
+    # Merging the two people is wrong: the scores must say so.
+    ids = [str(p["id"]) for p in json.loads(run("people", "--catalog", cat, "--json").stdout)]
+    assert run("merge", *ids, "--catalog", cat).exit_code == 0
+    worse = json.loads(run("evaluate", tmp_path / "labelled", "--catalog", cat, "--json").stdout)
+    assert worse["pairwise_precision"] < 0.6 and worse["people"] == 1
