@@ -381,3 +381,18 @@ def scan_library(catalog_path: Path, roots: Sequence[Path], options: ScanOptions
 
     with Catalog(catalog_path) as catalog:
         return Scanner(catalog, options, progress).run(roots)
+
+
+def find_faces_in_file(path: Path, detect: DetectOptions | None = None, embedder: str = DEFAULT_EMBEDDER,
+                       finder: FaceFinder | None = None) -> FaceArrays:
+    """Faces of one photo that need not be in any catalog (verify, search): boxes and landmarks
+    in the photo's own (orientation-corrected) pixels, embeddings from ``embedder``.
+    Raises ImageError for a file that cannot be read. Pass ``finder`` to reuse loaded models."""
+    from faceclust.scan import load_image
+
+    if finder is None:
+        detect = detect or DetectOptions()
+        finder = FaceFinder(detect, detectors.create(detect.detector, min_score=detect.min_score),
+                            embedders.create(embedder))
+    image = load_image(Path(path), finder.scale_policy())
+    return finder.find([image])[0]
