@@ -1,0 +1,355 @@
+"""Duplicates in a catalog: near-identical faces and duplicate photos. Reads only.
+
+* Near-identical faces: catalogued faces whose descriptors lie closer than ``face_distance``
+  (far below dlib's same-person 0.6: the same face in a copied, resized or re-encoded photo, or
+  in a burst shot), grouped by connected components over the FAISS index's neighbours.
+* Duplicate photos: the same bytes (content hash), or the same faces: as many faces, each
+  near-identical to one of the other photo (one-to-one), the same aspect ratio, each face at the
+  same place relative to the photo, and the photo not a mirror image of the other (a flipped
+  copy keeps near-identical descriptors and, for a centred face, its place; a small grey
+  thumbnail of each photo tells a copy from a mirror image: a copy correlates better with the
+  other than with its mirror).
+
+Nothing is ever deleted or moved: :meth:`DedupeReport.leave_out` names, for each duplicate
+group, the photos an album can leave out (all but the one with the most pixels, then the
+oldest, which is most likely the original, then the biggest file).
+
+Requests for ``catalog`` (not edited here): photo width and height are stored but no public
+method returns them, so the sizes of candidate photos are read from their file headers; a
+``photo_sizes()`` method (path -> (width, height)) would avoid opening those files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from faceclust.embed import DEFAULT_EMBEDDER
+
+# Provisional: to be set from benchmarks/bench_find.py (copies of real photos vs distinct photos).
+DEFAULT_FACE_DISTANCE = 0.2
+DEFAULT_ASPECT_TOLERANCE = 0.08  # |log(aspect a / aspect b)|: a 3% crop of one side is 0.03
+DEFAULT_POSITION_TOLERANCE = 0.06  # face centre shift, as a share of the photo's width/height
+DEFAULT_NEIGHBOURS = 10
+
+
+@dataclass(frozen=True)
+class DedupeOptions:
+    face_distance: float = DEFAULT_FACE_DISTANCE
+    aspect_tolerance: float = DEFAULT_ASPECT_TOLERANCE
+    position_tolerance: float = DEFAULT_POSITION_TOLERANCE
+    neighbours: int = DEFAULT_NEIGHBOURS
+    check_mirror: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.face_distance < 0.6:
+            raise ValueError(f"face_distance must be between 0 and 0.6 (dlib's same-person distance), "
+                             f"got {self.face_distance}")
+        if self.aspect_tolerance < 0 or self.position_tolerance < 0:
+            raise ValueError("aspect_tolerance and position_tolerance must be >= 0")
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be at least 1, got {self.neighbours}")
+
+
+@dataclass
+class PhotoInfo:
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    faces: list[int] = field(default_factory=list)  # rows of the face arrays
+
+
+@dataclass
+class DuplicateFaces:
+    faces: list[dict]  # {"face_id", "photo"}
+    max_distance: float
+
+    def as_dict(self) -> dict:
+        return {"faces": self.faces, "max_distance": self.max_distance}
+
+
+@dataclass
+class DuplicatePhotos:
+    photos: list[str]
+    keep: str
+    reason: str  # "same bytes", "same faces", or "same bytes + same faces"
+
+    def as_dict(self) -> dict:
+        return {"photos": self.photos, "keep": self.keep, "reason": self.reason}
+
+
+@dataclass
+class DedupeReport:
+    face_groups: list[DuplicateFaces]
+    photo_groups: list[DuplicatePhotos]
+    photos: int = 0
+    faces: int = 0
+    candidate_pairs: int = 0
+    mirrored: int = 0  # photo pairs with the same faces but mirror images of each other
+    unreadable: int = 0  # candidate photos whose file could not be opened (not counted duplicates)
+    options: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def leave_out(self) -> set[str]:
+        """Photos an album can leave out: every photo of a duplicate group but the one kept."""
+        return {p for g in self.photo_groups for p in g.photos if p != g.keep}
+
+    def as_dict(self) -> dict:
+        return {"photos": self.photos, "faces": self.faces,
+                "duplicate_photo_groups": len(self.photo_groups),
+                "photos_to_leave_out": len(self.leave_out()),
+                "near_identical_face_groups": len(self.face_groups),
+                "candidate_pairs": self.candidate_pairs, "mirrored": self.mirrored,
+                "unreadable": self.unreadable, "options": self.options, "seconds": round(self.seconds, 3),
+                "photo_groups": [g.as_dict() for g in self.photo_groups],
+                "face_groups": [g.as_dict() for g in self.face_groups]}
+
+
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _groups(labels: np.ndarray) -> list[np.ndarray]:
+    order = np.argsort(labels, kind="stable")
+    cuts = np.flatnonzero(np.diff(labels[order])) + 1
+    return [g for g in np.split(order, cuts) if len(g) > 1]
+
+
+def near_identical_pairs(vectors: np.ndarray, face_distance: float,
+                         neighbours: int = DEFAULT_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of rows (i < j) closer than ``face_distance``, among each row's ``neighbours``
+    nearest (FAISS): (i, j, distance)."""
+    from faceclust.index import FaceIndex
+
+    n = len(vectors)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    index = FaceIndex.build(np.arange(n, dtype=np.int64), vectors, "dedupe")
+    found = index.search(vectors, min(neighbours + 1, n))
+    rows = np.repeat(np.arange(n), found.face_ids.shape[1])
+    cols = found.face_ids.ravel()
+    dist = found.distances.ravel()
+    keep = (cols >= 0) & (cols != rows) & (dist < face_distance)
+    i, j = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
+    pairs, first = np.unique(np.stack([i, j]), axis=1, return_index=True)
+    return pairs[0], pairs[1], dist[keep][first]
+
+
+def photo_size(path: str) -> tuple[int, int] | None:
+    """(width, height) after EXIF orientation, from the file's header; None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - an unreadable candidate is simply not a duplicate
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def thumbnail(path: str, side: int = 24) -> np.ndarray | None:
+    """A small grey image, zero-mean and unit-norm, for comparing photo content; None if unreadable."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.draft("L", (side * 4, side * 4))
+            im = ImageOps.exif_transpose(im.convert("L"))
+            x = np.asarray(im.resize((side, side), Image.Resampling.BOX), np.float64)
+    except Exception:  # noqa: BLE001
+        return None
+    x = x - x.mean()
+    norm = np.linalg.norm(x)
+    return x / norm if norm > 0 else x
+
+
+def is_mirror_image(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when thumbnail ``b`` looks more like ``a`` flipped left-right than like ``a``."""
+    return float(np.sum(a * b[:, ::-1])) > float(np.sum(a * b))
+
+
+class _Sizes:
+    def __init__(self) -> None:
+        self.sizes: dict[str, tuple[int, int] | None] = {}
+        self.thumbs: dict[str, np.ndarray | None] = {}
+
+    def size(self, path: str):
+        if path not in self.sizes:
+            self.sizes[path] = photo_size(path)
+        return self.sizes[path]
+
+    def thumb(self, path: str):
+        if path not in self.thumbs:
+            self.thumbs[path] = thumbnail(path)
+        return self.thumbs[path]
+
+
+class DuplicateFinder:
+    """One pass over a catalog's faces and photos."""
+
+    def __init__(self, options: DedupeOptions | None = None) -> None:
+        self.options = options or DedupeOptions()
+
+    def run(self, catalog, model_id: str) -> DedupeReport:
+        start = time.perf_counter()
+        photos = {s.path: PhotoInfo(s.path, s.size, s.mtime_ns, s.content_hash)
+                  for s in catalog.photo_states().values() if s.status == "ok"}
+        face_ids, face_photo, boxes, vector_bytes = [], [], [], []
+        for face_id, path, left, top, right, bottom, _score, vector, _person in catalog.iter_faces(model_id):
+            if vector is None or path not in photos:
+                continue
+            photos[path].faces.append(len(face_ids))
+            face_ids.append(face_id)
+            face_photo.append(path)
+            boxes.append((left, top, right, bottom))
+            vector_bytes.append(vector)
+        n = len(face_ids)
+        vectors = (np.frombuffer(b"".join(vector_bytes), "<f4").reshape(n, -1).astype(np.float32)
+                   if n else np.zeros((0, 128), np.float32))
+        self.face_ids, self.face_photo = np.array(face_ids, np.int64), face_photo
+        self.boxes, self.vectors, self.photos = np.array(boxes, np.float64).reshape(-1, 4), vectors, photos
+        self.sizes = _Sizes()
+        report = DedupeReport([], [], photos=len(photos), faces=n, options=dict(self.options.__dict__))
+
+        i, j, d = near_identical_pairs(vectors, self.options.face_distance, self.options.neighbours)
+        report.face_groups = self._face_groups(i, j)
+        photo_pairs = self._same_bytes_pairs() | self._same_faces_pairs(i, j, report)
+        report.photo_groups = self._photo_groups(photo_pairs)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    # -- faces -----------------------------------------------------------------------------
+
+    def _face_groups(self, i: np.ndarray, j: np.ndarray) -> list[DuplicateFaces]:
+        out = []
+        for rows in _groups(_components(len(self.face_ids), i, j)):
+            v = self.vectors[rows].astype(np.float64)
+            spread = np.sqrt(np.maximum(np.sum((v[:, None] - v[None]) ** 2, axis=2), 0)).max() if len(rows) < 200 \
+                else float("nan")
+            out.append(DuplicateFaces([{"face_id": int(self.face_ids[r]), "photo": self.face_photo[r]} for r in rows],
+                                      round(float(spread), 4)))
+        return out
+
+    # -- photos ----------------------------------------------------------------------------
+
+    def _same_bytes_pairs(self) -> set[tuple[str, str, str]]:
+        by_hash: dict[str, list[str]] = defaultdict(list)
+        for info in self.photos.values():
+            if info.content_hash:
+                by_hash[info.content_hash].append(info.path)
+        pairs = set()
+        for paths in by_hash.values():
+            paths.sort()
+            pairs.update((paths[0], p, "same bytes") for p in paths[1:])
+        return pairs
+
+    def _same_faces_pairs(self, i: np.ndarray, j: np.ndarray, report: DedupeReport) -> set[tuple[str, str, str]]:
+        candidates = set()
+        for a, b in zip(i, j):
+            pa, pb = self.face_photo[a], self.face_photo[b]
+            if pa != pb and self.photos[pa].content_hash != self.photos[pb].content_hash:
+                candidates.add((min(pa, pb), max(pa, pb)))
+        report.candidate_pairs = len(candidates)
+        pairs = set()
+        for pa, pb in sorted(candidates):
+            verdict = self.same_faces(pa, pb)
+            if verdict == "same":
+                pairs.add((pa, pb, "same faces"))
+            elif verdict == "mirrored":
+                report.mirrored += 1
+            elif verdict == "unreadable":
+                report.unreadable += 1
+        return pairs
+
+    def same_faces(self, pa: str, pb: str) -> str:
+        """"same", "different", "mirrored" or "unreadable" for two photos of the catalog."""
+        from scipy.optimize import linear_sum_assignment
+
+        fa, fb = self.photos[pa].faces, self.photos[pb].faces
+        if len(fa) != len(fb) or not fa:
+            return "different"
+        va, vb = self.vectors[fa].astype(np.float64), self.vectors[fb].astype(np.float64)
+        d = np.sqrt(np.maximum(np.sum((va[:, None] - vb[None]) ** 2, axis=2), 0))
+        ra, rb = linear_sum_assignment(d)
+        if not np.all(d[ra, rb] < self.options.face_distance):
+            return "different"
+        sa, sb = self.sizes.size(pa), self.sizes.size(pb)
+        if sa is None or sb is None:
+            return "unreadable"
+        if abs(math.log((sa[0] / sa[1]) / (sb[0] / sb[1]))) > self.options.aspect_tolerance:
+            return "different"
+        ca = self._centres(fa, sa)[ra]
+        cb = self._centres(fb, sb)[rb]
+        if np.max(np.abs(ca - cb)) > self.options.position_tolerance:
+            return "different"
+        if self.options.check_mirror:
+            ta, tb = self.sizes.thumb(pa), self.sizes.thumb(pb)
+            if ta is None or tb is None:
+                return "unreadable"
+            if is_mirror_image(ta, tb):
+                return "mirrored"
+        return "same"
+
+    def _centres(self, rows: list[int], size: tuple[int, int]) -> np.ndarray:
+        b = self.boxes[rows]
+        return np.stack([(b[:, 0] + b[:, 2]) / 2 / size[0], (b[:, 1] + b[:, 3]) / 2 / size[1]], axis=1)
+
+    def _photo_groups(self, pairs: set[tuple[str, str, str]]) -> list[DuplicatePhotos]:
+        if not pairs:
+            return []
+        paths = sorted({p for a, b, _ in pairs for p in (a, b)})
+        at = {p: k for k, p in enumerate(paths)}
+        i = np.array([at[a] for a, _, _ in pairs])
+        j = np.array([at[b] for _, b, _ in pairs])
+        reasons: dict[int, set[str]] = defaultdict(set)
+        labels = _components(len(paths), i, j)
+        for a, _, why in pairs:
+            reasons[labels[at[a]]].add(why)
+        out = []
+        for rows in _groups(labels):
+            members = sorted(paths[r] for r in rows)
+            why = " + ".join(sorted(reasons[labels[rows[0]]]))
+            out.append(DuplicatePhotos(members, self._best(members), why))
+        out.sort(key=lambda g: g.photos[0])
+        return out
+
+    def _best(self, paths: list[str]) -> str:
+        """The photo to keep: most pixels, then the oldest (likely the original), then the biggest
+        file, then the first by path."""
+        def key(path: str):
+            info = self.photos[path]
+            size = self.sizes.size(path) if len({self.photos[p].content_hash for p in paths}) > 1 else None
+            pixels = size[0] * size[1] if size else 0
+            return (-pixels, info.mtime_ns, -info.size, path)
+
+        return min(paths, key=key)
+
+
+def find_duplicates(catalog, model_id: str, options: DedupeOptions | None = None) -> DedupeReport:
+    return DuplicateFinder(options).run(catalog, model_id)
+
+
+def dedupe_library(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None) -> DedupeReport:
+    """Duplicate faces and photos of the catalog at ``catalog_path`` (reads only)."""
+    from faceclust.catalog import Catalog
+    from faceclust.embed import embedders
+
+    model_id = model_id or embedders.create(DEFAULT_EMBEDDER).identity()
+    with Catalog(catalog_path, create=False) as catalog:
+        return find_duplicates(catalog, model_id, options)
+
+
+def photos_to_leave_out(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None) -> set[str]:
+    """For albums: the photo paths to leave out so each duplicate group appears once."""
+    return dedupe_library(catalog_path, options, model_id).leave_out()

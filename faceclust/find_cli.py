@@ -1,0 +1,194 @@
+"""Commands that find things: verify two faces, search by face, find duplicates, calibrate.
+
+Standalone click commands in the style of ``faceclust.cli`` (thin, options default to None, one
+library call); the main group registers them with ``main.add_command(...)``, and its
+``invoke`` turns FaceclustError into a message. Heavy modules are imported inside commands.
+The shared options are declared here rather than imported from ``faceclust.cli``, so that
+``cli`` can import this module at load time without an import cycle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+catalog_option = click.option(
+    "--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    envvar="FACECLUST_CATALOG", show_envvar=True,
+    help="The catalog file (SQLite). Default: ~/.local/share/faceclust/catalog.sqlite.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+photo_argument = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def detect_options(command):
+    """How faces are found in photos given on the command line."""
+    options = [
+        click.option("--detector", type=str, default=None,
+                     help="Face detector: mmod (default, any angle) or hog (fast, frontal)."),
+        click.option("--min-face", type=int, default=None,
+                     help="Smallest face wanted, in pixels of the photo [default: 40]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _given(**options) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _detect(detector, min_face):
+    from faceclust.detect import DetectOptions
+
+    return DetectOptions(**_given(detector=detector, min_face=min_face))
+
+
+def _catalog_path(catalog: Path | None) -> Path:
+    from faceclust.catalog import default_catalog_path
+
+    return catalog if catalog is not None else default_catalog_path()
+
+
+@click.command()
+@click.argument("photo_a", type=photo_argument)
+@click.argument("photo_b", type=photo_argument)
+@click.option("--face", "faces", type=int, multiple=True, metavar="N",
+              help="Compare only face N of PHOTO_A (faces are numbered from 0, left to right); "
+                   "give it twice to pick the face of PHOTO_B too.")
+@click.option("--threshold", type=float, default=None, help="Same person below this distance [default: 0.6].")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Calibration file from 'faceclust calibrate' [default: the one shipped for the model].")
+@click.option("--prior", type=float, default=None,
+              help="Prior probability that the two are the same person [default: 0.5].")
+@detect_options
+@json_option
+def verify(photo_a, photo_b, faces, threshold, calibration, prior, detector, min_face, as_json):
+    """Are the faces in PHOTO_A and PHOTO_B the same person?
+
+    For each pair of faces: their distance, the model's decision (same person below 0.6) and a
+    calibrated probability that they are the same person. The photos need not be in a catalog.
+    """
+    from faceclust.verify import verify_photos
+
+    if len(faces) > 2:
+        raise click.UsageError("--face is given at most twice (a face of PHOTO_A, then of PHOTO_B)")
+    picked = dict(zip(("face_a", "face_b"), faces))
+    result = verify_photos(photo_a, photo_b, detect=_detect(detector, min_face),
+                           **_given(threshold=threshold, calibration=calibration, prior=prior, **picked)).as_dict()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for key, name in (("photo_a", "A"), ("photo_b", "B")):
+        photo = result[key]
+        click.echo(f"{name}: {photo['path']} ({len(photo['faces'])} face{'s' if len(photo['faces']) != 1 else ''})")
+    for pair in result["pairs"]:
+        verdict = "same person" if pair["same"] else "different people"
+        chance = "" if pair["probability"] is None else f"  P(same) {pair['probability']:.3f}"
+        click.echo(f"A{pair['face_a']} vs B{pair['face_b']}: distance {pair['distance']:.3f}  {verdict}{chance}")
+    calibrated = f"; probability calibrated on {result['calibration']}" if result["calibration"] else ""
+    click.echo(f"threshold {result['threshold']:g}{calibrated}")
+    if result["note"]:
+        click.echo(f"note: {result['note']}", err=True)
+
+
+@click.command()
+@click.argument("photo", type=photo_argument, required=False)
+@catalog_option
+@click.option("--top", type=int, default=None, help="Matches listed per face, nearest first [default: 10].")
+@click.option("--threshold", type=float, default=None,
+              help="Only catalogued faces closer than this distance [default: 0.6].")
+@click.option("--person", default=None, help="Instead of a photo: list the photos of PERSON (an id or a name).")
+@detect_options
+@json_option
+def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
+    """Find the people of PHOTO in the catalog: for each face, the catalogued faces and photos
+    of the same person, nearest first.
+
+    PHOTO need not be in the catalog. With --person, list a person's photos instead.
+    """
+    if (photo is None) == (person is None):
+        raise click.UsageError("give a PHOTO to search with, or --person ID, not both")
+    if person is not None:
+        from faceclust.search import person_photos
+
+        found = person_photos(_catalog_path(catalog), person)
+        if as_json:
+            click.echo(json.dumps(found))
+            return
+        click.echo(f"person {found['id']}{' ' + repr(found['name']) if found['name'] else ''}: "
+                   f"{len(found['photos'])} photos")
+        for row in found["photos"]:
+            click.echo(row["photo"])
+        return
+    from faceclust.search import search_library
+
+    result = search_library(_catalog_path(catalog), photo, detect=_detect(detector, min_face),
+                            **_given(top=top, threshold=threshold)).as_dict()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for face in result["faces"]:
+        who = face["person"]
+        known = f"; person {who['id']}{' ' + repr(who['name']) if who['name'] else ''}" if who else ""
+        click.echo(f"face {face['face']} {face['box']}: {len(face['photos'])} photos{known}")
+        for row in face["photos"]:
+            click.echo(f"  {row['distance']:.3f}  {row['photo']}")
+    click.echo(f"searched {result['catalog_faces']} faces (threshold {result['threshold']:g})")
+
+
+@click.command()
+@catalog_option
+@click.option("--face-distance", type=float, default=None,
+              help="Faces closer than this are near-identical [default: 0.2; same person is 0.6].")
+@json_option
+def dedupe(catalog, face_distance, as_json):
+    """Report duplicate photos and near-identical faces in the catalog. Reads only.
+
+    Duplicates are photos with the same bytes, or with the same faces at the same places in a
+    photo of the same shape (copies, resized or re-encoded, burst shots); a mirrored copy is
+    not a duplicate. Nothing is deleted or moved; each group names the photo an album keeps.
+    """
+    from faceclust.dedupe import DedupeOptions, dedupe_library
+
+    report = dedupe_library(_catalog_path(catalog), DedupeOptions(**_given(face_distance=face_distance))).as_dict()
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    for group in report["photo_groups"]:
+        click.echo(f"{len(group['photos'])} photos, {group['reason']}:")
+        for path in group["photos"]:
+            click.echo(f"  {'keep' if path == group['keep'] else '    '}  {path}")
+    click.echo(f"{report['duplicate_photo_groups']} groups of duplicate photos ({report['photos_to_leave_out']} "
+               f"could be left out of albums), {report['near_identical_face_groups']} groups of near-identical "
+               f"faces, among {report['photos']} photos and {report['faces']} faces in {report['seconds']:.1f} s")
+
+
+@click.command()
+@click.argument("labelled_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@catalog_option
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Write the calibration (JSON) to this file.")
+@click.option("--features", type=str, default=None,
+              help="Pair features: distance (default), distance+squared or distance+absdiff.")
+@click.option("--max-negatives", type=int, default=None,
+              help="Different-person pairs sampled [default: 200000]; every same-person pair is used.")
+@json_option
+def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
+    """Fit the probability that verify prints, on LABELLED_DIR: a folder per person, scanned
+    into the catalog. Each photo's largest face stands for its folder's person.
+    """
+    from faceclust.verify import calibrate_library
+
+    summary = calibrate_library(_catalog_path(catalog), labelled_dir, out,
+                                **_given(features=features, max_negatives=max_negatives))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"calibration for {summary['model_id']} written to {out}: {summary['same_pairs']} same-person "
+               f"and {summary['different_pairs']} different-person pairs of {summary['identities']} people, "
+               f"Brier score {summary['fit_brier_even_odds']:.4f} on them (even odds)")
+
+
+COMMANDS = (verify, search, dedupe, calibrate)

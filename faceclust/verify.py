@@ -1,0 +1,427 @@
+"""Verification: are two faces the same person?
+
+The decision is the model's own: dlib's descriptors of one person lie closer than 0.6 in
+Euclidean distance (raw, non-normalised descriptors). The probability next to it comes from a
+logistic regression on pair features (the distance; optionally ``|f(a) - f(b)|``) fitted on
+labelled pairs by ``faceclust calibrate`` and shipped as a handful of numbers in
+``faceclust/calibration.json``, which names the model it was fitted for.
+
+The regression is fitted with both classes weighted equally, so its probability is the one for
+even prior odds ("one photo of the person, one photo of someone: are they the same?"). Other
+odds shift the logit by ``log(prior / (1 - prior))``: :meth:`Calibration.probability` takes a
+``prior``.
+
+>>> cal = Calibration("m", "distance", intercept=9.0, coef=(-15.0,))
+>>> a, b = np.zeros((1, 4)), np.full((1, 4), 0.3)  # distance 0.6
+>>> round(float(cal.probability(a, b)[0]), 3)
+0.5
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from faceclust.embed import DEFAULT_EMBEDDER
+from faceclust.errors import FaceclustError
+
+DEFAULT_THRESHOLD = 0.6  # dlib's same-person distance for its ResNet descriptors
+CALIBRATION_FILE = "calibration.json"
+FEATURE_SETS = ("distance", "distance+squared", "distance+absdiff")
+DEFAULT_FEATURES = "distance"
+DEFAULT_MAX_NEGATIVES = 200_000
+
+
+class CalibrationError(FaceclustError):
+    """The calibration file is missing, damaged, or was fitted for another model."""
+
+
+class NoFaceError(FaceclustError):
+    """A photo given to verify or search has no face the detector can find."""
+
+
+# -- pair features and the calibration ---------------------------------------------------------
+
+
+def pair_features(a: np.ndarray, b: np.ndarray, features: str = DEFAULT_FEATURES) -> np.ndarray:
+    """Features of the pairs (a[i], b[i]): float64 (n, k).
+
+    ``distance``: the Euclidean distance; ``distance+squared``: it and its square;
+    ``distance+absdiff``: it and the per-dimension ``|a - b|``.
+    """
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    a = np.atleast_2d(np.asarray(a, np.float64))
+    b = np.atleast_2d(np.asarray(b, np.float64))
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
+    diff = a - b
+    d = np.sqrt(np.sum(diff * diff, axis=1, keepdims=True))
+    if features == "distance":
+        return d
+    if features == "distance+squared":
+        return np.hstack([d, d * d])
+    return np.hstack([d, np.abs(diff)])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted logistic regression: P(same) = sigmoid(intercept + coef · features(a, b))."""
+
+    model_id: str
+    features: str
+    intercept: float
+    coef: tuple[float, ...]
+    threshold: float = DEFAULT_THRESHOLD
+    info: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURE_SETS:
+            raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {self.features!r}")
+
+    def logit(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        x = pair_features(a, b, self.features)
+        if x.shape[1] != len(self.coef):
+            raise CalibrationError(f"the calibration has {len(self.coef)} weights but the pairs give "
+                                   f"{x.shape[1]} features; was it fitted for descriptors of another size?")
+        return self.intercept + x @ np.asarray(self.coef, np.float64)
+
+    def probability(self, a: np.ndarray, b: np.ndarray, prior: float = 0.5) -> np.ndarray:
+        """P(same person) for each pair (a[i], b[i]), at prior odds ``prior`` (default even)."""
+        if not 0 < prior < 1:
+            raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
+        z = self.logit(a, b) + math.log(prior / (1 - prior))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["coef"] = list(self.coef)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Calibration":
+        try:
+            return cls(model_id=str(data["model_id"]), features=str(data["features"]),
+                       intercept=float(data["intercept"]), coef=tuple(float(c) for c in data["coef"]),
+                       threshold=float(data.get("threshold", DEFAULT_THRESHOLD)), info=dict(data.get("info", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"not a faceclust calibration ({exc}); fit one with 'faceclust calibrate'") from exc
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def load_calibration(path: Path | str | None = None) -> Calibration:
+    """The calibration in ``path``, or the one shipped with faceclust."""
+    try:
+        if path is None:
+            from importlib.resources import files
+
+            text = files("faceclust").joinpath(CALIBRATION_FILE).read_text(encoding="utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        where = path or f"faceclust/{CALIBRATION_FILE}"
+        raise CalibrationError(f"cannot read the calibration {where}: {exc}; "
+                               "fit one with 'faceclust calibrate LABELLED_DIR -o FILE'") from exc
+    return Calibration.from_dict(data)
+
+
+def fit_calibration(a: np.ndarray, b: np.ndarray, same: np.ndarray, features: str = DEFAULT_FEATURES,
+                    model_id: str = "", info: dict | None = None) -> Calibration:
+    """Fit P(same) on labelled pairs. Both classes weigh the same (even prior odds)."""
+    from sklearn.linear_model import LogisticRegression
+
+    same = np.asarray(same, bool)
+    if same.all() or not same.any():
+        raise FaceclustError("calibration needs both same-person and different-person pairs; "
+                             "give a folder with at least one person photographed twice and two people")
+    x = pair_features(a, b, features)
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(x, same)
+    return Calibration(model_id, features, float(model.intercept_[0]), tuple(float(c) for c in model.coef_[0]),
+                       info=dict(info or {}))
+
+
+# -- pairs and their scores --------------------------------------------------------------------
+
+
+def labelled_pairs(labels: Sequence, max_negatives: int = DEFAULT_MAX_NEGATIVES,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every same-label pair and up to ``max_negatives`` different-label pairs (all of them
+    when there are no more; else a seeded uniform sample without repeats): (i, j, same), i < j."""
+    truth = np.unique(np.asarray(labels), return_inverse=True)[1]
+    n = len(truth)
+    order = np.argsort(truth, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(truth[order]) != 0])
+    ends = np.r_[starts[1:], n]
+    pos_i, pos_j = [], []
+    for s, e in zip(starts, ends):
+        if e - s > 1:
+            ii, jj = np.triu_indices(e - s, 1)
+            members = np.sort(order[s:e])
+            pos_i.append(members[ii])
+            pos_j.append(members[jj])
+    pi = np.concatenate(pos_i) if pos_i else np.zeros(0, np.int64)
+    pj = np.concatenate(pos_j) if pos_j else np.zeros(0, np.int64)
+    sizes = np.bincount(truth) if n else np.zeros(0, np.int64)
+    total_negatives = n * (n - 1) // 2 - int(np.sum(sizes * (sizes - 1) // 2))
+    if total_negatives <= max_negatives:
+        ni, nj = np.triu_indices(n, 1)
+        keep = truth[ni] != truth[nj]
+        ni, nj = ni[keep], nj[keep]
+    else:
+        rng = np.random.default_rng(seed)
+        found = np.zeros(0, np.int64)
+        while len(found) < max_negatives:
+            i = rng.integers(0, n, 2 * max_negatives)
+            j = rng.integers(0, n, 2 * max_negatives)
+            i, j = np.minimum(i, j), np.maximum(i, j)
+            keys = (i * n + j)[truth[i] != truth[j]]
+            # np.unique sorts: keep first-drawn order so the sample does not favour small indices.
+            found = np.concatenate([found, keys])
+            _, first = np.unique(found, return_index=True)
+            found = found[np.sort(first)]
+        found = found[:max_negatives]
+        ni, nj = found // n, found % n
+    i = np.concatenate([pi, ni]).astype(np.int64)
+    j = np.concatenate([pj, nj]).astype(np.int64)
+    same = np.r_[np.ones(len(pi), bool), np.zeros(len(ni), bool)]
+    return i, j, same
+
+
+def best_accuracy(same_distances: np.ndarray, different_distances: np.ndarray) -> tuple[float, float]:
+    """(best balanced accuracy, its threshold): the mean of the same-person acceptance rate and
+    the different-person rejection rate, best over thresholds "accept when distance < t".
+    Equal to the plain accuracy on a set with as many pairs of each kind."""
+    same = np.sort(np.asarray(same_distances, np.float64))
+    diff = np.sort(np.asarray(different_distances, np.float64))
+    if not len(same) or not len(diff):
+        raise ValueError("best_accuracy needs pairs of both kinds")
+    candidates = np.unique(np.concatenate([same, diff, [np.inf]]))
+    accepted_same = np.searchsorted(same, candidates, side="left") / len(same)
+    rejected_diff = 1 - np.searchsorted(diff, candidates, side="left") / len(diff)
+    scores = (accepted_same + rejected_diff) / 2
+    best = int(np.argmax(scores))
+    return float(scores[best]), float(candidates[best])
+
+
+def brier_score(probability: np.ndarray, same: np.ndarray) -> float:
+    p = np.asarray(probability, np.float64)
+    return float(np.mean((p - np.asarray(same, np.float64)) ** 2))
+
+
+def reliability_table(probability: np.ndarray, same: np.ndarray, bins: int = 10) -> list[dict]:
+    """Equal-width bins of predicted probability: count, mean predicted, observed share same."""
+    p = np.asarray(probability, np.float64)
+    y = np.asarray(same, np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    rows = []
+    for k in range(bins):
+        inside = which == k
+        count = int(inside.sum())
+        rows.append({"low": float(edges[k]), "high": float(edges[k + 1]), "pairs": count,
+                     "predicted": float(p[inside].mean()) if count else float("nan"),
+                     "observed": float(y[inside].mean()) if count else float("nan")})
+    return rows
+
+
+def expected_calibration_error(probability: np.ndarray, same: np.ndarray, bins: int = 10) -> float:
+    """Pair-weighted mean |predicted - observed| over the reliability table's bins."""
+    rows = reliability_table(probability, same, bins)
+    total = sum(r["pairs"] for r in rows)
+    return float(sum(r["pairs"] * abs(r["predicted"] - r["observed"]) for r in rows if r["pairs"]) / total)
+
+
+# -- labelled faces from a catalog -------------------------------------------------------------
+
+
+@dataclass
+class LabelledFaces:
+    """One face per labelled photo (its largest), aligned by row."""
+
+    face_ids: np.ndarray  # int64 (n,)
+    labels: np.ndarray  # str (n,): the identity folder
+    paths: list[str]
+    vectors: np.ndarray  # float32 (n, d)
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+
+def labelled_faces(catalog, labelled_dir: Path, model_id: str) -> LabelledFaces:
+    """The largest face of every catalogued photo inside an identity folder of ``labelled_dir``.
+
+    Labels name a photo's main person; other faces are bystanders. The largest face stands for
+    the label: unlike "the face that best matches its label", it does not favour easy pairs.
+    """
+    import os
+
+    from faceclust.evaluate import photo_label
+
+    roots = {os.path.abspath(labelled_dir), os.path.realpath(labelled_dir)}
+    best: dict[str, tuple[float, int, str, bytes]] = {}
+    for face_id, path, left, top, right, bottom, _score, vector, _person in catalog.iter_faces(model_id):
+        if vector is None:
+            continue
+        label = next((lab for r in roots if (lab := photo_label(path, r)) is not None), None)
+        if label is None:
+            continue
+        area = (right - left) * (bottom - top)
+        if path not in best or area > best[path][0]:
+            best[path] = (area, face_id, label, vector)
+    if not best:
+        raise FaceclustError(f"no catalogued face lies in an identity folder under {labelled_dir}; "
+                             f"scan it first (faceclust scan {labelled_dir} --catalog FILE)")
+    paths = sorted(best)
+    rows = [best[p] for p in paths]
+    vectors = np.frombuffer(b"".join(r[3] for r in rows), "<f4").reshape(len(rows), -1).astype(np.float32)
+    return LabelledFaces(np.array([r[1] for r in rows], np.int64), np.array([r[2] for r in rows]),
+                         paths, vectors)
+
+
+def calibrate_library(catalog_path, labelled_dir: Path, out: Path, features: str | None = None,
+                      max_negatives: int | None = None, model_id: str | None = None) -> dict:
+    """Fit the calibration on the faces of ``labelled_dir`` (scanned into the catalog) and
+    write it to ``out``. Returns a summary: pairs used, Brier score on those pairs."""
+    from faceclust.catalog import Catalog
+    from faceclust.embed import embedders
+
+    features = features or DEFAULT_FEATURES
+    max_negatives = DEFAULT_MAX_NEGATIVES if max_negatives is None else max_negatives
+    if max_negatives < 1:
+        raise ValueError("max_negatives must be at least 1")
+    model_id = model_id or embedders.create(DEFAULT_EMBEDDER).identity()
+    with Catalog(catalog_path, create=False) as catalog:
+        faces = labelled_faces(catalog, Path(labelled_dir), model_id)
+    i, j, same = labelled_pairs(faces.labels, max_negatives)
+    info = {"fitted_on": Path(labelled_dir).resolve().name, "identities": int(len(np.unique(faces.labels))),
+            "faces": len(faces), "same_pairs": int(same.sum()), "different_pairs": int((~same).sum()),
+            "prior": 0.5, "fitted_at": time.strftime("%Y-%m-%d"),
+            "command": f"faceclust calibrate {Path(labelled_dir).resolve().name} --features {features} "
+                       f"--max-negatives {max_negatives}"}
+    calibration = fit_calibration(faces.vectors[i], faces.vectors[j], same, features, model_id, info)
+    probability = calibration.probability(faces.vectors[i], faces.vectors[j])
+    weights = np.where(same, 0.5 / max(same.sum(), 1), 0.5 / max((~same).sum(), 1))
+    # Brier score at even odds: both kinds of pair weigh half, as in the fit.
+    brier = float(np.sum(weights * (probability - same) ** 2))
+    calibration.info["fit_brier_even_odds"] = round(brier, 5)
+    calibration.save(Path(out))
+    return {"out": str(out), "model_id": model_id, "features": features, "intercept": calibration.intercept,
+            "coef": list(calibration.coef)[:4], **{k: v for k, v in info.items() if k != "command"},
+            "fit_brier_even_odds": brier}
+
+
+# -- verifying two photos ----------------------------------------------------------------------
+
+
+def face_finder(detect=None, embedder: str = DEFAULT_EMBEDDER):
+    """A FaceFinder with the registered detector and embedder (models load on first use)."""
+    from faceclust.detect import DetectOptions, detectors
+    from faceclust.embed import embedders
+    from faceclust.pipeline import FaceFinder
+
+    detect = detect or DetectOptions()
+    return FaceFinder(detect, detectors.create(detect.detector, min_score=detect.min_score),
+                      embedders.create(embedder))
+
+
+@dataclass
+class PhotoFaces:
+    """The faces of one photo, numbered left to right."""
+
+    path: str
+    boxes: np.ndarray  # float32 (n, 4)
+    scores: np.ndarray  # float32 (n,)
+    embeddings: np.ndarray  # float32 (n, d)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def describe(self, index: int) -> dict:
+        return {"face": index, "box": [round(float(v), 1) for v in self.boxes[index]],
+                "score": round(float(self.scores[index]), 3)}
+
+
+def photo_faces(path: Path, finder) -> PhotoFaces:
+    """Detect and embed the faces of a photo (in a catalog or not); raise NoFaceError if none."""
+    from faceclust.pipeline import find_faces_in_file
+
+    found = find_faces_in_file(Path(path), finder=finder)
+    if len(found) == 0:
+        raise NoFaceError(f"no face found in {path}; try a smaller --min-face, or --detector mmod "
+                          "if another detector was chosen")
+    order = np.lexsort((found.boxes[:, 1], found.boxes[:, 0]))
+    return PhotoFaces(str(path), found.boxes[order], found.scores[order], found.embeddings[order])
+
+
+def _pick(faces: PhotoFaces, index: int | None) -> list[int]:
+    if index is None:
+        return list(range(len(faces)))
+    if not 0 <= index < len(faces):
+        raise FaceclustError(f"{faces.path} has {len(faces)} face(s), numbered 0 to {len(faces) - 1} "
+                             f"from left to right; face {index} does not exist")
+    return [index]
+
+
+@dataclass
+class VerifyResult:
+    photo_a: PhotoFaces
+    photo_b: PhotoFaces
+    pairs: list[dict]
+    threshold: float
+    model_id: str
+    calibration: str | None  # what the probability was calibrated on, None when it is absent
+    note: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "photo_a": {"path": self.photo_a.path, "faces": [self.photo_a.describe(i) for i in range(len(self.photo_a))]},
+            "photo_b": {"path": self.photo_b.path, "faces": [self.photo_b.describe(i) for i in range(len(self.photo_b))]},
+            "pairs": self.pairs, "threshold": self.threshold, "model_id": self.model_id,
+            "calibration": self.calibration, "note": self.note,
+        }
+
+
+def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, face_b: int | None = None,
+                  threshold: float | None = None, calibration: Calibration | Path | str | None = None,
+                  prior: float = 0.5, detect=None, embedder: str = DEFAULT_EMBEDDER, finder=None) -> VerifyResult:
+    """Compare the faces of two photos: every pair (or only faces ``face_a``/``face_b``, numbered
+    from 0 left to right) gets its distance, the decision "same person" (distance below the
+    threshold, dlib's 0.6 by default) and a calibrated probability.
+
+    A calibration fitted for another model gives no probability (and says so in ``note``)
+    rather than a wrong one.
+    """
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    if threshold <= 0:
+        raise ValueError(f"threshold must be positive, got {threshold}")
+    if not 0 < prior < 1:
+        raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
+    finder = finder or face_finder(detect, embedder)
+    model_id = finder.embedder.identity()
+    if not isinstance(calibration, Calibration):
+        calibration = load_calibration(calibration)
+    note = None
+    if calibration.model_id != model_id:
+        note = (f"no probability: the calibration was fitted for {calibration.model_id}, not {model_id}; "
+                "fit one with 'faceclust calibrate LABELLED_DIR -o FILE' and pass --calibration FILE")
+    a, b = photo_faces(Path(photo_a), finder), photo_faces(Path(photo_b), finder)
+    ia, ib = _pick(a, face_a), _pick(b, face_b)
+    grid_a = np.repeat(ia, len(ib))
+    grid_b = np.tile(ib, len(ia))
+    va, vb = a.embeddings[grid_a], b.embeddings[grid_b]
+    distances = np.linalg.norm(va.astype(np.float64) - vb, axis=1)
+    probability = calibration.probability(va, vb, prior) if note is None else None
+    pairs = [{"face_a": int(x), "face_b": int(y), "distance": round(float(d), 4), "same": bool(d < threshold),
+              "probability": None if probability is None else round(float(probability[k]), 4)}
+             for k, (x, y, d) in enumerate(zip(grid_a, grid_b, distances))]
+    described = None if note else calibration.info.get("fitted_on", "unknown data")
+    return VerifyResult(a, b, pairs, threshold, model_id, described, note)
