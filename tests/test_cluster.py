@@ -1,0 +1,341 @@
+"""Clusterers: the contract every registered one keeps, the constraints on every output, and the
+vectorised pieces checked against plain loops on a few points."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from faceclust.cluster import (DEFAULT_METHOD, ClusteringError, Constraints, _attach_stragglers,
+                               _dense_linkage, _heaviest_label, _pairwise, cluster_faces, clusterers,
+                               drop_small_clusters, merge_must_link, relabel_by_size)
+from faceclust.errors import FaceclustError, UnknownNameError
+from faceclust.index import knn_graph
+
+METHODS = clusterers.names()
+# Options that make each method see the blobs' five people; None = its defaults.
+FOR_BLOBS = {"kmeans": {"n_clusters": 5}}
+
+
+def blobs(n_per: int = 12, people: int = 5, dim: int = 128, seed: int = 0, spread: float = 0.25):
+    """Unit-norm "faces" of a few people: same-person distances ~``spread``, others ~1.4."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x, y = make_blobs(n_samples=[n_per] * people, centers=centres, cluster_std=spread / np.sqrt(2 * dim),
+                      random_state=seed)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), y
+
+
+def same_photo_pairs_apart(labels, groups) -> bool:
+    """Plain check over every pair: faces of one photo never share a cluster."""
+    for i, j in itertools.combinations(range(len(labels)), 2):
+        if groups[i] == groups[j] and labels[i] >= 0 and labels[i] == labels[j]:
+            return False
+    return True
+
+
+# -- the contract, for every registered clusterer ---------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract(method):
+    x, _ = blobs()
+    model = clusterers.create(method, **FOR_BLOBS.get(method, {}))
+    assert model.fit(x) is model
+    labels = model.labels_
+    assert labels.dtype == np.int64 and labels.shape == (len(x),)
+    assert labels.min() >= -1
+    assigned = np.unique(labels[labels >= 0])
+    assert assigned.tolist() == list(range(len(assigned)))  # consecutive ids, -1 for the rest
+    again = clusterers.create(method, **FOR_BLOBS.get(method, {})).fit(x).labels_
+    assert np.array_equal(labels, again)  # deterministic
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_blobs_recovered(method):
+    x, y = blobs()
+    labels = clusterers.create(method, **FOR_BLOBS.get(method, {})).fit(x).labels_
+    assert adjusted_rand_score(y, labels) == 1.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tiny_inputs(method):
+    empty = clusterers.create(method).fit(np.zeros((0, 8), np.float32)).labels_
+    assert empty.dtype == np.int64 and empty.shape == (0,)
+    one = clusterers.create(method).fit(np.ones((1, 8), np.float32)).labels_
+    assert one.shape == (1,) and one[0] in (-1, 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_photo_never_one_person(method):
+    # Each photo holds two faces of the same person, so every method's first answer breaks it.
+    x, y = blobs(n_per=10, people=4, seed=1)
+    groups = np.arange(len(x)) // 2
+    labels = clusterers.create(method, **FOR_BLOBS.get(method, {})).fit(x, groups).labels_
+    assert same_photo_pairs_apart(labels, groups)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cannot_link_and_must_link(method):
+    x, y = blobs(n_per=10, people=3, seed=2)
+    a, b = np.nonzero(y == 0)[0][:2]
+    c = np.nonzero(y == 1)[0][0]
+    labels = clusterers.create(method, **FOR_BLOBS.get(method, {})).fit(
+        x, cannot_link=[(a, b)], must_link=[[a, c]]).labels_
+    assert labels[a] != labels[b] or labels[a] < 0
+    assert labels[a] == labels[c] and labels[a] >= 0
+
+
+def test_bad_input_and_parameters():
+    with pytest.raises(ClusteringError):
+        clusterers.create("agglomerative").fit(np.zeros(5))
+    with pytest.raises(ClusteringError, match="NaN"):
+        clusterers.create("agglomerative").fit(np.full((3, 4), np.nan))
+    model = clusterers.create("agglomerative", threshold=-1)  # stored, not checked, in __init__
+    assert model.threshold == -1
+    with pytest.raises(ValueError, match="threshold"):
+        model.fit(blobs()[0])
+    with pytest.raises(ClusteringError, match="n_clusters"):
+        clusterers.create("kmeans", n_clusters=100).fit(blobs(n_per=2)[0])
+    with pytest.raises(UnknownNameError, match="agglomerative"):
+        cluster_faces(blobs()[0], method="nope")
+    with pytest.raises(ClusteringError, match="options are"):
+        cluster_faces(blobs()[0], threshhold=0.3)
+    with pytest.raises(ClusteringError, match="groups"):
+        clusterers.create("agglomerative").fit(blobs()[0], groups=[1, 2])
+    with pytest.raises(ClusteringError, match="must_link"):  # a contradiction in manual decisions
+        clusterers.create("agglomerative").fit(blobs()[0], groups=[0, 0] + list(range(2, 60)),
+                                               must_link=[[0, 1]])
+    assert issubclass(ClusteringError, FaceclustError) and issubclass(ClusteringError, ValueError)
+
+
+# -- cluster_faces: the library default and min_faces ----------------------------------------------
+
+
+def test_cluster_faces_default_and_min_faces():
+    x, y = blobs(n_per=6, people=3, seed=3)
+    pair, _ = blobs(n_per=2, people=1, seed=4)
+    x = np.vstack([x, pair])
+    labels = cluster_faces(x)
+    assert clusterers.create(DEFAULT_METHOD) is not None
+    assert (labels[-2:] >= 0).all() and labels[-2] == labels[-1]  # min_faces=2 keeps a pair
+    labels = cluster_faces(x, min_faces=3)
+    assert (labels[-2:] == -1).all()
+    assert adjusted_rand_score(y, labels[:-2]) == 1.0
+    kept = cluster_faces(x, min_faces=3, must_link=[[len(x) - 2, len(x) - 1]])
+    assert kept[-2] == kept[-1] >= 0  # a person the user confirmed stays
+
+
+def test_options_of_none_fall_back_to_defaults():
+    x, _ = blobs()
+    assert np.array_equal(cluster_faces(x, threshold=None), cluster_faces(x))
+
+
+def test_split_keeps_each_face_with_its_nearest_members():
+    # Person A (10 faces) and, in A's first photo, a bystander close enough to join A's cluster.
+    x, _ = blobs(n_per=10, people=1, seed=5, spread=0.2)
+    bystander = x[0] + 0.15 * np.random.default_rng(0).normal(size=x.shape[1]).astype(np.float32) / np.sqrt(128)
+    x = np.vstack([x, bystander / np.linalg.norm(bystander)])
+    groups = np.r_[np.arange(10), 0]
+    alone = clusterers.create("agglomerative", threshold=0.5).fit(x).labels_
+    assert len(set(alone.tolist())) == 1  # without the photo, the bystander joins A
+    labels = clusterers.create("agglomerative", threshold=0.5).fit(x, groups).labels_
+    assert len(set(labels[:10].tolist())) == 1 and labels[10] != labels[0]
+
+
+# -- vectorised pieces against plain loops ---------------------------------------------------------
+
+
+def linkage_loop(dist, threshold, conflict, linkage):
+    """Textbook agglomeration: merge the closest allowed pair of clusters until none is within
+    the threshold; a pair holding a conflicting pair of points is never merged."""
+    clusters = [[i] for i in range(len(dist))]
+
+    def between(a, b):
+        values = [dist[i][j] for i in a for j in b]
+        if any(conflict[i][j] for i in a for j in b):
+            return np.inf
+        return {"average": np.mean, "complete": np.max, "single": np.min}[linkage](values)
+
+    while len(clusters) > 1:
+        best = min(((between(a, b), ia, ib) for (ia, a), (ib, b) in
+                    itertools.combinations(enumerate(clusters), 2)), key=lambda t: t[0])
+        if not best[0] <= threshold:
+            break
+        _, ia, ib = best
+        clusters[ia] = clusters[ia] + clusters[ib]
+        del clusters[ib]
+    labels = np.empty(len(dist), np.int64)
+    for k, members in enumerate(clusters):
+        labels[members] = k
+    return labels
+
+
+@pytest.mark.parametrize("linkage", ["average", "complete", "single"])
+@pytest.mark.parametrize("seed", range(4))
+def test_dense_linkage_matches_loop(linkage, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(14, 3)).astype(np.float32)
+    dist = _pairwise(x)
+    conflict = np.zeros((14, 14), bool)
+    a, b = rng.choice(14, 2, replace=False)
+    conflict[a, b] = conflict[b, a] = True
+    threshold = float(np.median(dist))
+    got = _dense_linkage(dist, threshold, conflict, linkage)
+    want = linkage_loop(dist.astype(np.float64), threshold, conflict, linkage)
+    assert adjusted_rand_score(want, got) == 1.0
+
+
+def test_agglomerative_is_exact_average_linkage():
+    # With the whole neighbourhood in the k-NN graph, the component split loses nothing.
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    x, _ = blobs(n_per=8, people=6, seed=6, spread=0.9)
+    want = fcluster(linkage(pdist(x), "average"), 0.6, "distance")
+    got = clusterers.create("agglomerative", threshold=0.6, attach_threshold=None,
+                            n_neighbors=len(x)).fit(x).labels_
+    assert adjusted_rand_score(want, got) == 1.0
+
+
+def test_agglomerative_blocks_larger_than_max_block():
+    x, y = blobs(n_per=30, people=2, seed=7)
+    labels = clusterers.create("agglomerative", max_block=16, attach_threshold=None).fit(x).labels_
+    assert np.bincount(labels).max() <= 16  # an oversized component is cut: a person may split
+    assert not set(labels[y == 0].tolist()) & set(labels[y == 1].tolist())
+
+
+def test_hdbscan_matches_the_package_on_a_complete_graph():
+    import hdbscan
+
+    x, _ = blobs(n_per=10, people=4, seed=8, spread=0.6)
+    noise = np.random.default_rng(8).normal(size=(6, x.shape[1])).astype(np.float32)
+    x = np.vstack([x, noise / np.linalg.norm(noise, axis=1, keepdims=True)])
+    want = hdbscan.HDBSCAN(min_cluster_size=3, min_samples=2).fit(x).labels_
+    got = clusterers.create("hdbscan", min_cluster_size=3, min_samples=2, n_neighbors=len(x) - 1).fit(x).labels_
+    assert adjusted_rand_score(want, got) == 1.0 and np.array_equal(want < 0, got < 0)
+
+
+def heaviest_label_loop(n, src, neighbour_label, weight):
+    out = list(range(n))
+    for node in range(n):
+        totals = {}
+        for s, lab, w in zip(src, neighbour_label, weight):
+            if s == node:
+                totals[lab] = totals.get(lab, 0.0) + w
+        if totals:
+            out[node] = min(totals, key=lambda lab: (-totals[lab], lab))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_heaviest_label_matches_loop(seed):
+    rng = np.random.default_rng(seed)
+    n, m = 10, 40
+    src, labels = rng.integers(0, n, m), rng.integers(0, 4, m)
+    weight = rng.integers(1, 3, m).astype(float)
+    assert _heaviest_label(n, src, labels, weight).tolist() == heaviest_label_loop(n, src, labels, weight)
+
+
+def test_chinese_whispers_is_seeded():
+    x, y = blobs(seed=9)
+    a = clusterers.create("chinese-whispers", seed=1).fit(x).labels_
+    b = clusterers.create("chinese-whispers", seed=1).fit(x).labels_
+    assert np.array_equal(a, b) and adjusted_rand_score(y, a) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_constraint_functions_match_loops(seed):
+    rng = np.random.default_rng(seed)
+    n = 16
+    labels = rng.integers(-1, 5, n)
+    groups = rng.integers(0, 10, n)
+    pairs = [tuple(p) for p in rng.choice(n, size=(3, 2), replace=False)]
+    constraints = Constraints.build(n, groups, pairs)
+    want = sorted({int(labels[i]) for i, j in itertools.combinations(range(n), 2)
+                   if labels[i] >= 0 and labels[i] == labels[j]
+                   and (groups[i] == groups[j] or (i, j) in pairs or (j, i) in pairs)})
+    assert constraints.violating_clusters(labels).tolist() == want
+    members = rng.choice(n, 8, replace=False)
+    matrix = constraints.conflict_matrix(members)
+    for (p, i), (q, j) in itertools.combinations(enumerate(members), 2):
+        expected = groups[i] == groups[j] or (i, j) in pairs or (j, i) in pairs
+        assert matrix[p, q] == matrix[q, p] == expected
+
+    sizes = {c: int(np.sum(labels == c)) for c in set(labels.tolist()) if c >= 0}
+    dropped = drop_small_clusters(labels, 3)
+    assert dropped.tolist() == [c if c >= 0 and sizes[c] >= 3 else -1 for c in labels.tolist()]
+
+    must = [[0, 1], [1, 2], [5, 6]]
+    merged = merge_must_link(labels, Constraints.build(n, must_link=must).must_id)
+    for i, j in itertools.combinations(range(n), 2):  # same cluster after iff linked by clusters or groups
+        linked = (labels[i] >= 0 and labels[i] == labels[j]) or any(i in g and j in g for g in must)
+        if linked:
+            assert merged[i] == merged[j] >= 0
+
+
+def attach_loop(x, labels, neighbours, groups, threshold, ratio, core_size):
+    """One small cluster at a time: its candidate people are the big clusters among its faces'
+    neighbours; it joins the nearest one it shares no photo with, if near and clearly nearest."""
+    labels = labels.tolist()
+    out = list(labels)
+    sizes = {c: labels.count(c) for c in set(labels)}
+    for unit in sorted(c for c in sizes if sizes[c] < core_size):
+        faces = [i for i in range(len(x)) if labels[i] == unit]
+        candidates = {labels[j] for i in faces for j in neighbours[i] if j >= 0 and sizes[labels[j]] >= core_size}
+        if not candidates:
+            continue
+        mean = {}
+        for c in candidates:
+            members = [j for j in range(len(x)) if labels[j] == c]
+            mean[c] = np.mean([np.linalg.norm(x[i].astype(np.float64) - x[j]) for i in faces for j in members])
+        allowed = [c for c in candidates
+                   if not {groups[i] for i in faces} & {groups[j] for j in range(len(x)) if labels[j] == c}]
+        if not allowed:
+            continue
+        best = min(allowed, key=lambda c: (mean[c], c))
+        second = min([mean[c] for c in candidates if c != best], default=np.inf)
+        if mean[best] <= threshold and mean[best] <= ratio * second:
+            for i in faces:
+                out[i] = best
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_attach_stragglers_matches_loop(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(24, 4)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.sort(rng.integers(0, 7, 24))
+    groups = rng.integers(0, 18, 24)
+    _, neighbours = knn_graph(x, 5)
+    constraints = Constraints.build(24, groups)
+    got = _attach_stragglers(x, labels, neighbours, constraints, 1.3, 0.95, 4)
+    want = attach_loop(x, labels, neighbours, groups, 1.3, 0.95, 4)
+    assert got.tolist() == want
+
+
+def test_relabel_by_size():
+    assert relabel_by_size(np.array([7, 3, 3, -1, 7, 3, 9])).tolist() == [1, 0, 0, -1, 1, 0, 2]
+
+
+def test_knn_graph_matches_brute_force():
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    x[7] = x[3]  # a duplicate comes back before the row itself in some orders
+    distances, neighbours = knn_graph(x, 4)
+    full = np.sqrt(((x[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1))
+    for i in range(len(x)):
+        others = [j for j in np.argsort(full[i], kind="stable") if j != i][:4]
+        assert i not in neighbours[i]
+        assert np.allclose(distances[i], full[i, others], atol=1e-5)
+    approximate_d, approximate_n = knn_graph(x, 4, exact_limit=10)  # the inverted-file path
+    assert approximate_d.shape == (40, 4) and (approximate_n != np.arange(40)[:, None]).all()
+    few_d, few_n = knn_graph(x[:3], 5)  # fewer rows than k: padded
+    assert (few_n[:, 2:] == -1).all() and np.isinf(few_d[:, 2:]).all()
