@@ -529,7 +529,8 @@ class Agglomerative(Clusterer):
     Scales through the k-NN graph: faces are first split into the connected components of the
     graph of k-NN edges within ``threshold`` (an average-linkage cluster never spans two), and
     each component is clustered exactly from its own distance block; a component larger than
-    ``max_block`` faces is first cut into parts along its minimum spanning tree.
+    ``max_block`` faces is first cut into parts along its minimum spanning tree (so one person
+    with more faces than that can end up as a few large clusters; the cut is approximate).
 
     Conflicting faces (same photo, cannot-link) are separated afterwards like for every method,
     each face staying with its nearest members. ``refuse_conflicting_merges=True`` instead
