@@ -511,6 +511,13 @@ class Catalog:
             self.db.execute("UPDATE assignments SET source='user' WHERE person_id=?", (target,))
 
     def move_face(self, face_id: int, person_id: int) -> None:
+        clash = self.db.execute(
+            """SELECT other.id FROM faces me JOIN faces other ON other.photo_id = me.photo_id AND other.id <> me.id
+               JOIN assignments a ON a.face_id = other.id AND a.person_id = ?
+               WHERE me.id = ?""", (person_id, face_id)).fetchone()
+        if clash is not None:
+            raise CatalogError(f"face {clash[0]} of the same photo already belongs to person {person_id}: "
+                               "one person appears once in a photo; move that face elsewhere first")
         with self.transaction():
             self.db.execute("DELETE FROM rejections WHERE face_id=? AND person_id=?", (face_id, person_id))
             self.db.execute(

@@ -156,6 +156,22 @@ def test_move_pins_a_face_and_min_faces_leaves_singletons_unknown(tmp_path):
         assert face_people(cat)[lonely] == target
 
 
+def test_move_refuses_two_faces_of_one_photo_in_one_person(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with Catalog(path) as cat:
+        truth = add_photos(cat, identities(2, seed=13), [[0]] * 3 + [[1]] * 3 + [[0, 1]], 0, seed=14)
+        cluster(cat)
+        ident = truth_by_face(cat, truth)
+        group = [f for p, f, photo, *_ in cat.person_faces() if photo == "/photos/p0006.jpg"]
+        owner = face_people(cat)
+    zero = next(f for f in group if ident[f] == 0)
+    one = next(f for f in group if ident[f] == 1)
+    from faceclust.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="same photo"):
+        move_face(path, one, str(owner[zero]))
+
+
 def test_merged_ids_and_names_resolve(tmp_path):
     path = tmp_path / "c.sqlite"
     with Catalog(path) as cat:
