@@ -19,8 +19,9 @@ import numpy as np
 
 from faceclust.records import FaceTable
 
-# Chord distance between L2-normalised descriptors (dlib's 0.6 on raw descriptors is ~0.42).
-DEFAULT_RECOGNITION_THRESHOLD = 0.40
+# Chord distance between L2-normalised descriptors, the clustering threshold; chosen by
+# benchmarks/bench_people.py (best BCubed F1 of 0.30-0.42 on both sets, see docs/benchmarks.md).
+DEFAULT_RECOGNITION_THRESHOLD = 0.35
 RECOGNITION_NEIGHBOURS = 10
 RECOGNITION_AGREEMENT = 0.6
 
