@@ -54,7 +54,7 @@ def catalog_faces(catalog: Path) -> dict[str, list[tuple]]:
 
 
 def killed_and_resumed(roots: list[Path], reference: Path, workdir: Path, kill_after: float) -> dict:
-    catalog = workdir / "killed.sqlite"
+    catalog = workdir / f"{reference.stem}-killed.sqlite"
     cmd = [sys.executable, "-m", "faceclust", "scan", *map(str, roots), "--catalog", str(catalog), "--quiet"]
     proc = subprocess.Popen(cmd)
     time.sleep(kill_after)
@@ -121,10 +121,10 @@ def dlib_cnn_recall(paths: list[Path]) -> dict:
             "found": found}
 
 
-def run_set(name: str, folder: Path, sample: int, workdir: Path, kill: bool) -> dict:
+def run_set(name: str, folder: Path, sample: int, workdir: Path, kill: bool, detectors=("mmod", "hog")) -> dict:
     paths = photos_of(folder)
     result: dict = {"set": name, "photos": len(paths)}
-    for detector in ("mmod", "hog"):
+    for detector in detectors:
         catalog = workdir / f"{name}-{detector}.sqlite"
         summary = faceclust_scan(catalog, [folder], "--detector", detector)
         result[detector] = {k: summary[k] for k in ("photos_seen", "new", "errors", "faces_found",
@@ -155,7 +155,7 @@ def markdown(results: list[dict], command: str) -> str:
              "| set | photos | detector | photos/s | recall (≥1 face) | faces | time split (s) |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
-        for det in ("mmod", "hog"):
+        for det in [d for d in ("mmod", "hog") if d in r]:
             d = r[det]
             split = ", ".join(f"{k} {v:.0f}" for k, v in sorted(d["timings"].items()))
             lines.append(f"| {r['set']} | {d['photos_seen']} | faceclust {det} | {d['photos_per_second']:.1f} | "
@@ -187,12 +187,14 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["lfw_dev", "celeba_train"])
     parser.add_argument("--sample", type=int, default=150, help="photos for the dlib references")
     parser.add_argument("--no-kill", action="store_true")
+    parser.add_argument("--detectors", nargs="+", default=["mmod", "hog"])
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
-            results.append(run_set(name, args.shared_data / name, args.sample, Path(tmp), not args.no_kill))
+            results.append(run_set(name, args.shared_data / name, args.sample, Path(tmp), not args.no_kill,
+                                   args.detectors))
             print(json.dumps({k: v for k, v in results[-1].items()}, default=str), file=sys.stderr, flush=True)
     if args.json:
         for r in results:
