@@ -266,6 +266,24 @@ def test_calibrate_on_a_labelled_tree(tmp_path):
         calibrate_library(cat, tmp_path / "elsewhere", tmp_path / "x.json", model_id=FAKE_MODEL)
 
 
+def test_labelled_faces_skip_bystanders(tmp_path):
+    from faceclust.catalog import Catalog
+    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.verify import labelled_faces
+
+    tree = tmp_path / "people"
+    for k in range(3):
+        # A bigger bystander (yellow) next to red in one photo: red is still the label's face.
+        draw_photo(tree / "red" / f"{k}.png", [(0, 20, 20, 40)] + ([(3, 150, 20, 90)] if k == 1 else []))
+    draw_photo(tree / "alone" / "0.png", [(2, 20, 20, 40), (1, 150, 20, 70)])  # nobody to compare: largest
+    scan_library(tmp_path / "c.sqlite", [tree], ScanOptions(detect=FAKE_DETECT, embedder="fake"))
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        faces = labelled_faces(cat, tree, FAKE_MODEL)
+        boxes = {r[0]: r[2] for r in cat.iter_faces(None)}
+    assert list(faces.labels) == ["alone", "red", "red", "red"]
+    assert [boxes[f] for f in faces.face_ids] == [150, 20, 20, 20]  # left edge of each chosen face
+
+
 def test_calibrate_command(tmp_path, fake_default_embedder):
     from faceclust.pipeline import ScanOptions, scan_library
 
