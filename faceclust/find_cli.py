@@ -141,7 +141,7 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
 @click.command()
 @catalog_option
 @click.option("--face-distance", type=float, default=None,
-              help="Faces closer than this are near-identical [default: 0.2; same person is 0.6].")
+              help="Faces closer than this are near-identical [default: 0.25; same person is 0.6].")
 @json_option
 def dedupe(catalog, face_distance, as_json):
     """Report duplicate photos and near-identical faces in the catalog. Reads only.
@@ -177,7 +177,8 @@ def dedupe(catalog, face_distance, as_json):
 @json_option
 def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
     """Fit the probability that verify prints, on LABELLED_DIR: a folder per person, scanned
-    into the catalog. Each photo's largest face stands for its folder's person.
+    into the catalog. A photo's face stands for its folder's person: its only face, or of
+    several, the one most like the folder's other photos.
     """
     from faceclust.verify import calibrate_library
 

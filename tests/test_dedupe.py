@@ -127,8 +127,8 @@ def test_duplicate_photos_and_faces(library):
 
 def test_keep_prefers_more_pixels(tmp_path):
     root = tmp_path / "p"
-    picture(root / "a_small.png", [(2, 100, 60, 60)], size=(160, 120))
-    picture(root / "b_big.png", [(2, 200, 120, 120)], size=(320, 240))
+    big = picture(root / "b_big.png", [(2, 200, 120, 80)], size=(320, 240))
+    derive(big, root / "a_small.png", "half")
     scan(tmp_path / "c.sqlite", root)
     with Catalog(tmp_path / "c.sqlite") as cat:
         report = DuplicateFinder().run(cat, FAKE_MODEL)
@@ -136,8 +136,25 @@ def test_keep_prefers_more_pixels(tmp_path):
     assert names(photos_to_leave_out(tmp_path / "c.sqlite", model_id=FAKE_MODEL)) == {"a_small.png"}
 
 
+def test_same_faces_in_another_picture_are_not_a_duplicate(tmp_path):
+    """The same face at the same place, but another scene around it: a distinct photo."""
+    from PIL import Image, ImageDraw
+
+    root = tmp_path / "p"
+    first = picture(root / "first.png", [(1, 200, 60, 60)])
+    with Image.open(first) as im:
+        other = im.convert("RGB")
+    ImageDraw.Draw(other).rectangle([40, 150, 180, 230], fill=(240, 240, 240))  # someone else's sofa
+    other.save(root / "second.png")
+    scan(tmp_path / "c.sqlite", root)
+    assert dedupe_library(tmp_path / "c.sqlite", model_id=FAKE_MODEL).photo_groups == []
+    loose = DedupeOptions(min_similarity=-1)
+    assert len(dedupe_library(tmp_path / "c.sqlite", loose, model_id=FAKE_MODEL).photo_groups) == 1
+
+
 def test_options_are_validated():
-    for bad in ({"face_distance": 0}, {"face_distance": 0.7}, {"aspect_tolerance": -1}, {"neighbours": 0}):
+    for bad in ({"face_distance": 0}, {"face_distance": 0.7}, {"aspect_tolerance": -1}, {"neighbours": 0},
+                {"min_similarity": 1.5}):
         with pytest.raises(ValueError):
             DedupeOptions(**bad)
 
