@@ -71,8 +71,10 @@ def _link_name(source: str, taken: set[str]) -> str:
     return f"{stem}~{tag}{suffix}"
 
 
-def plan_albums(rows, people: list[dict], include_unknown: bool) -> dict[str, tuple[str, int | None]]:
-    """Relative path in OUT -> (source photo, person id) for every album entry wanted."""
+def plan_albums(rows, people: list[dict], include_unknown: bool,
+                leave_out: frozenset[str] = frozenset()) -> dict[str, tuple[str, int | None]]:
+    """Relative path in OUT -> (source photo, person id) for every album entry wanted;
+    photos in ``leave_out`` (duplicates of a photo that stays) are not placed."""
     visible = {p["id"]: p for p in people if not p["hidden"]}
     folders: dict[int, str] = {}
     used: set[str] = {UNKNOWN}
@@ -84,6 +86,8 @@ def plan_albums(rows, people: list[dict], include_unknown: bool) -> dict[str, tu
         folders[pid] = folder
     photos_of: dict[str | None, set[str]] = defaultdict(set)
     for person, _face, path, *_ in rows:
+        if path in leave_out:
+            continue
         if person is None:
             if include_unknown:
                 photos_of[None].add(path)
@@ -216,11 +220,18 @@ class AlbumWriter:
         os.replace(tmp, path)
 
 
-def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown: bool = False) -> AlbumSummary:
-    """Write (or update) one folder per visible person under ``out``."""
+def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown: bool = False,
+                 skip_duplicates: bool = False) -> AlbumSummary:
+    """Write (or update) one folder per visible person under ``out``; with ``skip_duplicates``
+    only one photo of each group of duplicate photos is placed."""
     from faceclust.catalog import Catalog
 
     writer = AlbumWriter(out, mode)  # validates the mode before any work
+    leave_out: frozenset[str] = frozenset()
+    if skip_duplicates:
+        from faceclust.dedupe import photos_to_leave_out
+
+        leave_out = frozenset(photos_to_leave_out(catalog_path))
     with Catalog(catalog_path, create=False) as catalog:
-        plan = plan_albums(catalog.person_faces(), catalog.people(), include_unknown)
+        plan = plan_albums(catalog.person_faces(), catalog.people(), include_unknown, leave_out)
     return writer.write(plan)

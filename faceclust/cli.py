@@ -324,8 +324,10 @@ def hide(person, show, catalog):
 @click.option("--mode", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
               help="How photos appear in the albums; originals are never moved or modified.")
 @click.option("--unknown", "include_unknown", is_flag=True, help="Also fill OUT/unknown with photos of unknown faces.")
+@click.option("--dedupe", "skip_duplicates", is_flag=True,
+              help="Keep one photo of each group of duplicate photos (see 'faceclust dedupe').")
 @json_option
-def albums(out, catalog, mode, include_unknown, as_json):
+def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
     """Write one folder per person under OUT (a photo with several people is in each folder).
 
     Re-running updates OUT: new photos are added, photos whose faces moved are removed, and
@@ -333,7 +335,7 @@ def albums(out, catalog, mode, include_unknown, as_json):
     """
     from faceclust.albums import write_albums
 
-    summary = write_albums(_catalog_path(catalog), out, mode, include_unknown).as_dict()
+    summary = write_albums(_catalog_path(catalog), out, mode, include_unknown, skip_duplicates).as_dict()
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -372,6 +374,16 @@ def evaluate(labelled_dir, catalog, as_json):
         return
     for key, value in result.items():
         click.echo(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+
+
+def _register_find_commands() -> None:
+    from faceclust.find_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_find_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

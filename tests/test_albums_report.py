@@ -173,3 +173,22 @@ def test_report_renders_in_a_browser(library, tmp_path):
                          timeout=120, check=True).stdout
     assert "pwned" not in dom.split("<title>")[1].split("</title>")[0]
     assert "&lt;img src=x onerror=" in dom
+
+
+def test_albums_can_keep_one_photo_of_each_duplicate_group(library):
+    import shutil
+
+    original = library["photos"]["a2.jpg"]
+    copy = original.with_name("a2 copy.jpg")
+    shutil.copy2(original, copy)
+    with Catalog(library["catalog"]) as cat:
+        source = cat.photo_states()[str(original)]
+        cat.write_results([PhotoResult("copied", str(copy), copy.stat().st_size, copy.stat().st_mtime_ns,
+                                       source.content_hash, source_id=source.id)], MODEL, "det", None)
+        PeopleClusterer(cat, MODEL, ClusterOptions()).run()
+    a = f"person-{library['a']:04d}"
+    write_albums(library["catalog"], library["root"] / "all")
+    assert {"a2.jpg", "a2 copy.jpg"} <= tree(library["root"] / "all")[a]
+    write_albums(library["catalog"], library["root"] / "one", skip_duplicates=True)
+    kept = tree(library["root"] / "one")[a]
+    assert len({"a2.jpg", "a2 copy.jpg"} & kept) == 1 and len(kept) == 4
