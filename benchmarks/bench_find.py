@@ -217,7 +217,7 @@ def section_verify(args, workdir: Path) -> str:
 
 def section_search(args, workdir: Path) -> str:
     from faceclust.search import search_catalog
-    from faceclust.verify import face_finder
+    from faceclust.pipeline import FaceFinder
 
     cat_path = copy_catalog(args.celeba_catalog, workdir, "celeba_search.sqlite")
     folder = args.shared_data / "celeba_train"
@@ -240,7 +240,7 @@ def section_search(args, workdir: Path) -> str:
         relevant = defaultdict(int)
         for lab in label_face.values():
             relevant[lab] += 1
-        finder = face_finder()
+        finder = FaceFinder.create()
         results = {0.6: [], 10.0: []}
         stage_times = defaultdict(list)
         log(f"search: {len(queries)} queries against {len(label_face)} labelled catalog faces")

@@ -16,12 +16,9 @@ import click
 from faceclust import __version__
 from faceclust.errors import FaceclustError
 
-catalog_option = click.option(
-    "--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    envvar="FACECLUST_CATALOG", show_envvar=True,
-    help="The catalog file (SQLite). Default: ~/.local/share/faceclust/catalog.sqlite.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
+from faceclust.cli_options import catalog_option, json_option, quiet_option
+from faceclust.cli_options import catalog_path as _catalog_path
+from faceclust.cli_options import given as _given
 
 
 def scan_options(command):
@@ -50,16 +47,6 @@ def _scan_options(detector, min_face, max_side, upsample, min_score, batch_photo
     detect = DetectOptions(**_given(detector=detector, min_face=min_face, max_side=max_side,
                                     upsample=upsample, min_score=min_score))
     return ScanOptions(**_given(detect=detect, batch_photos=batch_photos), update_index=update_index)
-
-
-def _given(**options) -> dict:
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def _catalog_path(catalog: Path | None) -> Path:
-    from faceclust.catalog import default_catalog_path
-
-    return catalog if catalog is not None else default_catalog_path()
 
 
 class _Group(click.Group):

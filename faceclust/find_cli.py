@@ -3,8 +3,7 @@
 Standalone click commands in the style of ``faceclust.cli`` (thin, options default to None, one
 library call); the main group registers them with ``main.add_command(...)``, and its
 ``invoke`` turns FaceclustError into a message. Heavy modules are imported inside commands.
-The shared options are declared here rather than imported from ``faceclust.cli``, so that
-``cli`` can import this module at load time without an import cycle.
+Shared options come from ``faceclust.cli_options``.
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ from pathlib import Path
 
 import click
 
-catalog_option = click.option(
-    "--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    envvar="FACECLUST_CATALOG", show_envvar=True,
-    help="The catalog file (SQLite). Default: ~/.local/share/faceclust/catalog.sqlite.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+from faceclust.cli_options import catalog_option, json_option
+from faceclust.cli_options import catalog_path as _catalog_path
+from faceclust.cli_options import given as _given
+
 photo_argument = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -35,20 +33,10 @@ def detect_options(command):
     return command
 
 
-def _given(**options) -> dict:
-    return {k: v for k, v in options.items() if v is not None}
-
-
 def _detect(detector, min_face):
     from faceclust.detect import DetectOptions
 
     return DetectOptions(**_given(detector=detector, min_face=min_face))
-
-
-def _catalog_path(catalog: Path | None) -> Path:
-    from faceclust.catalog import default_catalog_path
-
-    return catalog if catalog is not None else default_catalog_path()
 
 
 @click.command()

@@ -76,6 +76,12 @@ class FaceFinder:
         self.aligner = Aligner()
         self.timer = timer or Timer()
 
+    @classmethod
+    def create(cls, detect: DetectOptions | None = None, embedder: str = DEFAULT_EMBEDDER) -> "FaceFinder":
+        """A finder with the registered detector and embedder (models load on first use)."""
+        detect = detect or DetectOptions()
+        return cls(detect, detectors.create(detect.detector, min_score=detect.min_score), embedders.create(embedder))
+
     def scale_policy(self) -> ScalePolicy:
         """Decode no larger than the detector will look at (never enlarge at decode)."""
         window = self.detector.window
@@ -390,9 +396,6 @@ def find_faces_in_file(path: Path, detect: DetectOptions | None = None, embedder
     Raises ImageError for a file that cannot be read. Pass ``finder`` to reuse loaded models."""
     from faceclust.scan import load_image
 
-    if finder is None:
-        detect = detect or DetectOptions()
-        finder = FaceFinder(detect, detectors.create(detect.detector, min_score=detect.min_score),
-                            embedders.create(embedder))
+    finder = finder or FaceFinder.create(detect, embedder)
     image = load_image(Path(path), finder.scale_policy())
     return finder.find([image])[0]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from faceclust.embed import DEFAULT_EMBEDDER
-from faceclust.verify import DEFAULT_THRESHOLD, face_finder, photo_faces
+from faceclust.verify import DEFAULT_THRESHOLD, photo_faces
 
 DEFAULT_TOP = 10
 
@@ -136,7 +136,10 @@ def search_catalog(catalog, photo: Path, *, top: int = DEFAULT_TOP, threshold: f
     _validate(top, threshold)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    finder = finder or face_finder(detect, embedder)
+    if finder is None:
+        from faceclust.pipeline import FaceFinder
+
+        finder = FaceFinder.create(detect, embedder)
     query = photo_faces(Path(photo), finder)
     t = _lap(seconds, "faces", t)
     index = open_index(catalog, finder.embedder.identity())

@@ -339,17 +339,6 @@ def calibrate_library(catalog_path, labelled_dir: Path, out: Path, features: str
 # -- verifying two photos ----------------------------------------------------------------------
 
 
-def face_finder(detect=None, embedder: str = DEFAULT_EMBEDDER):
-    """A FaceFinder with the registered detector and embedder (models load on first use)."""
-    from faceclust.detect import DetectOptions, detectors
-    from faceclust.embed import embedders
-    from faceclust.pipeline import FaceFinder
-
-    detect = detect or DetectOptions()
-    return FaceFinder(detect, detectors.create(detect.detector, min_score=detect.min_score),
-                      embedders.create(embedder))
-
-
 @dataclass
 class PhotoFaces:
     """The faces of one photo, numbered left to right."""
@@ -422,7 +411,10 @@ def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, fa
         raise ValueError(f"threshold must be positive, got {threshold}")
     if not 0 < prior < 1:
         raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
-    finder = finder or face_finder(detect, embedder)
+    if finder is None:
+        from faceclust.pipeline import FaceFinder
+
+        finder = FaceFinder.create(detect, embedder)
     model_id = finder.embedder.identity()
     if not isinstance(calibration, Calibration):
         calibration = load_calibration(calibration)

@@ -1,0 +1,28 @@
+"""Options and helpers shared by every command module (``cli``, ``find_cli``).
+
+Kept apart so the command modules import them without importing each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+catalog_option = click.option(
+    "--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    envvar="FACECLUST_CATALOG", show_envvar=True,
+    help="The catalog file (SQLite). Default: ~/.local/share/faceclust/catalog.sqlite.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
+
+
+def given(**options) -> dict:
+    """The options the user gave: None means 'the library's default'."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def catalog_path(catalog: Path | None) -> Path:
+    from faceclust.catalog import default_catalog_path
+
+    return catalog if catalog is not None else default_catalog_path()
