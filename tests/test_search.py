@@ -56,7 +56,7 @@ def test_match_vectors_validates_and_handles_an_empty_index():
 def library(tmp_path):
     """Red in two photos, green with a blue bystander in one; scanned and clustered."""
     from faceclust.people import ClusterOptions, cluster_library
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.pipeline import scan_library
 
     root = tmp_path / "photos"
     draw_photo(root / "red1.png", [(0, 10, 10, 40)])

@@ -60,7 +60,7 @@ class TiledPyramid:
     @property
     def sizes(self) -> list[tuple[int, int]]:
         """(rows, columns) of each level."""
-        return [(int(b - t + 1), int(r - l + 1)) for l, t, r, b in self.rects]
+        return [(int(bottom - top + 1), int(right - left + 1)) for left, top, right, bottom in self.rects]
 
 
 def pyramid_level_sizes(rows: int, cols: int) -> list[tuple[int, int]]:
