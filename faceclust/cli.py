@@ -16,28 +16,21 @@ import click
 from faceclust import __version__
 from faceclust.errors import FaceclustError
 
-from faceclust.cli_options import catalog_option, json_option, quiet_option
+from faceclust.cli_options import DETECT_OPTIONS, apply_options, catalog_option, json_option, quiet_option
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
 
 
 def scan_options(command):
     """The detection options shared by ``scan`` and ``run``."""
-    options = [
-        click.option("--detector", type=str, default=None,
-                     help="Face detector: mmod (default, any angle) or hog (fast, frontal)."),
-        click.option("--min-face", type=int, default=None,
-                     help="Smallest face wanted, in pixels of the photo [default: 40]."),
+    return apply_options(command, DETECT_OPTIONS + [
         click.option("--max-side", type=int, default=None,
                      help="Longest side the detector works at; bounds time on big photos [default: 1600]."),
         click.option("--upsample", type=int, default=None,
                      help="Force the detection scale to 2**N (overrides --min-face)."),
         click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0]."),
         click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32]."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    ])
 
 
 def _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, update_index=True):

@@ -17,6 +17,26 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
 
 
+def apply_options(command, options: list):
+    """Decorate ``command`` with ``options`` in the order they are listed."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+DETECT_OPTIONS = [
+    click.option("--detector", type=str, default=None,
+                 help="Face detector: mmod (default, any angle) or hog (fast, frontal)."),
+    click.option("--min-face", type=int, default=None,
+                 help="Smallest face wanted, in pixels of the photo [default: 40]."),
+]
+
+
+def detect_options(command):
+    """How faces are found in photos: the detector and the smallest face wanted."""
+    return apply_options(command, DETECT_OPTIONS)
+
+
 def given(**options) -> dict:
     """The options the user gave: None means 'the library's default'."""
     return {k: v for k, v in options.items() if v is not None}

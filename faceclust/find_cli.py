@@ -13,24 +13,11 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli_options import catalog_option, json_option
+from faceclust.cli_options import catalog_option, detect_options, json_option
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
 
 photo_argument = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def detect_options(command):
-    """How faces are found in photos given on the command line."""
-    options = [
-        click.option("--detector", type=str, default=None,
-                     help="Face detector: mmod (default, any angle) or hog (fast, frontal)."),
-        click.option("--min-face", type=int, default=None,
-                     help="Smallest face wanted, in pixels of the photo [default: 40]."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 def _detect(detector, min_face):
