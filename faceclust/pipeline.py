@@ -222,6 +222,7 @@ class Scanner:
         total = len(todo)
         claimed: set[int] = set()
         done = 0
+        self.progress(ProgressEvent("photos", 0, total))  # starts the clock of the rate shown
         with ThreadPoolExecutor(self.options.decode_workers) as pool:
             prepare = lambda f: self._prepare(f, states.get(str(f.path)), by_hash, policy)  # noqa: E731
             pending = [pool.submit(prepare, f) for f in todo[:batch]]

@@ -247,7 +247,7 @@ def test_progress_events_reach_the_callback(tmp_path):
     with Catalog(tmp_path / "c.sqlite") as cat:
         Scanner(cat, OPTIONS, events.append).run([tmp_path / "lib"])
     photo_events = [e for e in events if e.stage == "photos"]
-    assert [e.done for e in photo_events] == [3, 5]
+    assert [e.done for e in photo_events] == [0, 3, 5]
     assert photo_events[-1].total == 5 and photo_events[-1].faces == 2 + 1 + 1 + 2 + 1
 
 
