@@ -20,7 +20,7 @@ from pathlib import Path
 
 from faceclust.errors import FaceclustError
 
-MANIFEST = ".faceclust-albums.json"
+from faceclust.scan import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
 MODES = ("symlink", "hardlink", "copy")
 UNKNOWN = "unknown"
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}

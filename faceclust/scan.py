@@ -33,6 +33,10 @@ SKIPPED_DIRS = frozenset(
 )
 
 
+# faceclust's own album folders hold links to photos already scanned: never scan them again.
+ALBUM_MARKER = ".faceclust-albums.json"
+
+
 @dataclass(frozen=True)
 class PhotoFile:
     """A candidate image found on disk."""
@@ -108,6 +112,8 @@ def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | N
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             _report(errors, folder, f"cannot list folder: {exc.strerror or exc}")
+            continue
+        if any(entry.name == ALBUM_MARKER for entry in entries):
             continue
         subdirs = []
         for entry in entries:

@@ -156,3 +156,15 @@ def test_evaluate_scores_people_against_identity_folders(tmp_path):
     assert run("merge", *ids, "--catalog", cat).exit_code == 0
     worse = json.loads(run("evaluate", tmp_path / "labelled", "--catalog", cat, "--json").stdout)
     assert worse["pairwise_precision"] < 0.6 and worse["people"] == 1
+
+
+def test_albums_inside_the_photo_folder_are_not_scanned_again(tmp_path):
+    photos = tmp_path / "photos"
+    for i in range(3):
+        draw_photo(photos / f"red{i}.png", [(0, 10 + i, 10, 40)])
+    args = ("run", photos, "--out", photos / "albums", "--catalog", tmp_path / "c.sqlite", *FAKE, "--json")
+    first = json.loads(run(*args).stdout)
+    second = json.loads(run(*args).stdout)
+    assert first["scan"]["photos_seen"] == second["scan"]["photos_seen"] == 3
+    assert second["scan"]["copied"] == 0 and second["albums"]["added"] == 0
+    assert len(list((photos / "albums").rglob("*.png"))) == 3
