@@ -321,14 +321,6 @@ class Catalog:
                 (cur.lastrowid, face[0]),
             )
 
-    def find_by_hash(self, content_hash: str) -> list[PhotoState]:
-        rows = self.db.execute(
-            "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity FROM photos "
-            "WHERE content_hash=? AND status IN ('ok', 'gone') ORDER BY id",
-            (content_hash,),
-        )
-        return [PhotoState(*r) for r in rows]
-
     # -- reading ---------------------------------------------------------------------------
 
     def counts(self) -> dict:

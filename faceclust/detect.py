@@ -7,7 +7,7 @@ looking, so that the smallest face wanted reaches the detector's window) and ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -57,7 +57,6 @@ class DetectOptions:
     max_side: int = 1600
     upsample: int | None = None
     min_score: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.min_face < 8:
