@@ -101,6 +101,13 @@ MIGRATIONS: list[str] = [
         face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE
     );
     """,
+    # 3: catalog-wide settings (the embedding model its last scan chose)
+    """
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -205,6 +212,16 @@ class Catalog:
         else:
             rows = self.db.execute("SELECT path, message FROM errors WHERE run_id=? ORDER BY id", (run_id,))
         return [(r[0], r[1]) for r in rows]
+
+    # -- settings --------------------------------------------------------------------------
+
+    def setting(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value))
 
     # -- photos ----------------------------------------------------------------------------
 
@@ -546,6 +563,36 @@ class Catalog:
                FROM faces f JOIN photos p ON p.id = f.photo_id
                LEFT JOIN assignments a ON a.face_id = f.id
                WHERE p.status = 'ok' ORDER BY p.path, f.id""").fetchall()
+
+    def face_records(self, model_id: str) -> dict[str, np.ndarray]:
+        """Every face of an existing photo with what training needs, by face id: ``face_id``,
+        ``photo_id``, ``path``, ``content_hash``, ``box`` (n, 4), ``landmarks`` (n, 5, 2) in
+        original pixels, ``person`` (-1 when unassigned), ``vector`` from ``model_id`` (NaN
+        when that model has not embedded the face)."""
+        rows = self.db.execute(
+            """SELECT f.id, f.photo_id, p.path, p.content_hash, f.left, f.top, f.right, f.bottom,
+                      f.landmarks, a.person_id, e.vector
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               LEFT JOIN assignments a ON a.face_id = f.id
+               LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               WHERE p.status = 'ok' ORDER BY f.id""", (model_id,)).fetchall()
+        n = len(rows)
+        dim = next((len(r[10]) // 4 for r in rows if r[10] is not None), 128)
+        vectors = np.full((n, dim), np.nan, np.float32)
+        for i, r in enumerate(rows):
+            if r[10] is not None:
+                vectors[i] = np.frombuffer(r[10], "<f4")
+        return {
+            "face_id": np.fromiter((r[0] for r in rows), np.int64, n),
+            "photo_id": np.fromiter((r[1] for r in rows), np.int64, n),
+            "path": np.array([r[2] for r in rows], dtype=object),
+            "content_hash": np.array([r[3] for r in rows], dtype=object),
+            "box": np.array([r[4:8] for r in rows], np.float32).reshape(n, 4),
+            "landmarks": (np.frombuffer(b"".join(r[8] for r in rows), "<f4").reshape(n, 5, 2).copy()
+                          if n else np.zeros((0, 5, 2), np.float32)),
+            "person": np.fromiter((-1 if r[9] is None else r[9] for r in rows), np.int64, n),
+            "vector": vectors,
+        }
 
 
 _WRITERS = {

@@ -30,16 +30,20 @@ def scan_options(command):
                      help="Force the detection scale to 2**N (overrides --min-face)."),
         click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0]."),
         click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32]."),
+        click.option("--model", default=None, metavar="MODEL.pt|default",
+                     help="Embed with this fine-tuned model (from 'faceclust train'), or 'default' for the "
+                          "pretrained one. The catalog remembers it; faces already found are re-embedded "
+                          "without detecting them again. [default: the catalog's current model]"),
     ])
 
 
-def _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, update_index=True):
+def _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, model=None, update_index=True):
     from faceclust.detect import DetectOptions
     from faceclust.pipeline import ScanOptions
 
     detect = DetectOptions(**_given(detector=detector, min_face=min_face, max_side=max_side,
                                     upsample=upsample, min_score=min_score))
-    return ScanOptions(**_given(detect=detect, batch_photos=batch_photos), update_index=update_index)
+    return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model), update_index=update_index)
 
 
 class _Group(click.Group):
@@ -69,7 +73,8 @@ def main() -> None:
 @click.option("--no-index", is_flag=True, help="Do not refresh the FAISS index after the scan.")
 @quiet_option
 @json_option
-def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batch_photos, no_index, quiet, as_json):
+def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batch_photos, model, no_index, quiet,
+         as_json):
     """Find, align and embed every face in PATHS (folders or files) into the catalog.
 
     Incremental and resumable: unchanged files are not decoded again, moved files keep their
@@ -79,7 +84,7 @@ def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batc
     from faceclust.pipeline import scan_library
     from faceclust.progress import ScanProgress
 
-    options = _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, not no_index)
+    options = _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, model, not no_index)
     path = _catalog_path(catalog)
     _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
@@ -119,7 +124,8 @@ def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> 
 @scan_options
 @quiet_option
 @json_option
-def run(paths, out, catalog, mode, detector, min_face, max_side, upsample, min_score, batch_photos, quiet, as_json):
+def run(paths, out, catalog, mode, detector, min_face, max_side, upsample, min_score, batch_photos, model, quiet,
+        as_json):
     """The main job: scan PATHS, cluster faces into people, write albums and a report to OUT.
 
     Every step is incremental: running it again after adding photos only does the new work and
@@ -132,7 +138,7 @@ def run(paths, out, catalog, mode, detector, min_face, max_side, upsample, min_s
     _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
         summary = run_job(path, paths, out, _scan_options(detector, min_face, max_side, upsample, min_score,
-                                                          batch_photos), album_mode=mode, progress=progress)
+                                                          batch_photos, model), album_mode=mode, progress=progress)
     if as_json:
         click.echo(json.dumps(summary, default=str))
     elif not quiet:
@@ -172,12 +178,12 @@ def status(catalog, as_json):
 def export(catalog, fmt, output, embeddings):
     """Export one row per face: photo, face_id, box (original pixels), score, person."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.embed import catalog_model
     from faceclust.export import export_faces
 
     path = _catalog_path(catalog)
-    model_id = embedders.create(DEFAULT_EMBEDDER).identity()
     with Catalog(path, create=False) as cat:
+        model_id = catalog_model(cat).model_id
         if output is None:
             count = export_faces(cat, sys.stdout, fmt, model_id, embeddings)
         else:
@@ -359,8 +365,11 @@ def evaluate(labelled_dir, catalog, as_json):
 def _register_find_commands() -> None:
     from faceclust.find_cli import COMMANDS
 
+    from faceclust.train_cli import train
+
     for command in COMMANDS:
         main.add_command(command)
+    main.add_command(train)
 
 
 _register_find_commands()

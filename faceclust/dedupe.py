@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceclust.embed import DEFAULT_EMBEDDER
 
 # Chosen by measurement (benchmarks/bench_find.py: 45 real photos, 360 copies, in the celeba_train
 # catalog). Copies lie farther from their original than one might think (median / 95th pct:
@@ -360,11 +359,10 @@ def find_duplicates(catalog, model_id: str, options: DedupeOptions | None = None
 def dedupe_library(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None) -> DedupeReport:
     """Duplicate faces and photos of the catalog at ``catalog_path`` (reads only)."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import embedders
+    from faceclust.embed import catalog_model
 
-    model_id = model_id or embedders.create(DEFAULT_EMBEDDER).identity()
     with Catalog(catalog_path, create=False) as catalog:
-        return find_duplicates(catalog, model_id, options)
+        return find_duplicates(catalog, model_id or catalog_model(catalog).model_id, options)
 
 
 def photos_to_leave_out(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None) -> set[str]:

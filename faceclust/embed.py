@@ -7,7 +7,9 @@ model later triggers re-embedding.
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -40,18 +42,20 @@ class DlibResNetEmbedder:
     """dlib's 128-D face-recognition ResNet (LFW 99.38%), rebuilt in torch.
 
     Descriptors are dlib's own (not L2-normalised): dlib's same-person threshold of 0.6
-    applies to them unchanged. ``weights`` may name a fine-tuned checkpoint later.
+    applies to them unchanged. ``checkpoint`` names fine-tuned weights written by
+    ``faceclust train``; their descriptors are normalised to the base model's mean length.
     """
 
     name = "dlib-resnet"
     dim = 128
     chip_size = 150
 
-    def __init__(self, batch_size: int = 32, path=None) -> None:
+    def __init__(self, batch_size: int = 32, path=None, checkpoint=None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.batch_size = batch_size
         self.path = path
+        self.checkpoint = checkpoint
         self._net = None
 
     def _load(self):
@@ -61,7 +65,7 @@ class DlibResNetEmbedder:
             from faceclust.models.resnet import load_resnet
 
             torch.set_num_threads(torch_threads())
-            self._net = load_resnet(self.path)
+            self._net = load_resnet(self.path, self.checkpoint)
         return self._net
 
     def identity(self) -> str:
@@ -69,6 +73,8 @@ class DlibResNetEmbedder:
 
         from faceclust.models.files import EMBEDDER_FILE, file_sha256, model_path
 
+        if self.checkpoint:
+            return f"{self.name}+ft:{file_sha256(Path(self.checkpoint).resolve())[:16]}"
         path = Path(self.path) if self.path else model_path(EMBEDDER_FILE)
         return f"{self.name}:{file_sha256(path)[:16]}"
 
@@ -87,3 +93,82 @@ class DlibResNetEmbedder:
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 out.append(net(batch).float().numpy())
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+# -- which model a catalog uses -----------------------------------------------------------------
+
+MODEL_SETTING = "model"
+DEFAULT_MODEL_NAMES = ("default", "dlib", DEFAULT_EMBEDDER)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The embedding model of a catalog: a registered embedder, optionally with fine-tuned weights.
+
+    ``distance_scale`` multiplies the default distance thresholds (clustering, recognition,
+    search, verify): the ratio of the fine-tuned model's validated threshold to the base
+    model's on the same held-out faces, 1.0 for the pretrained model.
+    """
+
+    embedder: str = DEFAULT_EMBEDDER
+    checkpoint: str | None = None
+    model_id: str = ""
+    distance_scale: float = 1.0
+
+    @classmethod
+    def resolve(cls, embedder: str | None = None, checkpoint: str | os.PathLike | None = None) -> "ModelChoice":
+        """The choice for an embedder name and a checkpoint path (loaded and checked here)."""
+        embedder = embedder or DEFAULT_EMBEDDER
+        scale = 1.0
+        if checkpoint is not None:
+            from faceclust.models.checkpoint import load_checkpoint
+
+            checkpoint = os.path.abspath(checkpoint)
+            meta = load_checkpoint(checkpoint).meta
+            scale = float(meta.get("distance_scale") or 1.0)
+        choice = cls(embedder, checkpoint and str(checkpoint), "", scale)
+        return cls(embedder, choice.checkpoint, choice.create().identity(), scale)
+
+    def create(self, **options) -> Embedder:
+        if self.checkpoint:
+            options["checkpoint"] = self.checkpoint
+        return embedders.create(self.embedder, **options)
+
+    def as_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @property
+    def label(self) -> str:
+        return self.checkpoint or self.embedder
+
+
+def catalog_model(catalog) -> ModelChoice:
+    """The model the catalog's embeddings come from: the one its last scan chose, else the default."""
+    stored = catalog.setting(MODEL_SETTING)
+    if stored:
+        try:
+            data = json.loads(stored)
+            return ModelChoice(str(data["embedder"]), data.get("checkpoint"), str(data["model_id"]),
+                               float(data.get("distance_scale") or 1.0))
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: fall back to the default, which a scan then records again
+    return ModelChoice.resolve()
+
+
+def choose_model(catalog, model: str | None = None, embedder: str | None = None) -> ModelChoice:
+    """The model a scan uses, recorded in the catalog: ``model`` (a checkpoint path, or "default"
+    for the pretrained model), else ``embedder``, else the catalog's current model."""
+    if model is not None:
+        choice = (ModelChoice.resolve(embedder) if str(model) in DEFAULT_MODEL_NAMES
+                  else ModelChoice.resolve(embedder, model))
+    elif embedder is not None:
+        choice = ModelChoice.resolve(embedder)
+    else:
+        choice = catalog_model(catalog)
+        if choice.checkpoint and not os.path.isfile(choice.checkpoint):
+            from faceclust.errors import ModelNotFound
+
+            raise ModelNotFound(f"the catalog uses the fine-tuned model {choice.checkpoint}, which is gone; "
+                                "put it back, or scan with --model OTHER.pt or --model default")
+    catalog.set_setting(MODEL_SETTING, choice.as_json())
+    return choice

@@ -66,8 +66,7 @@ def _image_files(root: Path):
 
 def evaluate_library(catalog_path, labelled_dir: Path, model_id: str | None = None) -> dict:
     from faceclust.catalog import Catalog
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.embed import catalog_model
 
-    model_id = model_id or embedders.create(DEFAULT_EMBEDDER).identity()
     with Catalog(catalog_path, create=False) as catalog:
-        return evaluate_catalog(catalog, Path(labelled_dir), model_id)
+        return evaluate_catalog(catalog, Path(labelled_dir), model_id or catalog_model(catalog).model_id)

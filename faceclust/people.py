@@ -35,14 +35,38 @@ class ClusterOptions:
     min_face_size: float = 0.0
     min_score: float | None = None
     full: bool = False
-    recognition_threshold: float = DEFAULT_RECOGNITION_THRESHOLD
+    recognition_threshold: float | None = None
     method_options: dict = field(default_factory=dict)
+    # Multiplies the default distance thresholds (not those given here): a fine-tuned model
+    # records how its distances compare with the pretrained model's (see embed.ModelChoice).
+    distance_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.min_face_size < 0:
             raise ValueError("min_face_size must be >= 0")
-        if not 0 < self.recognition_threshold < 2:
+        if self.recognition_threshold is not None and not 0 < self.recognition_threshold < 2:
             raise ValueError("recognition_threshold must be between 0 and 2")
+        if not 0 < self.distance_scale < 10:
+            raise ValueError("distance_scale must be between 0 and 10")
+
+    @property
+    def threshold_for_recognition(self) -> float:
+        if self.recognition_threshold is not None:
+            return self.recognition_threshold
+        return DEFAULT_RECOGNITION_THRESHOLD * self.distance_scale
+
+    def clusterer_options(self) -> dict:
+        """``method_options`` plus the method's default distance thresholds times ``distance_scale``."""
+        options = {k: v for k, v in self.method_options.items() if v is not None}
+        if self.distance_scale == 1.0:
+            return options
+        from faceclust.cluster import DEFAULT_METHOD, clusterers
+
+        defaults = clusterers.create(self.method or DEFAULT_METHOD).get_params()
+        for name, value in defaults.items():
+            if name.endswith("threshold") and isinstance(value, float) and name not in options:
+                options[name] = value * self.distance_scale
+        return options
 
 
 @dataclass
@@ -123,7 +147,7 @@ class PeopleClusterer:
         labels = cluster_faces(table.vectors[rows], groups=table.photo_ids[rows],
                                method=self.options.method, min_faces=self.options.min_faces,
                                cannot_link=cannot, must_link=list(pinned.values()),
-                               **self.options.method_options)
+                               **self.options.clusterer_options())
         people = self._match_clusters(labels, face_ids, assigned)
         forbidden = set(rejected)
         out = []
@@ -195,7 +219,7 @@ class PeopleClusterer:
             pool = np.concatenate([rest, np.array(old_unknown, np.int64)])
             labels = cluster_faces(table.vectors[pool], groups=table.photo_ids[pool],
                                    method=self.options.method, min_faces=self.options.min_faces,
-                                   **self.options.method_options)
+                                   **self.options.clusterer_options())
             with_new = set(labels[: len(rest)].tolist())
             labels = np.where(np.isin(labels, list(with_new)), labels, -1)
             rest = pool
@@ -219,7 +243,7 @@ class PeopleClusterer:
         index = FaceIndex.build(np.arange(len(known)), _unit(table.vectors[known]), "recognition")
         k = min(RECOGNITION_NEIGHBOURS, len(known))
         found = index.search(_unit(table.vectors[free]), k)
-        threshold = self.options.recognition_threshold
+        threshold = self.options.threshold_for_recognition
         photo_people: dict[int, set[int]] = defaultdict(set)
         for i in known.tolist():
             photo_people[int(table.photo_ids[i])].add(assigned[int(table.face_ids[i])][0])
@@ -245,11 +269,18 @@ class PeopleClusterer:
 
 def cluster_library(catalog_path, options: ClusterOptions | None = None, model_id: str | None = None) -> ClusterSummary:
     """Cluster the catalog's faces into people (see :class:`PeopleClusterer`)."""
-    from faceclust.catalog import Catalog
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    import dataclasses
 
-    model_id = model_id or embedders.create(DEFAULT_EMBEDDER).identity()
+    from faceclust.catalog import Catalog
+    from faceclust.embed import catalog_model
+
+    options = options or ClusterOptions()
     with Catalog(catalog_path, create=False) as catalog:
+        model = catalog_model(catalog)
+        if model_id is None or model_id == model.model_id:
+            model_id = model.model_id
+            if options.distance_scale == 1.0:
+                options = dataclasses.replace(options, distance_scale=model.distance_scale)
         return PeopleClusterer(catalog, model_id, options).run()
 
 

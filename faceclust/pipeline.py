@@ -28,8 +28,10 @@ from faceclust.scan import LoadedImage, PhotoFile, ScalePolicy, content_hash, de
 @dataclass(frozen=True)
 class ScanOptions:
     detect: DetectOptions = field(default_factory=DetectOptions)
-    embedder: str = DEFAULT_EMBEDDER
+    embedder: str | None = None  # None: the catalog's current embedder (see embed.choose_model)
+    model: str | None = None  # a fine-tuned checkpoint, or "default"; None: the catalog's current
     batch_photos: int = 32
+    reembed_faces: int = 64
     decode_workers: int = 2
     update_index: bool = True
 
@@ -38,6 +40,8 @@ class ScanOptions:
             raise ValueError("batch_photos must be at least 1")
         if self.decode_workers < 1:
             raise ValueError("decode_workers must be at least 1")
+        if self.reembed_faces < 1:
+            raise ValueError("reembed_faces must be at least 1")
 
 
 @dataclass
@@ -77,10 +81,13 @@ class FaceFinder:
         self.timer = timer or Timer()
 
     @classmethod
-    def create(cls, detect: DetectOptions | None = None, embedder: str = DEFAULT_EMBEDDER) -> "FaceFinder":
-        """A finder with the registered detector and embedder (models load on first use)."""
+    def create(cls, detect: DetectOptions | None = None, embedder: str | Embedder = DEFAULT_EMBEDDER) -> "FaceFinder":
+        """A finder with the registered detector and an embedder (a registered name or an
+        instance); models load on first use."""
         detect = detect or DetectOptions()
-        return cls(detect, detectors.create(detect.detector, min_score=detect.min_score), embedders.create(embedder))
+        if isinstance(embedder, str):
+            embedder = embedders.create(embedder)
+        return cls(detect, detectors.create(detect.detector, min_score=detect.min_score), embedder)
 
     def scale_policy(self) -> ScalePolicy:
         """Decode no larger than the detector will look at (never enlarge at decode)."""
@@ -118,14 +125,22 @@ class FaceFinder:
             start += n
         return out
 
-    def reembed(self, image: LoadedImage, landmarks: np.ndarray) -> np.ndarray:
-        """Embeddings for faces already found (landmarks in original pixels), no detection."""
+    def chips(self, image: LoadedImage, landmarks: np.ndarray) -> np.ndarray:
+        """Aligned chips of faces already found (landmarks in original pixels), no detection."""
         t = time.perf_counter()
-        chips = self.aligner.chips(image.pixels, landmarks * image.scale)
-        t = self.timer.add("landmarks", t)
+        chips = self.aligner.chips(image.pixels, np.asarray(landmarks, np.float32) * image.scale)
+        self.timer.add("landmarks", t)
+        return chips
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
         vectors = self.embedder.embed(chips)
         self.timer.add("embed", t)
         return vectors
+
+    def reembed(self, image: LoadedImage, landmarks: np.ndarray) -> np.ndarray:
+        """Embeddings for faces already found (landmarks in original pixels), no detection."""
+        return self.embed(self.chips(image, landmarks))
 
 
 @dataclass
@@ -152,7 +167,10 @@ class Scanner:
         self.timer = Timer()
         detector = detector or detectors.create(self.options.detect.detector,
                                                 min_score=self.options.detect.min_score)
-        embedder = embedder or embedders.create(self.options.embedder)
+        if embedder is None:
+            from faceclust.embed import choose_model
+
+            embedder = choose_model(catalog, self.options.model, self.options.embedder).create()
         self.finder = FaceFinder(self.options.detect, detector, embedder, self.timer)
         self.model_id = embedder.identity()
         self.detect_identity = self.options.detect.identity(detector.identity())
@@ -330,28 +348,63 @@ class Scanner:
     # -- other steps -----------------------------------------------------------------------
 
     def _reembed(self) -> None:
-        """Faces found earlier but without an embedding from this model: embed, don't detect."""
+        """Faces found earlier but without an embedding from this model (the model changed):
+        decode and align again from the stored landmarks, embed in batches, never re-detect."""
         photos = self.catalog.photos_missing_embeddings(self.model_id)
+        if not photos:
+            return
         policy = self.finder.scale_policy()
-        for i, state in enumerate(photos):
-            t = time.perf_counter()
-            try:
-                data = read_file(Path(state.path))
-                if content_hash(data) != state.content_hash:
-                    continue  # changed since: the next scan redoes it
-                image = decode_image(data, Path(state.path), policy)
-            except FaceclustError as exc:
-                self._note_error(state.path, str(exc))
-                continue
-            finally:
-                self.timer.add("decode", t)
+        window = 4 * self.options.decode_workers
+        chips: list[np.ndarray] = []
+        ids: list[np.ndarray] = []
+        pending = 0
+        self.progress(ProgressEvent("reembed", 0, len(photos)))
+
+        def submit(pool, state):  # landmarks are read here: the connection stays in this thread
             face_ids, marks = self.catalog.face_landmarks(state.id)
-            vectors = self.finder.reembed(image, marks)
-            t = time.perf_counter()
-            self.catalog.write_embeddings(face_ids, vectors, self.model_id)
-            self.timer.add("sql", t)
-            self.summary.reembedded += 1
-            self.progress(ProgressEvent("reembed", i + 1, len(photos), path=Path(state.path).name))
+            return face_ids, pool.submit(self._reembed_chips, state, marks, policy)
+
+        with ThreadPoolExecutor(self.options.decode_workers) as pool:
+            queue = [submit(pool, state) for state in photos[:window]]
+            for i, state in enumerate(photos):
+                face_ids, future = queue.pop(0)
+                if i + window < len(photos):
+                    queue.append(submit(pool, photos[i + window]))
+                photo_chips = future.result()
+                if photo_chips is not None and len(face_ids):
+                    ids.append(face_ids)
+                    chips.append(photo_chips)
+                    pending += len(face_ids)
+                    self.summary.reembedded += 1
+                if pending >= self.options.reembed_faces or i == len(photos) - 1:
+                    self._write_reembedded(ids, chips)
+                    ids, chips, pending = [], [], 0
+                    self.progress(ProgressEvent("reembed", i + 1, len(photos), path=Path(state.path).name))
+
+    def _reembed_chips(self, state: PhotoState, landmarks: np.ndarray, policy) -> np.ndarray | None:
+        t = time.perf_counter()
+        try:
+            data = read_file(Path(state.path))
+            if content_hash(data) != state.content_hash:
+                return None  # changed since: the next scan redoes it
+            image = decode_image(data, Path(state.path), policy)
+        except FaceclustError as exc:
+            self._note_error(state.path, str(exc))
+            return None
+        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job
+            self._note_error(state.path, f"unexpected error while decoding ({type(exc).__name__}: {exc})")
+            return None
+        finally:
+            self.timer.add("decode", t)
+        return self.finder.chips(image, landmarks)
+
+    def _write_reembedded(self, ids: list[np.ndarray], chips: list[np.ndarray]) -> None:
+        if not ids:
+            return
+        vectors = self.finder.embed(np.concatenate(chips))
+        t = time.perf_counter()
+        self.catalog.write_embeddings(np.concatenate(ids), vectors, self.model_id)
+        self.timer.add("sql", t)
 
     def _mark_gone(self, roots: list[Path], seen: set[str], walk_errors) -> None:
         # Read the catalog again: rows re-pointed by a move now carry their new path.

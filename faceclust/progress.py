@@ -81,6 +81,61 @@ class ScanProgress:
         print(line, file=self.stream, flush=True)
 
 
+class TrainProgress(ScanProgress):
+    """ScanProgress for the data stages of ``faceclust train``, then a bar per epoch with the
+    loss, the share of active triplets and faces/s, and a line per validation."""
+
+    def __call__(self, event) -> None:
+        if not self.enabled:
+            return
+        if getattr(event, "stage", None) not in ("step", "validated"):
+            return super().__call__(event)
+        if event.stage == "validated":
+            line = validation_line(event.epoch, event.metrics)
+            if self._progress is not None:
+                self._progress.console.print(line, highlight=False)
+            else:
+                print(line, file=self.stream, flush=True)
+            return
+        text = (f"loss {event.loss:.4f}, active {event.active:.0%}", f"{event.faces_per_second:.0f} faces/s")
+        if self._progress is not None:
+            name = f"epoch {event.epoch}"
+            task = self._tasks.get(name)
+            if task is None:
+                task = self._progress.add_task(name, total=event.steps, rate="", faces="")
+                self._tasks[name] = task
+            self._progress.update(task, completed=event.step, rate=text[1], faces=text[0])
+        elif event.step == event.steps or time.monotonic() - self._last_plain >= PLAIN_EVERY_SECONDS:
+            self._last_plain = time.monotonic()
+            print(f"epoch {event.epoch}: step {event.step}/{event.steps}, {text[0]}, {text[1]}",
+                  file=self.stream, flush=True)
+
+
+def validation_line(epoch: int, m: dict) -> str:
+    if "accuracy" not in m:
+        return f"epoch {epoch}: no held-out people to validate on"
+    return (f"epoch {epoch} held-out: VAL@FAR=1e-3 {m['val_at_far_0.001']:.3f}, VAL@FAR=1e-2 "
+            f"{m['val_at_far_0.01']:.3f}, accuracy {m['accuracy']:.4f} at {m['threshold']:.3f}, "
+            f"clustering BCubed F1 {m['cluster_bcubed_f1']:.3f}")
+
+
+def print_train_summary(summary: dict) -> None:
+    from rich.console import Console
+
+    console = Console()
+    best = summary["best_epoch"]
+    console.print(f"model written to {summary['out']} (best epoch {best} of {len(summary['history']) - 1}, "
+                  f"{summary['seconds']:.0f} s, {summary['train_faces_per_second']:.0f} faces/s training)",
+                  highlight=False)
+    if "accuracy" in summary["before"]:
+        console.print("before: " + validation_line(0, summary["before"]).split(": ", 1)[1], highlight=False)
+        console.print("after:  " + validation_line(best, summary["after"]).split(": ", 1)[1], highlight=False)
+        console.print(f"distance thresholds scale by {summary['distance_scale']:.3f} with this model", highlight=False)
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note[/yellow] {note}", highlight=False)
+    console.print(f"use it: faceclust scan PHOTOS --model {summary['out']}", highlight=False)
+
+
 def print_scan_summary(summary: dict, catalog: Path) -> None:
     from rich.console import Console
     from rich.table import Table

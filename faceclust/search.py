@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from faceclust.embed import DEFAULT_EMBEDDER
 from faceclust.verify import DEFAULT_THRESHOLD, photo_faces
 
 DEFAULT_TOP = 10
@@ -126,20 +125,26 @@ def _person(matches: list[Match], names: dict) -> dict | None:
     return {"id": int(person), "name": names.get(person), "matches": count}
 
 
-def search_catalog(catalog, photo: Path, *, top: int = DEFAULT_TOP, threshold: float = DEFAULT_THRESHOLD,
-                   finder=None, detect=None, embedder: str = DEFAULT_EMBEDDER) -> SearchResult:
-    """The faces of ``photo`` and, for each, the catalog's faces and photos of that person."""
+def search_catalog(catalog, photo: Path, *, top: int = DEFAULT_TOP, threshold: float | None = None,
+                   finder=None, detect=None, embedder: str | None = None) -> SearchResult:
+    """The faces of ``photo`` and, for each, the catalog's faces and photos of that person.
+
+    ``photo`` is embedded with the catalog's model (a fine-tuned one too), unless ``embedder``
+    names another; the default threshold is scaled for a fine-tuned model."""
     import os
 
+    from faceclust.embed import ModelChoice, catalog_model
     from faceclust.index import open_index
 
+    model = catalog_model(catalog) if embedder is None else ModelChoice.resolve(embedder)
+    threshold = DEFAULT_THRESHOLD * model.distance_scale if threshold is None else threshold
     _validate(top, threshold)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     if finder is None:
         from faceclust.pipeline import FaceFinder
 
-        finder = FaceFinder.create(detect, embedder)
+        finder = FaceFinder.create(detect, model.create())
     query = photo_faces(Path(photo), finder)
     t = _lap(seconds, "faces", t)
     index = open_index(catalog, finder.embedder.identity())
@@ -159,13 +164,13 @@ def _lap(seconds: dict, stage: str, start: float) -> float:
 
 
 def search_library(catalog_path, photo: Path, top: int | None = None, threshold: float | None = None,
-                   detect=None, embedder: str = DEFAULT_EMBEDDER) -> SearchResult:
+                   detect=None, embedder: str | None = None) -> SearchResult:
     """:func:`search_catalog` on the catalog at ``catalog_path``."""
     from faceclust.catalog import Catalog
 
     with Catalog(catalog_path, create=False) as catalog:
         return search_catalog(catalog, Path(photo), top=DEFAULT_TOP if top is None else top,
-                              threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                              threshold=threshold,
                               detect=detect, embedder=embedder)
 
 

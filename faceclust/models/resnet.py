@@ -165,12 +165,19 @@ class DlibResNet(nn.Module):
         _pool(layers, "avg_pool_2", 0, 1)
         self.fc = _linear(layers)
         layers.finish()
+        # Set for fine-tuned weights (trained on L2-normalised descriptors): the output is
+        # normalised and scaled to this length, the base model's mean descriptor length, so
+        # raw-distance thresholds keep dlib's scale. None: dlib's raw descriptor.
+        self.output_norm: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem_pool(torch.relu_(self.stem(x)))
         x = self.blocks(x)
-        return self.fc(x.mean(dim=(2, 3)))
+        x = self.fc(x.mean(dim=(2, 3)))
+        if self.output_norm is not None:
+            x = torch.nn.functional.normalize(x, dim=1) * self.output_norm
+        return x
 
     @torch.inference_mode()
     def embed(self, chips: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -226,10 +233,33 @@ def normalize_chips(chips: np.ndarray,
     return ((pixels - mean) * (1.0 / 256.0)).permute(0, 3, 1, 2)
 
 
-def load_resnet(path: Path | str | None = None) -> DlibResNet:
-    """The embedder in eval mode, weights read from the ``.dat`` file (never downloaded)."""
+def load_resnet(path: Path | str | None = None, checkpoint=None) -> DlibResNet:
+    """The embedder in eval mode, weights read from the ``.dat`` file (never downloaded).
+
+    ``checkpoint`` (a path or a loaded :class:`~faceclust.models.checkpoint.Checkpoint`) replaces
+    the weights with fine-tuned ones written by ``faceclust train``.
+    """
     network = read_network(model_path(EMBEDDER_FILE) if path is None else path)
     model = DlibResNet(network).eval()
+    if checkpoint is not None:
+        apply_checkpoint(model, checkpoint)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.to(memory_format=torch.channels_last)
+
+
+def apply_checkpoint(model: DlibResNet, checkpoint) -> None:
+    """Load fine-tuned weights into ``model``; a checkpoint of another shape raises ModelFormatError."""
+    from faceclust.models.checkpoint import ARCHITECTURE, Checkpoint, load_checkpoint
+
+    source = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    where = "the checkpoint" if isinstance(checkpoint, Checkpoint) else str(checkpoint)
+    if source.architecture != ARCHITECTURE:
+        raise ModelFormatError(f"{where} holds a {source.architecture!r} model, not {ARCHITECTURE!r}")
+    try:
+        model.load_state_dict(source.state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelFormatError(f"{where} does not fit dlib's face-recognition ResNet: {first}") from exc
+    norm = source.meta.get("output_norm")
+    model.output_norm = float(norm) if norm else None

@@ -5,13 +5,16 @@ Plain Python and numpy, no torch, so it can be used and tested without a model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
 
 class PKSampler:
     """Yield batches of face indices: ``p`` identities x ``k`` distinct faces, then ``extras`` random faces.
+
+    ``negatives_of`` maps an identity to faces known not to be it (faces the user rejected from
+    that person); when the identity is in a batch, up to ``k`` of them join it as negatives.
 
     Identities with fewer than ``k`` faces are skipped as batch identities (they can still appear
     among the extras). Sampling them with replacement would put the same face twice in a batch: the
@@ -26,7 +29,8 @@ class PKSampler:
     """
 
     def __init__(self, labels: Sequence[int] | np.ndarray, p: int, k: int, extras: int = 0,
-                 num_batches: int = 100, seed: int | None = None):
+                 num_batches: int = 100, seed: int | None = None,
+                 negatives_of: Mapping[int, Sequence[int]] | None = None):
         labels = np.asarray(labels)
         if labels.ndim != 1:
             raise ValueError(f"labels must be one label per face (1-D), got shape {labels.shape}")
@@ -47,6 +51,8 @@ class PKSampler:
         order = np.argsort(inverse, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)])
         self._faces_of = [order[starts[i]:starts[i + 1]] for i in eligible]
+        negatives_of = negatives_of or {}
+        self._negatives_of = [np.asarray(negatives_of.get(identities[i].item(), ()), np.int64) for i in eligible]
 
     def __len__(self) -> int:
         return self.num_batches
@@ -59,6 +65,10 @@ class PKSampler:
             chosen = rng.choice(len(self._faces_of), size=self.p, replace=False)
             batch = np.concatenate([rng.choice(self._faces_of[i], size=self.k, replace=False)
                                     for i in chosen])
+            known = [rng.choice(self._negatives_of[i], size=min(self.k, len(self._negatives_of[i])), replace=False)
+                     for i in chosen if len(self._negatives_of[i])]
+            if known:
+                batch = np.concatenate([batch, np.setdiff1d(np.concatenate(known), batch)])
             if self.extras:
                 rest = np.setdiff1d(np.arange(n), batch, assume_unique=True)
                 batch = np.concatenate([batch, rng.choice(rest, size=self.extras, replace=False)])

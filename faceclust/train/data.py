@@ -1,0 +1,219 @@
+"""Labelled faces for training: which face of which photo belongs to whom, and their chips.
+
+Two sources, both read from a catalog (so detection is the scan's, incremental and resumable):
+
+* a folder per person, scanned into a private training catalog: the face of each photo is its
+  only face, or, when the photo has several, the one closest to the person's other photos
+  (the centroid of their single-face photos; of their largest faces when there are none);
+* the people the user named in their own catalog, with the faces they rejected as known
+  negatives of that person.
+
+Chips are cut again from the stored landmarks (exactly as the scan cut them) and cached in one
+``.npz`` per source, keyed by photo content and landmarks, so a second run decodes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from faceclust.errors import FaceclustError
+
+
+class TrainingDataError(FaceclustError):
+    """The labelled data cannot give a training set (too few people or faces)."""
+
+
+@dataclass
+class LabelledFaces:
+    """One row per training face. ``labels`` index ``names``; a known negative (a face the user
+    rejected from a person) gets a label of its own, ``>= len(names)``, and ``negative_of`` names
+    the person it is not (-1 for every other face)."""
+
+    face_ids: np.ndarray  # int64 (n,)
+    paths: np.ndarray  # object (n,)
+    content_hashes: np.ndarray  # object (n,)
+    landmarks: np.ndarray  # float32 (n, 5, 2), original pixels
+    labels: np.ndarray  # int64 (n,)
+    names: list[str]
+    negative_of: np.ndarray  # int64 (n,)
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+    def take(self, rows: np.ndarray) -> "LabelledFaces":
+        return replace(self, face_ids=self.face_ids[rows], paths=self.paths[rows],
+                       content_hashes=self.content_hashes[rows], landmarks=self.landmarks[rows],
+                       labels=self.labels[rows], negative_of=self.negative_of[rows], info=dict(self.info))
+
+    def identity_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels[self.labels < len(self.names)], minlength=len(self.names))
+        return {name: int(c) for name, c in zip(self.names, counts)}
+
+    def split(self, held_out: int, seed: int = 0) -> tuple["LabelledFaces", "LabelledFaces"]:
+        """(training faces, faces of ``held_out`` identities drawn at random, kept out of training).
+
+        Known negatives go with the person they were rejected from."""
+        if held_out < 0 or held_out > len(self.names) - 2:
+            raise TrainingDataError(f"cannot hold out {held_out} of {len(self.names)} people: training "
+                                    "needs at least 2 people; lower --val-identities")
+        order = np.random.default_rng(seed).permutation(len(self.names))
+        val_ids = np.zeros(len(self.names), bool)
+        val_ids[order[:held_out]] = True
+        person = np.where(self.labels < len(self.names), self.labels, self.negative_of)
+        in_val = np.zeros(len(self), bool)
+        known = person >= 0
+        in_val[known] = val_ids[person[known]]
+        return self.take(np.flatnonzero(~in_val)), self.take(np.flatnonzero(in_val & (self.labels < len(self.names))))
+
+    def summary(self) -> dict:
+        counts = [c for c in self.identity_counts().values() if c]
+        return {"people": len(counts), "faces": int((self.labels < len(self.names)).sum()),
+                "known_negatives": int((self.negative_of >= 0).sum()),
+                "faces_per_person_min": min(counts, default=0), "faces_per_person_max": max(counts, default=0),
+                **self.info}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def faces_from_folders(catalog, root: Path, model_id: str) -> LabelledFaces:
+    """One face per photo of a folder-per-person tree that was scanned into ``catalog``.
+
+    A photo's person is its first folder under ``root``; photos directly in ``root`` are
+    ignored; photos without a face are counted in ``info``."""
+    from faceclust.evaluate import photo_label
+
+    records = catalog.face_records(model_id)
+    roots = {os.path.abspath(root), os.path.realpath(root)}
+    label_of_photo: dict[int, str] = {}
+    rows_of_photo: dict[int, list[int]] = defaultdict(list)
+    for row, (photo, path) in enumerate(zip(records["photo_id"], records["path"])):
+        label = next((lab for r in roots if (lab := photo_label(path, r)) is not None), None)
+        if label is not None:
+            label_of_photo[int(photo)] = label
+            rows_of_photo[int(photo)].append(row)
+    names = sorted(set(label_of_photo.values()))
+    index = {name: i for i, name in enumerate(names)}
+    vectors = _unit(np.nan_to_num(records["vector"]))
+    area = np.prod(records["box"][:, 2:] - records["box"][:, :2], axis=1)
+    photos_of: dict[str, list[int]] = defaultdict(list)
+    for photo, label in label_of_photo.items():
+        photos_of[label].append(photo)
+    chosen, multi = [], 0
+    for name in names:
+        photos = photos_of[name]
+        single = [rows_of_photo[p][0] for p in photos if len(rows_of_photo[p]) == 1]
+        reference = single or [max(rows_of_photo[p], key=lambda r: area[r]) for p in photos]
+        centre = _unit(vectors[reference].mean(axis=0, keepdims=True))[0]
+        for photo in photos:
+            rows = rows_of_photo[photo]
+            if len(rows) > 1:
+                multi += 1
+                rows = [max(rows, key=lambda r: float(vectors[r] @ centre))]
+            chosen.append(rows[0])
+    chosen = np.array(sorted(chosen), np.int64)
+    labels = np.array([index[label_of_photo[int(p)]] for p in records["photo_id"][chosen]], np.int64)
+    info = {"source": str(root), "photos_with_several_faces": multi}
+    return _labelled(records, chosen, labels, names, np.full(len(chosen), -1, np.int64), info)
+
+
+def faces_from_people(catalog, model_id: str) -> LabelledFaces:
+    """The faces of the people the user named (hidden people left out), and every face the user
+    rejected from one of them as a known negative of that person."""
+    records = catalog.face_records(model_id)
+    people = {p["id"]: p["name"] for p in catalog.people() if p["name"] and not p["hidden"]}
+    names = sorted(set(people.values()))
+    index = {name: i for i, name in enumerate(names)}
+    row_of_face = {int(f): i for i, f in enumerate(records["face_id"])}
+    chosen, labels, negative_of = [], [], []
+    for row, person in enumerate(records["person"]):
+        if int(person) in people:
+            chosen.append(row)
+            labels.append(index[people[int(person)]])
+            negative_of.append(-1)
+    next_label = len(names)
+    for face, person in catalog.rejections():
+        if person in people and face in row_of_face:
+            chosen.append(row_of_face[face])
+            labels.append(next_label)
+            negative_of.append(index[people[person]])
+            next_label += 1
+    info = {"source": "named people in the catalog"}
+    return _labelled(records, np.array(chosen, np.int64), np.array(labels, np.int64), names,
+                     np.array(negative_of, np.int64), info)
+
+
+def _labelled(records: dict, rows: np.ndarray, labels, names, negative_of, info) -> LabelledFaces:
+    return LabelledFaces(records["face_id"][rows], records["path"][rows], records["content_hash"][rows],
+                         records["landmarks"][rows], labels, list(names), negative_of, info)
+
+
+# -- chips --------------------------------------------------------------------------------------
+
+
+def _chip_keys(faces: LabelledFaces) -> np.ndarray:
+    keys = [hashlib.sha1(f"{h}|".encode() + np.ascontiguousarray(m, "<f4").tobytes()).hexdigest()[:20]
+            for h, m in zip(faces.content_hashes, faces.landmarks)]
+    return np.array(keys, dtype="S20")
+
+
+def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, workers: int = 2,
+               progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 chips (n, 150, 150, 3), bool ok (n,)) for ``faces``, from the cache where it holds
+    them; the rest are cut from their photos (decoded as the scan decodes them) and cached.
+    A photo that can no longer be read gives ``ok = False`` for its faces."""
+    from faceclust.pipeline import FaceFinder
+    from faceclust.scan import load_image
+
+    keys = _chip_keys(faces)
+    chips = np.zeros((len(faces), 150, 150, 3), np.uint8)
+    ok = np.zeros(len(faces), bool)
+    cached: dict[bytes, np.ndarray] = {}
+    if cache_file is not None and Path(cache_file).is_file():
+        try:
+            with np.load(cache_file) as data:
+                stored_keys, stored = data["keys"], data["chips"]
+            cached = {k: i for i, k in enumerate(stored_keys)}
+            for i, key in enumerate(keys):
+                if key in cached:
+                    chips[i], ok[i] = stored[cached[key]], True
+        except (OSError, ValueError, KeyError, EOFError):
+            cached = {}  # a damaged cache is rebuilt
+    missing = np.flatnonzero(~ok)
+    if len(missing):
+        finder = finder or FaceFinder.create()
+        policy = finder.scale_policy()
+        by_path: dict[str, list[int]] = defaultdict(list)
+        for i in missing:
+            by_path[faces.paths[i]].append(int(i))
+
+        def cut(path: str):
+            try:
+                image = load_image(Path(path), policy)
+            except FaceclustError:
+                return path, None
+            rows = by_path[path]
+            return path, finder.chips(image, faces.landmarks[rows])
+
+        with ThreadPoolExecutor(workers) as pool:
+            for done, (path, cut_chips) in enumerate(pool.map(cut, list(by_path))):
+                if cut_chips is not None:
+                    chips[by_path[path]] = cut_chips
+                    ok[by_path[path]] = True
+                if progress:
+                    progress(done + 1, len(by_path))
+        if cache_file is not None:
+            Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(cache_file).with_name(f".{Path(cache_file).name}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, keys=keys[ok], chips=chips[ok])
+            os.replace(tmp, cache_file)
+    return chips, ok

@@ -1,0 +1,76 @@
+"""``faceclust train``: fine-tune the embedder by online triplet mining.
+
+A standalone click command in the style of ``faceclust.cli`` (thin, options default to None,
+one library call); the main group registers it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from faceclust.cli_options import detect_options, json_option, quiet_option
+from faceclust.cli_options import given as _given
+
+
+@click.command()
+@click.argument("data", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Train on the people named in this catalog (their rejected faces are negatives) "
+                   "instead of a DATA folder.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the fine-tuned model (MODEL.pt).")
+@click.option("--epochs", type=int, default=None, help="Most passes over the training faces [default: 10].")
+@click.option("--steps", "steps_per_epoch", type=int, default=None,
+              help="Batches per epoch [default: about one pass over the training faces].")
+@click.option("--p", "p", type=int, default=None, help="People per batch [default: 16].")
+@click.option("--k", "k", type=int, default=None, help="Faces per person in a batch [default: 4].")
+@click.option("--extras", type=int, default=None, help="Random extra faces per batch [default: 0].")
+@click.option("--margin", type=float, default=None, help="Triplet margin α on squared distances [default: 0.2].")
+@click.option("--mining", type=click.Choice(["semihard", "hard", "all"]), default=None,
+              help="Negatives per anchor-positive pair [default: semihard].")
+@click.option("--lr", type=float, default=None, help="Learning rate [default: 3e-5].")
+@click.option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default=None,
+              help="Learning-rate schedule [default: cosine].")
+@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [default: 1e-4].")
+@click.option("--freeze", type=int, default=None,
+              help="Residual blocks (of 14, with the stem) left unchanged [default: 7].")
+@click.option("--augment/--no-augment", default=None, help="Flip, small rotations, shifts, colour jitter [default: on].")
+@click.option("--patience", type=int, default=None, help="Stop after this many epochs without a better validation [default: 3].")
+@click.option("--val-identities", type=int, default=None,
+              help="People held out for validation [default: a fifth of them when there are 10 or more].")
+@click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
+@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from this fine-tuned model instead of the pretrained one.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where detected faces and chips are cached [default: ~/.cache/faceclust/train].")
+@detect_options
+@quiet_option
+@json_option
+def train(data, catalog, out, epochs, steps_per_epoch, p, k, extras, margin, mining, lr, schedule, weight_decay,
+          freeze, augment, patience, val_identities, seed, base, cache_dir, detector, min_face, quiet, as_json):
+    """Fine-tune the face embedder on labelled people (FaceNet's triplet loss).
+
+    DATA is a folder with one sub-folder of photos per person; or give --catalog to learn from
+    the people you named. Some people are held out to validate each epoch; the best epoch is
+    written to --out. Use the model with 'faceclust scan PHOTOS --model MODEL.pt'.
+    """
+    from faceclust.detect import DetectOptions
+    from faceclust.progress import TrainProgress, print_train_summary
+    from faceclust.train.run import train_model
+    from faceclust.train.trainer import TrainOptions
+
+    options = TrainOptions(**_given(epochs=epochs, steps_per_epoch=steps_per_epoch, p=p, k=k, extras=extras,
+                                    margin=margin, mining=mining, lr=lr, schedule=schedule, weight_decay=weight_decay,
+                                    freeze=freeze, augment=augment, patience=patience,
+                                    val_identities=val_identities, seed=seed))
+    detect = DetectOptions(**_given(detector=detector, min_face=min_face)) if detector or min_face else None
+    with TrainProgress(enabled=not quiet and not as_json) as progress:
+        summary = train_model(out, data=data, catalog=catalog, options=options, base=base, cache_dir=cache_dir,
+                              detect=detect, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    elif not quiet:
+        print_train_summary(summary)
