@@ -31,13 +31,17 @@ from faceclust.cli_options import given as _given
 @click.option("--margin", type=float, default=None, help="Triplet margin α on squared distances [default: 0.2].")
 @click.option("--mining", type=click.Choice(["semihard", "hard", "all"]), default=None,
               help="Negatives per anchor-positive pair [default: semihard].")
-@click.option("--lr", type=float, default=None, help="Learning rate [default: 3e-5].")
+@click.option("--lr", type=float, default=None, help="Learning rate [default: 1e-5].")
 @click.option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default=None,
               help="Learning-rate schedule [default: cosine].")
 @click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [default: 1e-4].")
 @click.option("--freeze", type=int, default=None,
               help="Residual blocks (of 14, with the stem) left unchanged [default: 7].")
-@click.option("--augment/--no-augment", default=None, help="Flip, small rotations, shifts, colour jitter [default: on].")
+@click.option("--augment/--no-augment", default=None,
+              help="Flip, small rotations, shifts, colour jitter [default: off, see docs/training.md].")
+@click.option("--distill", type=float, default=None,
+              help="Weight of keeping descriptors close to the starting model's; 0 turns it off [default: 1].")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None, help="Optimizer [default: adamw].")
 @click.option("--patience", type=int, default=None, help="Stop after this many epochs without a better validation [default: 3].")
 @click.option("--val-identities", type=int, default=None,
               help="People held out for validation [default: a fifth of them when there are 10 or more].")
@@ -50,7 +54,7 @@ from faceclust.cli_options import given as _given
 @quiet_option
 @json_option
 def train(data, catalog, out, epochs, steps_per_epoch, p, k, extras, margin, mining, lr, schedule, weight_decay,
-          freeze, augment, patience, val_identities, seed, base, cache_dir, detector, min_face, quiet, as_json):
+          freeze, augment, distill, optimizer, patience, val_identities, seed, base, cache_dir, detector, min_face, quiet, as_json):
     """Fine-tune the face embedder on labelled people (FaceNet's triplet loss).
 
     DATA is a folder with one sub-folder of photos per person; or give --catalog to learn from
@@ -64,7 +68,8 @@ def train(data, catalog, out, epochs, steps_per_epoch, p, k, extras, margin, min
 
     options = TrainOptions(**_given(epochs=epochs, steps_per_epoch=steps_per_epoch, p=p, k=k, extras=extras,
                                     margin=margin, mining=mining, lr=lr, schedule=schedule, weight_decay=weight_decay,
-                                    freeze=freeze, augment=augment, patience=patience,
+                                    freeze=freeze, augment=augment, distill=distill, optimizer=optimizer,
+                                    patience=patience,
                                     val_identities=val_identities, seed=seed))
     detect = DetectOptions(**_given(detector=detector, min_face=min_face)) if detector or min_face else None
     with TrainProgress(enabled=not quiet and not as_json) as progress:

@@ -223,7 +223,7 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
     checkpoint = load_checkpoint(model)
     assert checkpoint.meta["base_model"] == default_id and checkpoint.meta["output_norm"] > 1
     assert checkpoint.meta["distance_scale"] == pytest.approx(
-        checkpoint.meta["after"]["threshold"] / checkpoint.meta["before"]["threshold"])
+        checkpoint.meta["after"]["threshold_at_far_0.01"] / checkpoint.meta["before"]["threshold_at_far_0.01"])
 
     # A second run finds everything cached: no photo is decoded or detected again.
     again = runner.invoke(main, ["train", str(lfw_people), "--out", str(tmp_path / "m2.pt"), "--epochs", "1",

@@ -34,13 +34,14 @@ class TrainOptions:
     extras: int = 0  # random extra faces per batch (more negatives)
     margin: float = 0.2
     mining: str = "semihard"
-    lr: float = 3e-5
+    lr: float = 1e-5
     schedule: str = "cosine"
     weight_decay: float = 1e-4
     anchor: float = 0.0  # L2-SP: weight of ||w - w_start||² over the trained weights (keeps what was learnt)
+    distill: float = 1.0  # weight of ||f(x) - f_start(x)||² on unit descriptors (keeps the starting geometry)
     optimizer: str = "adamw"
     freeze: int = 7  # residual blocks (after the stem, which is then frozen too) left as they are; 0-14
-    augment: bool = True
+    augment: bool = False
     patience: int = 3  # epochs without a better validation before stopping
     seed: int = 0
     val_identities: int | None = None  # people held out; None: a fifth of them, 0: no validation
@@ -61,8 +62,8 @@ class TrainOptions:
             raise ValueError("lr must be between 0 and 1")
         if self.weight_decay < 0:
             raise ValueError("weight_decay must be >= 0")
-        if self.anchor < 0:
-            raise ValueError("anchor must be >= 0")
+        if self.anchor < 0 or self.distill < 0:
+            raise ValueError("anchor and distill must be >= 0")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not 0 <= self.freeze <= 14:
@@ -193,6 +194,9 @@ class Trainer:
         else:
             optimizer = torch.optim.AdamW(self.parameters, lr=o.lr, weight_decay=o.weight_decay)
         self._start = [p.detach().clone() for p in self.parameters] if o.anchor else None
+        self._teacher = None
+        if o.distill:  # the starting model's descriptors of the clean chips, computed once
+            self._teacher = torch.nn.functional.normalize(torch.from_numpy(self.embed(chips)), dim=1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(o.schedule, o.epochs * steps))
 
         def checked(epoch: int, row: dict) -> dict:
@@ -250,7 +254,9 @@ class Trainer:
             loss = result.loss
             if self._start is not None:
                 loss = loss + self.options.anchor * sum((p - p0).pow(2).sum() for p, p0 in zip(self.parameters, self._start))
-            if result.active or self._start is not None:
+            if self._teacher is not None:
+                loss = loss + self.options.distill * (emb - self._teacher[batch]).pow(2).sum(1).mean()
+            if result.active or self._start is not None or self._teacher is not None:
                 loss.backward()
                 optimizer.step()
             scheduler.step()
