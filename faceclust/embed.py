@@ -156,8 +156,10 @@ def catalog_model(catalog) -> ModelChoice:
 
 
 def choose_model(catalog, model: str | None = None, embedder: str | None = None) -> ModelChoice:
-    """The model a scan uses, recorded in the catalog: ``model`` (a checkpoint path, or "default"
-    for the pretrained model), else ``embedder``, else the catalog's current model."""
+    """The model a scan uses: ``model`` (a checkpoint path, or "default" for the pretrained
+    model), else ``embedder``, else the catalog's current model (its file hashed again: a
+    checkpoint retrained in place is a new model). The scan records it with
+    :func:`record_model` once every face has an embedding from it."""
     if model is not None:
         choice = (ModelChoice.resolve(embedder) if str(model) in DEFAULT_MODEL_NAMES
                   else ModelChoice.resolve(embedder, model))
@@ -170,5 +172,11 @@ def choose_model(catalog, model: str | None = None, embedder: str | None = None)
 
             raise ModelNotFound(f"the catalog uses the fine-tuned model {choice.checkpoint}, which is gone; "
                                 "put it back, or scan with --model OTHER.pt or --model default")
-    catalog.set_setting(MODEL_SETTING, choice.as_json())
+        if choice.checkpoint:
+            choice = ModelChoice.resolve(choice.embedder, choice.checkpoint)
     return choice
+
+
+def record_model(catalog, choice: ModelChoice) -> None:
+    """Make ``choice`` the catalog's model (cluster, search, export... use it from now on)."""
+    catalog.set_setting(MODEL_SETTING, choice.as_json())

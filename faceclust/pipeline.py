@@ -167,10 +167,12 @@ class Scanner:
         self.timer = Timer()
         detector = detector or detectors.create(self.options.detect.detector,
                                                 min_score=self.options.detect.min_score)
+        self.model = None
         if embedder is None:
             from faceclust.embed import choose_model
 
-            embedder = choose_model(catalog, self.options.model, self.options.embedder).create()
+            self.model = choose_model(catalog, self.options.model, self.options.embedder)
+            embedder = self.model.create()
         self.finder = FaceFinder(self.options.detect, detector, embedder, self.timer)
         self.model_id = embedder.identity()
         self.detect_identity = self.options.detect.identity(detector.identity())
@@ -195,6 +197,11 @@ class Scanner:
             seen = {str(f.path) for f in files}
             self._process(todo, states, seen)
             self._reembed()
+            if self.model is not None:
+                # Only now: an interrupted switch leaves the catalog on its old, complete model.
+                from faceclust.embed import record_model
+
+                record_model(self.catalog, self.model)
             self._mark_gone(roots, seen, walk_errors)
             status = "ok"
         except KeyboardInterrupt:

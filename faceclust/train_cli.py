@@ -45,6 +45,9 @@ from faceclust.cli_options import given as _given
 @click.option("--patience", type=int, default=None, help="Stop after this many epochs without a better validation [default: 3].")
 @click.option("--val-identities", type=int, default=None,
               help="People held out for validation [default: a fifth of them when there are 10 or more].")
+@click.option("--val-photos", type=float, default=None,
+              help="Instead, hold out this fraction of every person's photos (e.g. 0.3): validates on new "
+                   "photos of the people trained on.")
 @click.option("--seed", type=int, default=None, help="Random seed [default: 0].")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this fine-tuned model instead of the pretrained one.")
@@ -54,7 +57,7 @@ from faceclust.cli_options import given as _given
 @quiet_option
 @json_option
 def train(data, catalog, out, epochs, steps_per_epoch, p, k, extras, margin, mining, lr, schedule, weight_decay,
-          freeze, augment, distill, optimizer, patience, val_identities, seed, base, cache_dir, detector, min_face, quiet, as_json):
+          freeze, augment, distill, optimizer, patience, val_identities, val_photos, seed, base, cache_dir, detector, min_face, quiet, as_json):
     """Fine-tune the face embedder on labelled people (FaceNet's triplet loss).
 
     DATA is a folder with one sub-folder of photos per person; or give --catalog to learn from
@@ -70,7 +73,7 @@ def train(data, catalog, out, epochs, steps_per_epoch, p, k, extras, margin, min
                                     margin=margin, mining=mining, lr=lr, schedule=schedule, weight_decay=weight_decay,
                                     freeze=freeze, augment=augment, distill=distill, optimizer=optimizer,
                                     patience=patience,
-                                    val_identities=val_identities, seed=seed))
+                                    val_identities=val_identities, val_photos=val_photos, seed=seed))
     detect = DetectOptions(**_given(detector=detector, min_face=min_face)) if detector or min_face else None
     with TrainProgress(enabled=not quiet and not as_json) as progress:
         summary = train_model(out, data=data, catalog=catalog, options=options, base=base, cache_dir=cache_dir,

@@ -309,14 +309,14 @@ def calibrate_library(catalog_path, labelled_dir: Path, out: Path, features: str
     """Fit the calibration on the faces of ``labelled_dir`` (scanned into the catalog) and
     write it to ``out``. Returns a summary: pairs used, Brier score on those pairs."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import embedders
+    from faceclust.embed import catalog_model
 
     features = features or DEFAULT_FEATURES
     max_negatives = DEFAULT_MAX_NEGATIVES if max_negatives is None else max_negatives
     if max_negatives < 1:
         raise ValueError("max_negatives must be at least 1")
-    model_id = model_id or embedders.create(DEFAULT_EMBEDDER).identity()
     with Catalog(catalog_path, create=False) as catalog:
+        model_id = model_id or catalog_model(catalog).model_id
         faces = labelled_faces(catalog, Path(labelled_dir), model_id)
     i, j, same = labelled_pairs(faces.labels, max_negatives)
     info = {"fitted_on": Path(labelled_dir).resolve().name, "identities": int(len(np.unique(faces.labels))),

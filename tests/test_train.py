@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from faceclust.errors import ModelFormatError
 from faceclust.models.checkpoint import load_checkpoint, save_checkpoint, weights_sha256
-from faceclust.train.data import LabelledFaces
+from faceclust.train.data import LabelledFaces, TrainingDataError
 from faceclust.train.loss import TripletLoss
 from faceclust.train.miner import TripletMiner
 from faceclust.train.trainer import TrainOptions, Trainer
@@ -140,6 +140,13 @@ def test_tampered_weights_are_refused(tmp_path):
     torch.save(payload, path)
     with pytest.raises(ModelFormatError, match="do not match their recorded SHA-256"):
         load_checkpoint(path)
+    # The metadata sets the output length and the thresholds: editing it is refused too.
+    path = save_checkpoint(tmp_path / "m.pt", small_state(), {"distance_scale": 1.1})
+    payload = torch.load(path, weights_only=True)
+    payload["meta"] = json.dumps({"distance_scale": 5.0})
+    torch.save(payload, path)
+    with pytest.raises(ModelFormatError, match="do not match their recorded SHA-256"):
+        load_checkpoint(path)
 
 
 class Payload:
@@ -196,7 +203,7 @@ def lfw_people(tmp_path_factory):
     return root
 
 
-def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_people, tmp_path):
+def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_people, tmp_path, monkeypatch):
     from faceclust.catalog import Catalog
     from faceclust.cli import main
     from faceclust.embed import catalog_model
@@ -226,10 +233,24 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
         checkpoint.meta["after"]["threshold_at_far_0.01"] / checkpoint.meta["before"]["threshold_at_far_0.01"])
 
     # A second run finds everything cached: no photo is decoded or detected again.
+    import faceclust.pipeline
+    import faceclust.scan
+
+    decoded = []
+    original = faceclust.scan.decode_image
+
+    def counting(*args, **kwargs):
+        decoded.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(faceclust.scan, "decode_image", counting)
+    monkeypatch.setattr(faceclust.pipeline, "decode_image", counting)
     again = runner.invoke(main, ["train", str(lfw_people), "--out", str(tmp_path / "m2.pt"), "--epochs", "1",
                                  "--steps", "1", "--p", "3", "--k", "2", "--val-identities", "2", "--freeze", "13",
                                  "--cache-dir", str(tmp_path / "cache"), "--json"])
     assert again.exit_code == 0, again.output
+    assert decoded == [] and json.loads(again.output.strip().splitlines()[-1])["data"] == summary["data"]
+    monkeypatch.undo()
 
     result = runner.invoke(main, ["scan", str(lfw_people), "--catalog", str(catalog), "--model", str(model), "--json"])
     assert result.exit_code == 0, result.output
@@ -249,6 +270,16 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
     chips = finder.chips(load_image(Path(first), finder.scale_policy()), records["landmarks"][rows])
     assert np.allclose(net.embed(chips), records["vector"][rows], atol=1e-4)
     assert np.allclose(np.linalg.norm(records["vector"], axis=1), checkpoint.meta["output_norm"], rtol=1e-4)
+
+    # Retrained in place (same path, new weights): a plain scan notices and re-embeds.
+    changed = {k: v + 0.01 if k.startswith("fc.") else v for k, v in checkpoint.state_dict.items()}
+    save_checkpoint(model, changed, checkpoint.meta)
+    plain = runner.invoke(main, ["scan", str(lfw_people), "--catalog", str(catalog), "--json"])
+    assert json.loads(plain.output)["reembedded"] == photos_with_faces
+    with Catalog(catalog) as cat:
+        retrained = catalog_model(cat)
+        assert retrained.checkpoint == choice.checkpoint and retrained.model_id not in (choice.model_id, default_id)
+        assert len(cat.face_records(retrained.model_id)["face_id"]) == len(faces_before)
 
     # Later commands use the catalog's model; going back to the default re-embeds nothing.
     assert runner.invoke(main, ["cluster", "--catalog", str(catalog)]).exit_code == 0
@@ -340,9 +371,95 @@ def test_named_people_and_their_rejected_faces(tmp_path):
     assert faces.summary()["known_negatives"] == 1
     train, val = faces.split(held_out=0)
     assert len(train) == 9 and len(val) == 0
+    with pytest.raises(TrainingDataError, match="cannot hold out 1 of 2 people"):
+        faces.split(held_out=1)
     # In training batches, Anna's known negative joins every batch she is in.
     negatives = {0: list(negative)}
     for batch in PKSampler(faces.labels, p=1, k=2, num_batches=20, seed=0, negatives_of=negatives):
         has_anna = any(faces.labels[i] == 0 for i in batch)
         assert has_anna == (negative[0] in batch)
         assert len(batch) == len(set(batch))
+
+
+def test_train_on_the_people_named_in_a_catalog(lfw_people, tmp_path):
+    from faceclust.catalog import Catalog
+    from faceclust.cli import main
+
+    runner = CliRunner()
+    catalog = tmp_path / "c.sqlite"
+    assert runner.invoke(main, ["scan", str(lfw_people), "--catalog", str(catalog), "--quiet"]).exit_code == 0
+    assert runner.invoke(main, ["cluster", "--catalog", str(catalog)]).exit_code == 0
+    with Catalog(catalog) as cat:
+        people = [p for p in cat.people() if p["faces"] >= 2][:3]
+        for i, person in enumerate(people):
+            cat.set_person(person["id"], name=f"person {i}")
+    assert len(people) == 3
+    model = tmp_path / "named.pt"
+    result = runner.invoke(main, ["train", "--catalog", str(catalog), "--out", str(model), "--epochs", "1",
+                                  "--steps", "2", "--p", "2", "--k", "2", "--freeze", "13", "--val-identities", "0",
+                                  "--cache-dir", str(tmp_path / "cache"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["data"]["train"]["people"] == 3 and summary["data"]["held_out"] is None
+    assert summary["distance_scale"] == 1.0 and "nothing was validated" in summary["notes"][0]
+    assert load_checkpoint(model).meta["best_epoch"] == 1
+    both = runner.invoke(main, ["train", str(lfw_people), "--catalog", str(catalog), "--out", str(model)])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_train_progress_prints_plain_lines_when_not_a_terminal():
+    import io
+
+    from faceclust.progress import TrainProgress
+    from faceclust.train.trainer import TrainEvent
+
+    stream = io.StringIO()
+    with TrainProgress(stream=stream) as progress:
+        progress(TrainEvent("step", 1, 5, 5, loss=0.0512, active=0.25, faces_per_second=250.0))
+        progress(TrainEvent("validated", 1, metrics={"val_at_far_0.001": 0.86, "val_at_far_0.01": 0.94,
+                                                     "accuracy": 0.968, "threshold": 0.44,
+                                                     "cluster_bcubed_f1": 0.95}))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "epoch 1: step 5/5, loss 0.0512, active 25%, 250 faces/s"
+    assert lines[1].startswith("epoch 1 held-out: VAL@FAR=1e-3 0.860, VAL@FAR=1e-2 0.940, accuracy 0.9680")
+
+
+def test_a_face_rejected_from_one_person_and_given_to_another_trains_once(tmp_path):
+    from conftest import draw_photo
+
+    from faceclust.catalog import Catalog
+    from faceclust.train.data import faces_from_people
+
+    root = tmp_path / "photos"
+    for i in range(3):
+        draw_photo(root / f"a{i}.png", [(0, 20 + 10 * i, 30, 60)])
+        draw_photo(root / f"b{i}.png", [(2, 20, 30 + 10 * i, 60)])
+    catalog = tmp_path / "c.sqlite"
+    fake_scan(root, catalog)
+    with Catalog(catalog) as cat:
+        records = cat.face_records("fake-embedder:1")
+        by_photo = {Path(p).stem: int(f) for p, f in zip(records["path"], records["face_id"])}
+        anna, bob = cat.create_people(2)
+        cat.add_assignments([(by_photo[f"a{i}"], anna, "cluster") for i in range(3)]
+                            + [(by_photo[f"b{i}"], bob, "cluster") for i in range(3)])
+        cat.set_person(anna, name="Anna")
+        cat.set_person(bob, name="Bob")
+        cat.reject_face(by_photo["a2"])  # not Anna ...
+        cat.move_face(by_photo["a2"], bob)  # ... but Bob
+        faces = faces_from_people(cat, "fake-embedder:1")
+    assert sorted(faces.face_ids.tolist()) == sorted(by_photo.values())  # every face once
+    assert faces.labels[faces.face_ids.tolist().index(by_photo["a2"])] == faces.names.index("Bob")
+    assert (faces.negative_of < 0).all()
+    train, val = faces.split(held_out=0)
+    assert sorted(train.tolist()) == list(range(len(faces))) and len(val) == 0
+
+
+def test_identity_split_rows_partition_the_faces():
+    chips, faces = synthetic_faces(people=10, per_person=3, seed=5)
+    train, val = faces.split(held_out=4, seed=1)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(faces)))
+    assert len(set(faces.labels[val])) == 4 and not set(faces.labels[val]) & set(faces.labels[train])
+    assert train.tolist() != faces.split(held_out=4, seed=2)[0].tolist()
+    rows, held = faces.split_photos(0.34, seed=0)
+    assert sorted(np.concatenate([rows, held]).tolist()) == list(range(len(faces)))
+    assert set(faces.labels[held]) == set(range(10))  # one photo of each person held out

@@ -2,8 +2,11 @@
 
 The file is what ``torch.save`` writes for a dict of tensors, strings and numbers, read back with
 ``torch.load(weights_only=True)``: a file that holds anything else (a pickled object, code) is
-refused by torch before any of it runs. The metadata carries a SHA-256 of the weights, so a
-checkpoint whose tensors were edited after training is refused too.
+refused by torch before any of it runs. A SHA-256 of the weights and the metadata (which sets
+the output length and the distance thresholds) is stored with them, so a checkpoint changed
+after training (damaged, or edited by hand) is refused too. It is a checksum, not a signature:
+someone who edits the file on purpose can recompute it; trust a model file as you would a
+program you run.
 
 Layout (``format`` and ``version`` first, so other tools can recognise it)::
 
@@ -36,8 +39,8 @@ class Checkpoint:
     architecture: str = ARCHITECTURE
 
 
-def weights_sha256(state_dict: dict) -> str:
-    """A digest of the tensors' names, shapes, dtypes and bytes, in name order."""
+def weights_sha256(state_dict: dict, meta_json: str = "") -> str:
+    """A digest of the tensors' names, shapes, dtypes and bytes, in name order, then the metadata."""
     import torch
 
     digest = hashlib.sha256()
@@ -48,6 +51,7 @@ def weights_sha256(state_dict: dict) -> str:
         tensor = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    digest.update(b"|meta|" + meta_json.encode())
     return digest.hexdigest()
 
 
@@ -57,8 +61,9 @@ def save_checkpoint(path: Path | str, state_dict: dict, meta: dict, architecture
 
     path = Path(path)
     weights = {name: t.detach().to("cpu").clone().contiguous() for name, t in state_dict.items()}
+    meta_json = json.dumps(meta, sort_keys=True)
     payload = {"format": FORMAT, "version": VERSION, "architecture": architecture, "state_dict": weights,
-               "weights_sha256": weights_sha256(weights), "meta": json.dumps(meta, sort_keys=True)}
+               "weights_sha256": weights_sha256(weights, meta_json), "meta": meta_json}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -95,11 +100,12 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     state_dict = payload.get("state_dict")
     if not isinstance(state_dict, dict) or not state_dict:
         raise ModelFormatError(f"{path} holds no weights; {hint}")
-    if weights_sha256(state_dict) != payload.get("weights_sha256"):
-        raise ModelFormatError(f"{path}: the weights do not match their recorded SHA-256; the file was "
-                               f"modified after training or is damaged; {hint}")
+    meta_json = payload.get("meta") or ""
+    if not isinstance(meta_json, str) or weights_sha256(state_dict, meta_json) != payload.get("weights_sha256"):
+        raise ModelFormatError(f"{path}: the weights and metadata do not match their recorded SHA-256; the file "
+                               f"was modified after training or is damaged; {hint}")
     try:
-        meta = json.loads(payload.get("meta") or "{}")
+        meta = json.loads(meta_json or "{}")
     except (TypeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{path}: damaged metadata ({exc}); {hint}") from exc
     return Checkpoint(state_dict, meta, str(payload.get("architecture", ARCHITECTURE)))

@@ -36,8 +36,15 @@ def model_path(filename: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, cached while its size and modification time stay the same (a model
+    rewritten in place, e.g. by a new 'faceclust train --out', gets a new hash)."""
+    stat = Path(path).stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

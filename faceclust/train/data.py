@@ -57,21 +57,42 @@ class LabelledFaces:
         counts = np.bincount(self.labels[self.labels < len(self.names)], minlength=len(self.names))
         return {name: int(c) for name, c in zip(self.names, counts)}
 
-    def split(self, held_out: int, seed: int = 0) -> tuple["LabelledFaces", "LabelledFaces"]:
-        """(training faces, faces of ``held_out`` identities drawn at random, kept out of training).
-
-        Known negatives go with the person they were rejected from."""
-        if held_out < 0 or held_out > len(self.names) - 2:
-            raise TrainingDataError(f"cannot hold out {held_out} of {len(self.names)} people: training "
-                                    "needs at least 2 people; lower --val-identities")
-        order = np.random.default_rng(seed).permutation(len(self.names))
+    def split(self, held_out: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, rows of the faces of ``held_out`` people drawn at random among those
+        with at least 2 faces, kept out of training). Known negatives go with the person they
+        were rejected from. ``held_out`` 0 gives no validation rows."""
+        counts = np.bincount(self.labels[self.labels < len(self.names)], minlength=len(self.names))
+        candidates = np.flatnonzero(counts >= 2)
+        if held_out and (held_out < 2 or held_out > len(candidates) or len(self.names) - held_out < 2):
+            raise TrainingDataError(
+                f"cannot hold out {held_out} of {len(self.names)} people: validation needs at least 2 people "
+                f"with 2 or more faces ({len(candidates)} have that many) and training at least 2 others; "
+                "change --val-identities (0 turns validation off) or use --val-photos")
         val_ids = np.zeros(len(self.names), bool)
-        val_ids[order[:held_out]] = True
+        val_ids[np.random.default_rng(seed).permutation(candidates)[:held_out]] = True
         person = np.where(self.labels < len(self.names), self.labels, self.negative_of)
         in_val = np.zeros(len(self), bool)
         known = person >= 0
         in_val[known] = val_ids[person[known]]
-        return self.take(np.flatnonzero(~in_val)), self.take(np.flatnonzero(in_val & (self.labels < len(self.names))))
+        return np.flatnonzero(~in_val), np.flatnonzero(in_val & (self.labels < len(self.names)))
+
+    def split_photos(self, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, rows of ``fraction`` of each person's faces, drawn at random, kept
+        out of training): validation on new photos of the same people, the question a user who
+        trains on their own people asks. Known negatives all stay in training."""
+        if not 0 < fraction < 1:
+            raise TrainingDataError(f"--val-photos must be between 0 and 1, got {fraction}")
+        rng = np.random.default_rng(seed)
+        in_val = np.zeros(len(self), bool)
+        for label in range(len(self.names)):
+            rows = np.flatnonzero(self.labels == label)
+            count = int(round(fraction * len(rows)))
+            if len(rows) - count >= 2 and count >= 1:
+                in_val[rng.choice(rows, size=count, replace=False)] = True
+        if len(np.unique(self.labels[in_val])) < 2:
+            raise TrainingDataError("validation on held-out photos needs at least 2 people with 3 or more "
+                                    "faces; label more photos or turn validation off (--val-identities 0)")
+        return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
     def summary(self) -> dict:
         counts = [c for c in self.identity_counts().values() if c]
@@ -141,8 +162,11 @@ def faces_from_people(catalog, model_id: str) -> LabelledFaces:
             labels.append(index[people[int(person)]])
             negative_of.append(-1)
     next_label = len(names)
-    for face, person in catalog.rejections():
-        if person in people and face in row_of_face:
+    named_now = {int(records["face_id"][row]) for row in chosen}
+    for face, person in sorted(set(catalog.rejections())):
+        # A rejected face that now belongs to a named person trains as that person only: one
+        # chip, one label. (It can be rejected from several people: one row per rejection.)
+        if person in people and face in row_of_face and face not in named_now:
             chosen.append(row_of_face[face])
             labels.append(next_label)
             negative_of.append(index[people[person]])
@@ -170,9 +194,10 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
                progress=None) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 chips (n, 150, 150, 3), bool ok (n,)) for ``faces``, from the cache where it holds
     them; the rest are cut from their photos (decoded as the scan decodes them) and cached.
-    A photo that can no longer be read gives ``ok = False`` for its faces."""
+    A photo that can no longer be read, or changed since it was scanned, gives ``ok = False``
+    for its faces (scan it again)."""
     from faceclust.pipeline import FaceFinder
-    from faceclust.scan import load_image
+    from faceclust.scan import content_hash, decode_image, read_file
 
     keys = _chip_keys(faces)
     chips = np.zeros((len(faces), 150, 150, 3), np.uint8)
@@ -197,11 +222,14 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
             by_path[faces.paths[i]].append(int(i))
 
         def cut(path: str):
+            rows = by_path[path]
             try:
-                image = load_image(Path(path), policy)
+                data = read_file(Path(path))
+                if content_hash(data) != faces.content_hashes[rows[0]]:
+                    return path, None  # changed since it was scanned: its landmarks no longer fit
+                image = decode_image(data, Path(path), policy)
             except FaceclustError:
                 return path, None
-            rows = by_path[path]
             return path, finder.chips(image, faces.landmarks[rows])
 
         with ThreadPoolExecutor(workers) as pool:

@@ -77,12 +77,15 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
         faces.info["unreadable_faces"] = int((~ok).sum())
         keep = np.flatnonzero(ok)
         faces, chips = faces.take(keep), chips[keep]
-    held_out = options.val_identities
-    if held_out is None:
-        held_out = len(faces.names) // 5 if len(faces.names) >= 10 else 0
-    train, val = faces.split(held_out, options.seed)
-    rows = lambda part: np.flatnonzero(np.isin(faces.face_ids, part.face_ids))  # noqa: E731
-    train_chips, val_chips = chips[rows(train)], chips[rows(val)]
+    if options.val_photos:
+        train_rows, val_rows = faces.split_photos(options.val_photos, options.seed)
+    else:
+        held_out = options.val_identities
+        if held_out is None:
+            held_out = len(faces.names) // 5 if len(faces.names) >= 10 else 0
+        train_rows, val_rows = faces.split(held_out, options.seed)
+    train, val = faces.take(train_rows), faces.take(val_rows)
+    train_chips, val_chips = chips[train_rows], chips[val_rows]
 
     from faceclust.models.resnet import load_resnet
 
@@ -90,6 +93,8 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     trainer = Trainer(net, options, progress)
     output_norm = net.output_norm or float(np.linalg.norm(trainer.embed(train_chips[:256]), axis=1).mean())
     result = trainer.fit(train_chips, train, val_chips if len(val) else None, val if len(val) else None)
+    if result.interrupted and len(result.history) < 2:
+        raise KeyboardInterrupt  # stopped before a single epoch: nothing worth writing
     summary = _summary(result, options, base_model, train, val, output_norm, time.perf_counter() - started)
     from faceclust.models.checkpoint import save_checkpoint
 
@@ -122,13 +127,16 @@ def _summary(result: TrainResult, options: TrainOptions, base_model, train: Labe
         "base_model": base_model.model_id,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "faceclust": __version__, "torch": torch.__version__,
-        "data": {"train": train.summary(), "held_out": val.summary() if len(val) else None},
+        "data": {"train": train.summary(), "held_out": val.summary() if len(val) else None,
+                 "validation": "held-out photos of the trained people" if options.val_photos
+                 else "held-out people"},
         "options": dataclasses.asdict(options),
         "history": result.history,
         "best_epoch": result.best_epoch,
         "before": start, "after": best,
         "threshold": best.get("threshold"), "base_threshold": start.get("threshold"),
-        "distance_scale": best.get("distance_scale", 1.0) if validated else 1.0,
+        # Relative to the pretrained model: times the starting (--base) model's own scale.
+        "distance_scale": base_model.distance_scale * (best.get("distance_scale", 1.0) if validated else 1.0),
         "output_norm": output_norm,
         "seconds": round(seconds, 1), "train_faces_per_second": round(result.faces_per_second, 1),
         "stopped_early": result.stopped_early, "interrupted": result.interrupted, "notes": notes,

@@ -45,6 +45,7 @@ class TrainOptions:
     patience: int = 3  # epochs without a better validation before stopping
     seed: int = 0
     val_identities: int | None = None  # people held out; None: a fifth of them, 0: no validation
+    val_photos: float | None = None  # instead: this fraction of every person's faces held out
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("p", 2), ("k", 2), ("extras", 0), ("patience", 1)):
@@ -70,6 +71,10 @@ class TrainOptions:
             raise ValueError("freeze must be between 0 and 14 (dlib's ResNet has 14 residual blocks)")
         if self.val_identities is not None and self.val_identities < 0:
             raise ValueError("val_identities must be >= 0")
+        if self.val_photos is not None and not 0 < self.val_photos < 1:
+            raise ValueError("val_photos must be between 0 and 1")
+        if self.val_photos is not None and self.val_identities:
+            raise ValueError("hold out people (val_identities) or photos (val_photos), not both")
 
 
 @dataclass

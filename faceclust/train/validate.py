@@ -22,7 +22,10 @@ def pair_distances(vectors: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     return d[i, j][same], d[i, j][~same]
 
 
-def validate(raw: np.ndarray, labels: np.ndarray, base: dict | None = None) -> dict:
+MAX_FACES = 4000  # all pairs of this many faces: 8M distances, ~130 MB at most
+
+
+def validate(raw: np.ndarray, labels: np.ndarray, base: dict | None = None, max_faces: int = MAX_FACES) -> dict:
     """Figures for descriptors ``raw`` (not normalised) of held-out faces with ``labels``.
 
     ``base`` is the same dict for the starting model: it sets ``distance_scale``, how this
@@ -34,6 +37,9 @@ def validate(raw: np.ndarray, labels: np.ndarray, base: dict | None = None) -> d
     from faceclust.verify import best_accuracy
 
     labels = np.asarray(labels)
+    if len(labels) > max_faces:  # a fixed subset, the same every epoch, so epochs compare
+        keep = np.sort(np.random.default_rng(0).choice(len(labels), max_faces, replace=False))
+        raw, labels = raw[keep], labels[keep]
     norms = np.linalg.norm(raw, axis=1)
     unit = (raw / np.maximum(norms[:, None], 1e-12)).astype(np.float32)
     row: dict = {"faces": int(len(unit)), "people": int(len(np.unique(labels))), "mean_norm": float(norms.mean())}
