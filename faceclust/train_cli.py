@@ -25,9 +25,10 @@ from faceclust.cli_options import given as _given
 @click.option("--epochs", type=int, default=None, help="Most passes over the training faces [default: 10].")
 @click.option("--steps", "steps_per_epoch", type=int, default=None,
               help="Batches per epoch [default: about one pass over the training faces].")
-@click.option("--p", "p", type=int, default=None, help="People per batch [default: 16].")
+@click.option("--p", "p", type=int, default=None,
+              help="People per batch [default: 48, or every person with K faces when fewer].")
 @click.option("--k", "k", type=int, default=None, help="Faces per person in a batch [default: 4].")
-@click.option("--extras", type=int, default=None, help="Random extra faces per batch [default: 0].")
+@click.option("--extras", type=int, default=None, help="Random extra faces per batch, more negatives [default: 64].")
 @click.option("--margin", type=float, default=None, help="Triplet margin α on squared distances [default: 0.2].")
 @click.option("--mining", type=click.Choice(["semihard", "hard", "all"]), default=None,
               help="Negatives per anchor-positive pair [default: semihard].")
@@ -42,7 +43,7 @@ from faceclust.cli_options import given as _given
 @click.option("--distill", type=float, default=None,
               help="Weight of keeping descriptors close to the starting model's; 0 turns it off [default: 1].")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None, help="Optimizer [default: adamw].")
-@click.option("--patience", type=int, default=None, help="Stop after this many epochs without a better validation [default: 3].")
+@click.option("--patience", type=int, default=None, help="Stop after this many epochs without a better validation [default: 4].")
 @click.option("--val-identities", type=int, default=None,
               help="People held out for validation [default: a fifth of them when there are 10 or more].")
 @click.option("--val-photos", type=float, default=None,

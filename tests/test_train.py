@@ -69,7 +69,7 @@ def test_trainer_lowers_the_loss_and_validates_every_epoch():
     chips, faces = synthetic_faces(people=12, per_person=8, seed=0)
     val_chips, val = synthetic_faces(people=10, per_person=8, seed=1)
     events = []
-    trainer = Trainer(TinyNet(), TrainOptions(epochs=4, p=6, k=4, lr=3e-3, augment=False, patience=4),
+    trainer = Trainer(TinyNet(), TrainOptions(epochs=4, p=6, k=4, extras=0, lr=3e-3, augment=False, patience=4),
                       progress=events.append)
     before = all_triplet_loss(trainer, chips, faces.labels)
     result = trainer.fit(chips, faces, val_chips, val)
@@ -94,7 +94,7 @@ def test_trainer_keeps_the_best_epoch_and_stops_early():
     val_chips, val = synthetic_faces(people=10, per_person=8, seed=3)
     # A learning rate this high wrecks the net: no epoch beats the start, so after `patience`
     # epochs training stops and the starting weights are what is kept.
-    trainer = Trainer(TinyNet(), TrainOptions(epochs=6, p=4, k=3, lr=0.9, augment=False, patience=2))
+    trainer = Trainer(TinyNet(), TrainOptions(epochs=6, p=4, k=3, extras=0, lr=0.9, augment=False, patience=2))
     start = {k: v.clone() for k, v in trainer.net.state_dict().items()}
     result = trainer.fit(chips, faces, val_chips, val)
     assert result.best_epoch == 0 and result.stopped_early and len(result.history) == 3
@@ -463,3 +463,16 @@ def test_identity_split_rows_partition_the_faces():
     rows, held = faces.split_photos(0.34, seed=0)
     assert sorted(np.concatenate([rows, held]).tolist()) == list(range(len(faces)))
     assert set(faces.labels[held]) == set(range(10))  # one photo of each person held out
+
+
+def test_default_batches_are_large_but_fit_the_data():
+    from faceclust.train.trainer import batch_shape
+
+    _, many = synthetic_faces(people=60, per_person=5, seed=6)
+    assert batch_shape(many, TrainOptions()) == (48, 64)
+    _, few = synthetic_faces(people=5, per_person=5, seed=7)  # a family: every person, the rest as extras
+    assert batch_shape(few, TrainOptions()) == (5, 5)
+    assert batch_shape(few, TrainOptions(p=3, extras=0)) == (3, 0)
+    _, lonely = synthetic_faces(people=1, per_person=8, seed=8)
+    with pytest.raises(TrainingDataError, match="1 have that many"):
+        batch_shape(lonely, TrainOptions())

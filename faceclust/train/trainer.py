@@ -19,6 +19,8 @@ from faceclust.train.data import LabelledFaces
 from faceclust.train.miner import MODES
 
 SCHEDULES = ("cosine", "constant", "step")
+DEFAULT_P = 48
+DEFAULT_EXTRAS = 64
 OPTIMIZERS = ("adamw", "sgd")
 FARS = (1e-3, 1e-2)
 
@@ -29,9 +31,9 @@ class TrainOptions:
 
     epochs: int = 10
     steps_per_epoch: int | None = None  # None: about one pass over the training faces
-    p: int = 16  # people per batch
+    p: int | None = None  # people per batch; None: 48, or all who have k faces when fewer
     k: int = 4  # faces per person in a batch
-    extras: int = 0  # random extra faces per batch (more negatives)
+    extras: int | None = None  # random extra faces per batch (more negatives); None: 64, or what is left
     margin: float = 0.2
     mining: str = "semihard"
     lr: float = 1e-5
@@ -42,14 +44,14 @@ class TrainOptions:
     optimizer: str = "adamw"
     freeze: int = 7  # residual blocks (after the stem, which is then frozen too) left as they are; 0-14
     augment: bool = False
-    patience: int = 3  # epochs without a better validation before stopping
+    patience: int = 4  # epochs without a better validation before stopping
     seed: int = 0
     val_identities: int | None = None  # people held out; None: a fifth of them, 0: no validation
     val_photos: float | None = None  # instead: this fraction of every person's faces held out
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("p", 2), ("k", 2), ("extras", 0), ("patience", 1)):
-            if getattr(self, name) < low:
+            if getattr(self, name) is not None and getattr(self, name) < low:
                 raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be at least 1")
@@ -187,7 +189,8 @@ class Trainer:
         o = self.options
         torch.manual_seed(o.seed)
         started = time.perf_counter()
-        steps = o.steps_per_epoch or max(1, math.ceil(int((faces.labels < len(faces.names)).sum()) / (o.p * o.k)))
+        self.p, self.extras = batch_shape(faces, o)
+        steps = o.steps_per_epoch or max(1, math.ceil(int((faces.labels < len(faces.names)).sum()) / (self.p * o.k)))
         negatives = {}
         for row in np.flatnonzero(faces.negative_of >= 0):
             negatives.setdefault(int(faces.negative_of[row]), []).append(int(row))
@@ -243,7 +246,7 @@ class Trainer:
 
         o = self.options
         self.net.train()
-        sampler = PKSampler(faces.labels, o.p, o.k, o.extras, steps, seed=o.seed + epoch, negatives_of=negatives)
+        sampler = PKSampler(faces.labels, self.p, o.k, self.extras, steps, seed=o.seed + epoch, negatives_of=negatives)
         losses, active, triplets, no_semihard, pairs = [], [], 0, 0, 0
         epoch_start = time.perf_counter()
         for step, batch in enumerate(sampler, 1):
@@ -277,6 +280,20 @@ class Trainer:
         return {"loss": float(np.mean(losses)), "active": float(np.mean(active)),
                 "triplets_per_step": triplets / steps, "pairs_without_semihard": no_semihard / max(pairs, 1),
                 "lr": float(scheduler.get_last_lr()[0]), "seconds": time.perf_counter() - epoch_start}
+
+
+def batch_shape(faces: LabelledFaces, options: TrainOptions) -> tuple[int, int]:
+    """(P, extras): as given, else FaceNet-style large batches that the data can fill."""
+    from faceclust.train.data import TrainingDataError
+
+    counts = np.bincount(faces.labels[faces.labels < len(faces.names)], minlength=len(faces.names))
+    eligible = int((counts >= options.k).sum())
+    p = options.p if options.p is not None else min(DEFAULT_P, eligible)
+    if p < 2 or eligible < p:
+        raise TrainingDataError(f"a batch needs {max(p, 2)} people with at least k={options.k} faces each, but "
+                                f"{eligible} have that many; label more faces, or lower --k or --p")
+    extras = options.extras if options.extras is not None else max(0, min(DEFAULT_EXTRAS, len(faces) - p * options.k))
+    return p, extras
 
 
 def _copy_state(net) -> dict:
