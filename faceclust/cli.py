@@ -154,11 +154,15 @@ def run(paths, out, catalog, mode, detector, min_face, max_side, upsample, min_s
 def status(catalog, as_json):
     """Show what the catalog holds: photos, faces, embeddings, errors, the last run."""
     from faceclust.catalog import Catalog
+    from faceclust.embed import catalog_model
 
     path = _catalog_path(catalog)
     with Catalog(path, create=False) as cat:
         counts = cat.counts()
         counts["last_run"] = cat.last_run()
+        model = catalog_model(cat)
+        counts["model"] = {"model_id": model.model_id, "checkpoint": model.checkpoint,
+                           "distance_scale": model.distance_scale}
     if as_json:
         click.echo(json.dumps({"catalog": str(path), **counts}, default=str))
         return

@@ -164,6 +164,9 @@ def print_status(counts: dict, catalog: Path) -> None:
         table.add_row(key.replace("_", " "), str(counts.get(key, 0)))
     for model, n in counts.get("embeddings_by_model", {}).items():
         table.add_row(f"embeddings ({model})", str(n))
+    model = counts.get("model")
+    if model:
+        table.add_row("model in use", model["checkpoint"] or model["model_id"])
     console.print(table)
     last = counts.get("last_run")
     if last:

@@ -281,6 +281,9 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
         assert retrained.checkpoint == choice.checkpoint and retrained.model_id not in (choice.model_id, default_id)
         assert len(cat.face_records(retrained.model_id)["face_id"]) == len(faces_before)
 
+    status = json.loads(runner.invoke(main, ["status", "--catalog", str(catalog), "--json"]).output)
+    assert status["model"]["model_id"] == retrained.model_id and status["model"]["checkpoint"] == str(model.resolve())
+
     # Later commands use the catalog's model; going back to the default re-embeds nothing.
     assert runner.invoke(main, ["cluster", "--catalog", str(catalog)]).exit_code == 0
     back = runner.invoke(main, ["scan", str(lfw_people), "--catalog", str(catalog), "--model", "default", "--json"])
