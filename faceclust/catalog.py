@@ -555,6 +555,20 @@ class Catalog:
                GROUP BY pe.id ORDER BY COUNT(f.id) DESC, pe.id""").fetchall()
         return [{"id": r[0], "name": r[1], "hidden": bool(r[2]), "faces": r[3], "photos": r[4]} for r in rows]
 
+    def faces_by_id(self, face_ids: Iterable[int]) -> list[tuple]:
+        """(face id, photo path, left, top, right, bottom, person id or None) for the given faces
+        of existing photos (others are left out), in no particular order."""
+        ids = sorted({int(i) for i in face_ids})
+        out: list[tuple] = []
+        for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            out.extend(self.db.execute(
+                f"""SELECT f.id, p.path, f.left, f.top, f.right, f.bottom, a.person_id
+                    FROM faces f JOIN photos p ON p.id = f.photo_id
+                    LEFT JOIN assignments a ON a.face_id = f.id
+                    WHERE p.status = 'ok' AND f.id IN ({",".join("?" * len(chunk))})""", chunk).fetchall())
+        return out
+
     def person_faces(self) -> list[tuple]:
         """(person id or None, face id, photo path, left, top, right, bottom, score) for every face
         of an existing photo; unassigned faces carry None."""

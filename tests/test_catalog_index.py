@@ -102,3 +102,22 @@ def test_empty_index_answers_with_no_neighbours():
     index = FaceIndex.build(np.zeros(0, np.int64), np.zeros((0, 128), np.float32), "fp")
     result = index.search(np.zeros((2, 128), np.float32), k=4)
     assert (result.face_ids == -1).all() and np.isinf(result.distances).all()
+
+
+def test_faces_by_id_reads_only_the_faces_asked_for(tmp_path):
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        results = []
+        for i in range(700):  # more ids than one query may bind
+            faces = FaceArrays(np.array([[i, 0, i + 10, 10]], np.float32), np.ones(1, np.float32),
+                               np.zeros((1, 5, 2), np.float32), np.ones((1, 4), np.float32))
+            results.append(PhotoResult("faces", f"/p/{i:04d}.jpg", 1, 1, f"h{i}", 100, 100, faces))
+        cat.write_results(results, "m:1", "det", None)
+        ids = {path: face for face, path, *_ in cat.faces_by_id(range(1, 10_000))}
+        assert len(ids) == 700
+        person = cat.create_people(1)[0]
+        cat.add_assignments([(ids["/p/0003.jpg"], person, "user")])
+        cat.mark_gone([cat.photo_states()["/p/0005.jpg"].id])
+        rows = cat.faces_by_id([ids["/p/0003.jpg"], ids["/p/0005.jpg"], ids["/p/0600.jpg"], 999_999])
+        assert sorted(rows) == sorted([(ids["/p/0003.jpg"], "/p/0003.jpg", 3.0, 0.0, 13.0, 10.0, person),
+                                       (ids["/p/0600.jpg"], "/p/0600.jpg", 600.0, 0.0, 610.0, 10.0, None)])
+        assert cat.faces_by_id([]) == []
