@@ -255,3 +255,38 @@ def test_fake_embedder_is_deterministic():
     chips = np.random.default_rng(0).integers(0, 255, (3, 150, 150, 3), dtype=np.uint8)
     a = FakeEmbedder().embed(chips)
     assert np.array_equal(a, FakeEmbedder().embed(chips))
+
+
+def test_an_edited_photo_keeps_who_its_faces_are(tmp_path):
+    """Edited (new bytes, so detected again): a face that is still there keeps its person, the
+    user's decision and its rejections; a face that is new gets none; a face that left takes
+    its decisions with it."""
+    photo = draw_photo(tmp_path / "lib" / "group.png", [(0, 20, 30, 50), (2, 150, 100, 50)])
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        faces = {round(left): face for face, _path, left, *_ in cat.faces_by_id(range(1, 100))}
+        anna, bob, carl = cat.create_people(3)
+        cat.add_assignments([(faces[20], anna, "user")])
+        cat.mark_clustered([faces[20]])
+        cat.add_assignments([(faces[150], bob, "cluster")])
+        assert cat.reject_face(faces[150]) == bob  # the blue face is not Bob
+        cat.add_assignments([(faces[150], carl, "cluster")])
+    # Cropped and re-saved: both faces move; each keeps its person, source and rejections.
+    draw_photo(photo, [(0, 5, 20, 50), (2, 135, 90, 50)], size=(300, 220))
+    os.utime(photo, ns=(1, 10**18))
+    assert scan(tmp_path / "c.sqlite", tmp_path / "lib").changed == 1
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        rows = {round(left): (face, person) for face, _path, left, _t, _r, _b, person in cat.faces_by_id(range(1, 100))}
+        assert set(rows) == {5, 135}
+        red, blue = rows[5][0], rows[135][0]
+        assert cat.assignments()[red] == (anna, "user") and red in cat.clustered_faces()
+        assert cat.assignments()[blue] == (carl, "cluster") and cat.rejections() == [(blue, bob)]
+    # Edited again: the blue face is gone, a green one is new.
+    draw_photo(photo, [(0, 5, 20, 50), (1, 200, 60, 50)], size=(300, 230))
+    os.utime(photo, ns=(1, 2 * 10**18))
+    assert scan(tmp_path / "c.sqlite", tmp_path / "lib").changed == 1
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        rows = {round(left): (face, person) for face, _path, left, _t, _r, _b, person in cat.faces_by_id(range(1, 100))}
+        assert set(rows) == {5, 200}
+        assert rows[5][1] == anna and rows[200][1] is None and rows[200][0] not in cat.clustered_faces()
+        assert cat.rejections() == []  # the rejected blue face left; nothing inherited it
