@@ -20,6 +20,8 @@ from faceclust.cli_options import given as _given
 @click.option("--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Train on the people named in this catalog (their rejected faces are negatives) "
                    "instead of a DATA folder.")
+@click.option("--max-faces-per-person", type=int, default=None,
+              help="With --catalog: at most this many faces of each named person, drawn at random [default: 300].")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the fine-tuned model (MODEL.pt).")
 @click.option("--epochs", type=int, default=None, help="Most passes over the training faces [default: 10].")
@@ -57,7 +59,7 @@ from faceclust.cli_options import given as _given
 @detect_options
 @quiet_option
 @json_option
-def train(data, catalog, out, epochs, steps_per_epoch, p, k, extras, margin, mining, lr, schedule, weight_decay,
+def train(data, catalog, max_faces_per_person, out, epochs, steps_per_epoch, p, k, extras, margin, mining, lr, schedule, weight_decay,
           freeze, augment, distill, optimizer, patience, val_identities, val_photos, seed, base, cache_dir, detector, min_face, quiet, as_json):
     """Fine-tune the face embedder on labelled people (FaceNet's triplet loss).
 
@@ -78,7 +80,7 @@ def train(data, catalog, out, epochs, steps_per_epoch, p, k, extras, margin, min
     detect = DetectOptions(**_given(detector=detector, min_face=min_face)) if detector or min_face else None
     with TrainProgress(enabled=not quiet and not as_json) as progress:
         summary = train_model(out, data=data, catalog=catalog, options=options, base=base, cache_dir=cache_dir,
-                              detect=detect, progress=progress)
+                              detect=detect, progress=progress, max_faces_per_person=max_faces_per_person)
     if as_json:
         click.echo(json.dumps(summary, default=str))
     elif not quiet:

@@ -367,7 +367,11 @@ def test_named_people_and_their_rejected_faces(tmp_path):
         cat.add_assignments([(by_photo["c3"], anna, "cluster")])
         assert cat.reject_face(by_photo["c3"]) == anna
         faces = faces_from_people(cat, "fake-embedder:1")
+        capped = faces_from_people(cat, "fake-embedder:1", max_faces_per_person=2)
     assert faces.names == ["Anna", "Bob"] and len(faces) == 9
+    # Capped: 2 faces of each person, drawn from theirs; the known negative stays.
+    assert np.bincount(capped.labels[capped.labels < 2]).tolist() == [2, 2] and capped.info["people_capped"] == 2
+    assert set(capped.face_ids) <= set(faces.face_ids) and (capped.negative_of >= 0).sum() == 1
     negative = np.flatnonzero(faces.negative_of >= 0)
     assert len(negative) == 1 and faces.face_ids[negative[0]] == by_photo["c3"]
     assert faces.negative_of[negative[0]] == 0 and faces.labels[negative[0]] >= 2

@@ -147,22 +147,38 @@ def faces_from_folders(catalog, root: Path, model_id: str) -> LabelledFaces:
     return _labelled(records, chosen, labels, names, np.full(len(chosen), -1, np.int64), info)
 
 
-def faces_from_people(catalog, model_id: str) -> LabelledFaces:
+MAX_FACES_PER_PERSON = 300
+
+
+def faces_from_people(catalog, model_id: str, max_faces_per_person: int | None = MAX_FACES_PER_PERSON,
+                      seed: int = 0) -> LabelledFaces:
     """The faces of the people the user named (hidden people left out), and every face the user
-    rejected from one of them as a known negative of that person."""
+    rejected from one of them as a known negative of that person.
+
+    At most ``max_faces_per_person`` faces of each person, drawn at random (a library can hold
+    tens of thousands of faces of the family; their chips would not fit in memory, and a few
+    people with most of the faces would dominate the batches). None: all of them."""
     records = catalog.face_records(model_id)
     people = {p["id"]: p["name"] for p in catalog.people() if p["name"] and not p["hidden"]}
     names = sorted(set(people.values()))
     index = {name: i for i, name in enumerate(names)}
     row_of_face = {int(f): i for i, f in enumerate(records["face_id"])}
-    chosen, labels, negative_of = [], [], []
+    rows_of: dict[int, list[int]] = defaultdict(list)
     for row, person in enumerate(records["person"]):
         if int(person) in people:
-            chosen.append(row)
-            labels.append(index[people[int(person)]])
-            negative_of.append(-1)
+            rows_of[index[people[int(person)]]].append(row)
+    rng = np.random.default_rng(seed)
+    chosen, labels, negative_of = [], [], []
+    capped = 0
+    for label, rows in sorted(rows_of.items()):
+        if max_faces_per_person is not None and len(rows) > max_faces_per_person:
+            capped += 1
+            rows = sorted(rng.choice(rows, size=max_faces_per_person, replace=False).tolist())
+        chosen.extend(rows)
+        labels.extend([label] * len(rows))
+        negative_of.extend([-1] * len(rows))
     next_label = len(names)
-    named_now = {int(records["face_id"][row]) for row in chosen}
+    named_now = {int(f) for f, p in zip(records["face_id"], records["person"]) if int(p) in people}
     for face, person in sorted(set(catalog.rejections())):
         # A rejected face that now belongs to a named person trains as that person only: one
         # chip, one label. (It can be rejected from several people: one row per rejection.)
@@ -171,7 +187,8 @@ def faces_from_people(catalog, model_id: str) -> LabelledFaces:
             labels.append(next_label)
             negative_of.append(index[people[person]])
             next_label += 1
-    info = {"source": "named people in the catalog"}
+    info = {"source": "named people in the catalog", "people_capped": capped,
+            "max_faces_per_person": max_faces_per_person}
     return _labelled(records, np.array(chosen, np.int64), np.array(labels, np.int64), names,
                      np.array(negative_of, np.int64), info)
 

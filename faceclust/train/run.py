@@ -35,7 +35,7 @@ def _key(text: str) -> str:
 
 def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = None,
                 options: TrainOptions | None = None, base: Path | None = None, cache_dir: Path | None = None,
-                detect=None, progress=None) -> dict:
+                detect=None, progress=None, max_faces_per_person: int | None = None) -> dict:
     """Fine-tune the embedder on ``data`` or on ``catalog``'s named people; write ``out``.
 
     Returns the summary that is also stored in the checkpoint's metadata."""
@@ -43,6 +43,11 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     from faceclust.embed import ModelChoice, catalog_model
     from faceclust.pipeline import FaceFinder, ScanOptions, scan_library
 
+    from faceclust.train.data import MAX_FACES_PER_PERSON
+
+    max_faces_per_person = MAX_FACES_PER_PERSON if max_faces_per_person is None else max_faces_per_person
+    if max_faces_per_person < 2:
+        raise ValueError("max_faces_per_person must be at least 2")
     if (data is None) == (catalog is None):
         raise ValueError("give either a folder of labelled photos or --catalog, not both")
     options = options or TrainOptions()
@@ -66,7 +71,7 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     else:
         source = Path(catalog)
         with Catalog(source, create=False) as cat:
-            faces = faces_from_people(cat, catalog_model(cat).model_id)
+            faces = faces_from_people(cat, catalog_model(cat).model_id, max_faces_per_person, options.seed)
     if len(faces.names) < 2:
         raise TrainingDataError(f"training needs at least 2 people with faces, found {len(faces.names)}; "
                                 + ("name people with 'faceclust name'" if catalog else "give one folder per person"))
