@@ -118,6 +118,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # brightness, 75% resize, 3° rotation; benchmarks/bench_edits.py), while two different people
 # are closer than 0.37 in only 0.1% of pairs (celeba_train); the matching is also one to one.
 CARRY_OVER_DISTANCE = 0.3
+CARRY_OVER_IOU = 0.5
+
+
+def _relative_iou(a, size_a, b, size_b) -> float:
+    """IoU of two boxes given in pixels of photos of different sizes, in relative coordinates."""
+    wa, ha = (float(v or 1) for v in size_a)
+    wb, hb = (float(v or 1) for v in size_b)
+    a = np.array([a[0] / wa, a[1] / ha, a[2] / wa, a[3] / ha])
+    b = np.array([b[0] / wb, b[1] / hb, b[2] / wb, b[3] / hb])
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def default_catalog_path() -> Path:
@@ -262,6 +274,7 @@ class Catalog:
         with self.transaction():
             for result in results:
                 _WRITERS[result.kind](self, result, model_id, detect_identity, run_id, now)
+            self._drop_empty_people()  # unnamed people whose faces left with an edit
 
     def write_embeddings(self, face_ids: np.ndarray, vectors: np.ndarray, model_id: str) -> None:
         with self.transaction():
@@ -294,9 +307,10 @@ class Catalog:
         return int(self.db.execute("SELECT id FROM photos WHERE path=?", (r.path,)).fetchone()[0])
 
     def _write_faces(self, r: PhotoResult, model_id: str, detect_identity: str, run_id, now) -> None:
+        before = self._faces_before_redetection(r.path, model_id)
         photo_id = self._upsert_photo(r, "ok", detect_identity, run_id, now)
-        decided = self._decisions_of_photo(photo_id, model_id)
-        self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
+        if self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,)).rowcount:
+            self._bump_faces_version()
         faces = r.faces if r.faces is not None else FaceArrays.empty()
         new_ids = []
         for i in range(len(faces)):
@@ -308,57 +322,79 @@ class Catalog:
             self.db.execute("INSERT INTO embeddings(face_id, model_id, vector) VALUES (?, ?, ?)",
                             (cur.lastrowid, model_id, _blob(faces.embeddings[i])))
             new_ids.append(cur.lastrowid)
-        if decided:
-            self._carry_decisions(decided, new_ids, faces.embeddings, now)
+        if before and new_ids:
+            self._carry_decisions(before, new_ids, faces, (r.width, r.height), now)
 
-    def _decisions_of_photo(self, photo_id: int, model_id: str) -> list[tuple]:
-        """(embedding, person id, source, rejected person ids, clustered) of the photo's faces
-        that carry a decision, before a changed photo's faces are replaced."""
-        out = []
-        for face_id, vector, person, source, clustered in self.db.execute(
-                """SELECT f.id, e.vector, a.person_id, a.source, c.face_id FROM faces f
-                   JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
-                   LEFT JOIN assignments a ON a.face_id = f.id LEFT JOIN clustered c ON c.face_id = f.id
-                   WHERE f.photo_id = ?""", (model_id, photo_id)).fetchall():
-            rejected = [row[0] for row in self.db.execute(
-                "SELECT person_id FROM rejections WHERE face_id=?", (face_id,))]
-            if person is not None or rejected:
-                out.append((np.frombuffer(vector, "<f4"), person, source, rejected, clustered is not None))
-        return out
+    def _faces_before_redetection(self, path: str, model_id: str) -> dict | None:
+        """The faces a changed photo had, with who they were, read before they are replaced."""
+        photo = self.db.execute("SELECT id, width, height FROM photos WHERE path=?", (path,)).fetchone()
+        if photo is None:
+            return None
+        rows = self.db.execute(
+            """SELECT f.id, f.left, f.top, f.right, f.bottom, e.vector, a.person_id, a.source, c.face_id
+               FROM faces f LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               LEFT JOIN assignments a ON a.face_id = f.id LEFT JOIN clustered c ON c.face_id = f.id
+               WHERE f.photo_id = ? ORDER BY f.id""", (model_id, photo[0])).fetchall()
+        if not rows:
+            return None
+        rejected = {}
+        for face_id, person in self.db.execute(
+                "SELECT r.face_id, r.person_id FROM rejections r JOIN faces f ON f.id = r.face_id WHERE f.photo_id=?",
+                (photo[0],)):
+            rejected.setdefault(face_id, []).append(person)
+        return {"size": (photo[1], photo[2]), "faces": [
+            {"box": np.array(row[1:5], np.float64), "vector": None if row[5] is None else np.frombuffer(row[5], "<f4"),
+             "person": row[6], "source": row[7], "clustered": row[8] is not None, "rejected": rejected.get(row[0], [])}
+            for row in rows]}
 
-    def _carry_decisions(self, decided: list[tuple], new_ids: list[int], vectors: np.ndarray, now: float) -> None:
-        """An edited photo (new bytes: re-detected) keeps who its faces are: each old face with a
-        person or a rejection passes them to the new face most like it, one to one, when they are
-        within CARRY_OVER_DISTANCE (chord distance of unit descriptors: clearly the same face)."""
-        if not new_ids:
-            return
-        unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)  # noqa: E731
-        new = unit(np.asarray(vectors, np.float32))
-        old = unit(np.stack([d[0] for d in decided]))
-        dist = np.linalg.norm(old[:, None, :] - new[None, :, :], axis=2)
+    def _carry_decisions(self, before: dict, new_ids: list[int], faces: FaceArrays, size, now: float) -> None:
+        """An edited photo (new bytes: detected again) keeps who its faces are. Old and new faces
+        are paired one to one, nearest first: by descriptor (chord distance of unit vectors within
+        CARRY_OVER_DISTANCE), or, for old faces without a descriptor from this model (the model
+        changed too), by where they are in the photo (IoU of boxes in relative coordinates at
+        least CARRY_OVER_IOU). A paired new face takes the old one's person, how it got there,
+        its rejections and its clustered mark; an old face left unpaired takes them away."""
+        old = before["faces"]
+        candidates = []  # (rank, old index, new index): descriptor pairs before box pairs
+        unit = lambda x: x / max(float(np.linalg.norm(x)), 1e-12)  # noqa: E731
+        new_vectors = [unit(np.asarray(v, np.float64)) for v in faces.embeddings]
+        for i, face in enumerate(old):
+            for j in range(len(new_ids)):
+                if face["vector"] is not None and len(face["vector"]) == len(new_vectors[j]):
+                    d = float(np.linalg.norm(unit(face["vector"].astype(np.float64)) - new_vectors[j]))
+                    if d <= CARRY_OVER_DISTANCE:
+                        candidates.append((d, i, j))
+                elif face["vector"] is None:
+                    iou = _relative_iou(face["box"], before["size"], faces.boxes[j], size)
+                    if iou >= CARRY_OVER_IOU:
+                        candidates.append((10.0 - iou, i, j))
         used_old, used_new = set(), set()
-        for flat in np.argsort(dist, axis=None):
-            i, j = divmod(int(flat), len(new_ids))
-            if dist[i, j] > CARRY_OVER_DISTANCE:
-                break
+        for _rank, i, j in sorted(candidates):
             if i in used_old or j in used_new:
                 continue
             used_old.add(i)
             used_new.add(j)
-            _vector, person, source, rejected, clustered = decided[i]
-            if person is not None:
+            face = old[i]
+            if face["person"] is not None:
                 self.db.execute("INSERT INTO assignments(face_id, person_id, source, updated_at) VALUES (?, ?, ?, ?)",
-                                (new_ids[j], person, source, now))
-            for other in rejected:
+                                (new_ids[j], face["person"], face["source"], now))
+            for person in face["rejected"]:
                 self.db.execute("INSERT OR IGNORE INTO rejections(face_id, person_id, at) VALUES (?, ?, ?)",
-                                (new_ids[j], other, now))
-            if clustered:
+                                (new_ids[j], person, now))
+            if face["clustered"]:
                 self.db.execute("INSERT OR IGNORE INTO clustered(face_id) VALUES (?)", (new_ids[j],))
+
+    def _bump_faces_version(self) -> None:
+        """Face ids can be reused after a photo's faces are replaced; this counter, part of the
+        index fingerprint, tells the index that its rows are stale anyway."""
+        self.db.execute("""INSERT INTO settings(key, value) VALUES ('faces_version', '1')
+                           ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1""")
 
     def _write_error(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
         photo_id = self._upsert_photo(r, "error", None, run_id, now)
         # The bytes changed or never decoded: faces from an earlier version are stale.
-        self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
+        if self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,)).rowcount:
+            self._bump_faces_version()
         self.db.execute("INSERT INTO errors(run_id, path, message, at) VALUES (?, ?, ?, ?)",
                         (run_id, r.path, r.error or "unknown error", now))
 
@@ -380,7 +416,8 @@ class Catalog:
                               (r.source_id,)).fetchone()
         r.width, r.height = src[0], src[1]
         photo_id = self._upsert_photo(r, "ok", src[2], run_id, now)
-        self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,))
+        if self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,)).rowcount:
+            self._bump_faces_version()
         for face in self.db.execute(
             "SELECT id, left, top, right, bottom, score, landmarks FROM faces WHERE photo_id=? ORDER BY id",
             (r.source_id,),
@@ -455,7 +492,8 @@ class Catalog:
                WHERE e.model_id = ? AND p.status = 'ok'""",
             (model_id,),
         ).fetchone()
-        return f"{model_id}:{row[0]}:{row[1]}:{row[2]}"
+        version = self.setting("faces_version") or "0"
+        return f"{model_id}:{row[0]}:{row[1]}:{row[2]}:{version}"
 
     # -- people ----------------------------------------------------------------------------
 

@@ -160,9 +160,12 @@ def status(catalog, as_json):
     with Catalog(path, create=False) as cat:
         counts = cat.counts()
         counts["last_run"] = cat.last_run()
-        model = catalog_model(cat)
-        counts["model"] = {"model_id": model.model_id, "checkpoint": model.checkpoint,
-                           "distance_scale": model.distance_scale}
+        try:
+            model = catalog_model(cat)
+            counts["model"] = {"model_id": model.model_id, "checkpoint": model.checkpoint,
+                               "distance_scale": model.distance_scale}
+        except FaceclustError as exc:  # the pretrained model's files are missing: still show the rest
+            counts["model"] = {"model_id": None, "checkpoint": None, "error": str(exc)}
     if as_json:
         click.echo(json.dumps({"catalog": str(path), **counts}, default=str))
         return

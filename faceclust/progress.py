@@ -166,7 +166,7 @@ def print_status(counts: dict, catalog: Path) -> None:
         table.add_row(f"embeddings ({model})", str(n))
     model = counts.get("model")
     if model:
-        table.add_row("model in use", model["checkpoint"] or model["model_id"])
+        table.add_row("model in use", model["checkpoint"] or model["model_id"] or model.get("error", "?"))
     console.print(table)
     last = counts.get("last_run")
     if last:

@@ -87,7 +87,7 @@ class FaceRows:
     def get(self, face_id: int):
         if int(face_id) not in self.rows:
             self.fetch([face_id])
-        return self.rows[int(face_id)]
+        return self.rows.get(int(face_id))
 
 
 def _validate(top: int, threshold: float) -> None:

@@ -290,3 +290,44 @@ def test_an_edited_photo_keeps_who_its_faces_are(tmp_path):
         assert set(rows) == {5, 200}
         assert rows[5][1] == anna and rows[200][1] is None and rows[200][0] not in cat.clustered_faces()
         assert cat.rejections() == []  # the rejected blue face left; nothing inherited it
+
+
+def test_an_edited_photo_keeps_its_people_when_the_model_changed_too(tmp_path):
+    """No descriptor from the new model for the old faces: they are paired by where they are."""
+    photo = draw_photo(tmp_path / "lib" / "pair.png", [(0, 20, 30, 50), (2, 150, 100, 50)])
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        faces = {round(left): face for face, _path, left, *_ in cat.faces_by_id(range(1, 100))}
+        anna, bob = cat.create_people(2)
+        cat.add_assignments([(faces[20], anna, "user"), (faces[150], bob, "cluster")])
+        cat.set_person(anna, name="Anna")
+    draw_photo(photo, [(0, 22, 30, 50), (2, 150, 102, 50)], size=(320, 240), background=(120, 120, 120))
+    os.utime(photo, ns=(1, 10**18))
+    v2 = ScanOptions(detect=OPTIONS.detect, embedder="fake-v2")
+    assert scan(tmp_path / "c.sqlite", tmp_path / "lib", options=v2).changed == 1
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        rows = {round(left): person for _f, _p, left, _t, _r, _b, person in cat.faces_by_id(range(1, 100))}
+        assert rows == {22: anna, 150: bob}
+
+
+def test_an_edit_that_loses_a_face_drops_its_unnamed_person_and_refreshes_the_index(tmp_path):
+    from faceclust.index import open_index
+
+    photo = draw_photo(tmp_path / "lib" / "solo.png", [(0, 20, 30, 50)])
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        (face,) = [f for f, *_ in cat.faces_by_id(range(1, 100))]
+        stranger = cat.create_people(1)[0]
+        cat.add_assignments([(face, stranger, "cluster")])
+        before = open_index(cat, "fake-embedder:1")
+    # Same number of faces, so the new face may reuse the old face's id: the index must still notice.
+    draw_photo(photo, [(3, 60, 60, 50)])
+    os.utime(photo, ns=(1, 10**18))
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert [p["id"] for p in cat.people()] == []  # the stranger's only face left
+        after = open_index(cat, "fake-embedder:1")
+        new_vector = cat.embeddings("fake-embedder:1")[1][0]
+    assert after.fingerprint != before.fingerprint
+    found = after.search(new_vector[None], 1)
+    assert found.distances[0][0] < 1e-5
