@@ -37,9 +37,12 @@ def _detect(detector, min_face):
               help="Calibration file from 'faceclust calibrate' [default: the one shipped for the model].")
 @click.option("--prior", type=float, default=None,
               help="Prior probability that the two are the same person [default: 0.5].")
+@click.option("--model", default=None, metavar="MODEL.pt",
+              help="Embed with a fine-tuned model from 'faceclust train' (its validated threshold scale "
+                   "applies to the default threshold) [default: the pretrained model].")
 @detect_options
 @json_option
-def verify(photo_a, photo_b, faces, threshold, calibration, prior, detector, min_face, as_json):
+def verify(photo_a, photo_b, faces, threshold, calibration, prior, model, detector, min_face, as_json):
     """Are the faces in PHOTO_A and PHOTO_B the same person?
 
     For each pair of faces: their distance, the model's decision (same person below 0.6) and a
@@ -51,7 +54,8 @@ def verify(photo_a, photo_b, faces, threshold, calibration, prior, detector, min
         raise click.UsageError("--face is given at most twice (a face of PHOTO_A, then of PHOTO_B)")
     picked = dict(zip(("face_a", "face_b"), faces))
     result = verify_photos(photo_a, photo_b, detect=_detect(detector, min_face),
-                           **_given(threshold=threshold, calibration=calibration, prior=prior, **picked)).as_dict()
+                           **_given(threshold=threshold, calibration=calibration, prior=prior, model=model,
+                                    **picked)).as_dict()
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -398,7 +398,8 @@ class VerifyResult:
 
 def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, face_b: int | None = None,
                   threshold: float | None = None, calibration: Calibration | Path | str | None = None,
-                  prior: float = 0.5, detect=None, embedder: str = DEFAULT_EMBEDDER, finder=None) -> VerifyResult:
+                  prior: float = 0.5, detect=None, embedder: str = DEFAULT_EMBEDDER, finder=None,
+                  model: str | Path | None = None) -> VerifyResult:
     """Compare the faces of two photos: every pair (or only faces ``face_a``/``face_b``, numbered
     from 0 left to right) gets its distance, the decision "same person" (distance below the
     threshold, dlib's 0.6 by default) and a calibrated probability.
@@ -406,7 +407,13 @@ def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, fa
     A calibration fitted for another model gives no probability (and says so in ``note``)
     rather than a wrong one.
     """
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    choice = None
+    if model is not None and str(model) not in ("default", "dlib", DEFAULT_EMBEDDER):
+        from faceclust.embed import ModelChoice
+
+        choice = ModelChoice.resolve(embedder, model)  # a fine-tuned model: its own threshold scale
+    threshold = (DEFAULT_THRESHOLD * (choice.distance_scale if choice else 1.0) if threshold is None
+                 else float(threshold))
     if threshold <= 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
     if not 0 < prior < 1:
@@ -414,7 +421,7 @@ def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, fa
     if finder is None:
         from faceclust.pipeline import FaceFinder
 
-        finder = FaceFinder.create(detect, embedder)
+        finder = FaceFinder.create(detect, choice.create() if choice else embedder)
     model_id = finder.embedder.identity()
     if not isinstance(calibration, Calibration):
         calibration = load_calibration(calibration)

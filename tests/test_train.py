@@ -284,6 +284,15 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
     status = json.loads(runner.invoke(main, ["status", "--catalog", str(catalog), "--json"]).output)
     assert status["model"]["model_id"] == retrained.model_id and status["model"]["checkpoint"] == str(model.resolve())
 
+    # verify with the model: its descriptors, its threshold scale, and no probability from a
+    # calibration fitted for another model.
+    first, second = sorted(lfw_people.glob("*/*.jpg"))[:2]
+    verified = json.loads(runner.invoke(main, ["verify", str(first), str(second), "--model", str(model),
+                                               "--json"]).output)
+    assert verified["model_id"] == retrained.model_id
+    assert verified["threshold"] == pytest.approx(0.6 * retrained.distance_scale)
+    assert verified["pairs"][0]["probability"] is None and "fitted for" in verified["note"]
+
     # Later commands use the catalog's model; going back to the default re-embeds nothing.
     assert runner.invoke(main, ["cluster", "--catalog", str(catalog)]).exit_code == 0
     back = runner.invoke(main, ["scan", str(lfw_people), "--catalog", str(catalog), "--model", "default", "--json"])
