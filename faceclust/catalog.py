@@ -391,10 +391,10 @@ class Catalog:
                            ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1""")
 
     def _write_error(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
-        photo_id = self._upsert_photo(r, "error", None, run_id, now)
-        # The bytes changed or never decoded: faces from an earlier version are stale.
-        if self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,)).rowcount:
-            self._bump_faces_version()
+        self._upsert_photo(r, "error", None, run_id, now)
+        # Faces from an earlier version stay, hidden with the photo (every reader keeps to 'ok'
+        # photos): when it decodes again (a file caught half-written, a NAS read error), its new
+        # faces take over who the old ones were instead of starting from nobody.
         self.db.execute("INSERT INTO errors(run_id, path, message, at) VALUES (?, ?, ?, ?)",
                         (run_id, r.path, r.error or "unknown error", now))
 
@@ -415,21 +415,31 @@ class Catalog:
         src = self.db.execute("SELECT width, height, detect_identity FROM photos WHERE id=?",
                               (r.source_id,)).fetchone()
         r.width, r.height = src[0], src[1]
+        before = self._faces_before_redetection(r.path, model_id)  # an edit made it a copy of another
         photo_id = self._upsert_photo(r, "ok", src[2], run_id, now)
         if self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,)).rowcount:
             self._bump_faces_version()
+        new_ids, boxes, vectors = [], [], []
         for face in self.db.execute(
-            "SELECT id, left, top, right, bottom, score, landmarks FROM faces WHERE photo_id=? ORDER BY id",
-            (r.source_id,),
+            """SELECT f.id, f.left, f.top, f.right, f.bottom, f.score, f.landmarks, e.vector FROM faces f
+               LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ? WHERE f.photo_id=? ORDER BY f.id""",
+            (model_id, r.source_id),
         ).fetchall():
             cur = self.db.execute(
                 "INSERT INTO faces(photo_id, left, top, right, bottom, score, landmarks) VALUES (?,?,?,?,?,?,?)",
-                (photo_id, *face[1:]),
+                (photo_id, *face[1:7]),
             )
             self.db.execute(
                 "INSERT INTO embeddings(face_id, model_id, vector) SELECT ?, model_id, vector FROM embeddings WHERE face_id=?",
                 (cur.lastrowid, face[0]),
             )
+            new_ids.append(cur.lastrowid)
+            boxes.append(face[1:5])
+            vectors.append(np.frombuffer(face[7], "<f4") if face[7] is not None else None)
+        if before and new_ids and all(v is not None for v in vectors):
+            copied = FaceArrays(np.array(boxes, np.float32), np.ones(len(new_ids), np.float32),
+                                np.zeros((len(new_ids), 5, 2), np.float32), np.stack(vectors))
+            self._carry_decisions(before, new_ids, copied, (r.width, r.height), now)
 
     # -- reading ---------------------------------------------------------------------------
 

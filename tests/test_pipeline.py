@@ -331,3 +331,43 @@ def test_an_edit_that_loses_a_face_drops_its_unnamed_person_and_refreshes_the_in
     assert after.fingerprint != before.fingerprint
     found = after.search(new_vector[None], 1)
     assert found.distances[0][0] < 1e-5
+
+
+def test_a_photo_that_fails_to_decode_once_keeps_its_people(tmp_path):
+    """Caught half-written (or a NAS read error): the photo is an error for a scan, its faces are
+    hidden, and when it decodes again its faces are still who they were."""
+    photo = draw_photo(tmp_path / "lib" / "a.png", [(0, 20, 30, 50)])
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        (face,) = [f for f, *_ in cat.faces_by_id(range(1, 100))]
+        anna = cat.create_people(1)[0]
+        cat.add_assignments([(face, anna, "user")])
+        cat.set_person(anna, name="Anna")
+    good = photo.read_bytes()
+    photo.write_bytes(good[: len(good) // 3])
+    os.utime(photo, ns=(1, 10**18))
+    assert scan(tmp_path / "c.sqlite", tmp_path / "lib").errors == 1
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.people()[0]["faces"] == 0 and cat.faces_by_id(range(1, 100)) == []
+    draw_photo(photo, [(0, 22, 30, 50)])  # written again, slightly different
+    os.utime(photo, ns=(1, 2 * 10**18))
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert [person for *_, person in cat.faces_by_id(range(1, 100))] == [anna]
+
+
+def test_an_edit_that_makes_a_copy_of_another_photo_keeps_its_people(tmp_path):
+    a = draw_photo(tmp_path / "lib" / "a.png", [(0, 20, 30, 50)])
+    b = draw_photo(tmp_path / "lib" / "b.png", [(0, 24, 30, 50)])
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        faces = {Path(path).name: face for face, path, *_ in cat.faces_by_id(range(1, 100))}
+        anna = cat.create_people(1)[0]
+        cat.add_assignments([(faces["b.png"], anna, "user")])
+        cat.set_person(anna, name="Anna")
+    b.write_bytes(a.read_bytes())  # b edited into an exact copy of a
+    os.utime(b, ns=(1, 10**18))
+    assert scan(tmp_path / "c.sqlite", tmp_path / "lib").copied == 1
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        people = {Path(path).name: person for _f, path, *_, person in cat.faces_by_id(range(1, 100))}
+    assert people == {"a.png": None, "b.png": anna}
