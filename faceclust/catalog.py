@@ -271,10 +271,12 @@ class Catalog:
                       run_id: int | None) -> None:
         """Write one batch of processed photos in one transaction."""
         now = time.time()
+        self._replaced_faces = False
         with self.transaction():
             for result in results:
                 _WRITERS[result.kind](self, result, model_id, detect_identity, run_id, now)
-            self._drop_empty_people()  # unnamed people whose faces left with an edit
+            if self._replaced_faces:
+                self._drop_empty_people()  # unnamed people whose faces left with an edit
 
     def write_embeddings(self, face_ids: np.ndarray, vectors: np.ndarray, model_id: str) -> None:
         with self.transaction():
@@ -387,6 +389,7 @@ class Catalog:
     def _bump_faces_version(self) -> None:
         """Face ids can be reused after a photo's faces are replaced; this counter, part of the
         index fingerprint, tells the index that its rows are stale anyway."""
+        self._replaced_faces = True
         self.db.execute("""INSERT INTO settings(key, value) VALUES ('faces_version', '1')
                            ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1""")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -126,8 +127,8 @@ class ModelChoice:
             checkpoint = os.path.abspath(checkpoint)
             meta = load_checkpoint(checkpoint).meta
             scale = float(meta.get("distance_scale") or 1.0)
-        choice = cls(embedder, checkpoint and str(checkpoint), "", scale)
-        return cls(embedder, choice.checkpoint, choice.create().identity(), scale)
+        unidentified = cls(embedder, checkpoint, "", scale)
+        return dataclasses.replace(unidentified, model_id=unidentified.create().identity())
 
     def create(self, **options) -> Embedder:
         if self.checkpoint:
@@ -136,10 +137,6 @@ class ModelChoice:
 
     def as_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
-
-    @property
-    def label(self) -> str:
-        return self.checkpoint or self.embedder
 
 
 def catalog_model(catalog) -> ModelChoice:

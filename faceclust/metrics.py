@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
-    "PRF", "bcubed", "pairwise", "nmi", "cluster_counts", "val_at_far", "assign_labels",
+    "PRF", "bcubed", "pairwise", "nmi", "cluster_counts", "val_at_far", "val_at_far_from_distances", "assign_labels",
     "noise_as_singletons", "score_clustering",
 ]
 
@@ -154,7 +154,15 @@ def val_at_far(vectors: np.ndarray, labels, fars: Sequence[float] = (1e-3, 1e-2)
         same_parts.append(d[i, j][same])
         diff_parts.append(d[i, j][~same])
     same = np.concatenate(same_parts) if same_parts else np.zeros(0, np.float32)
-    diff = np.sort(np.concatenate(diff_parts)) if diff_parts else np.zeros(0, np.float32)
+    diff = np.concatenate(diff_parts) if diff_parts else np.zeros(0, np.float32)
+    return val_at_far_from_distances(same, diff, fars)
+
+
+def val_at_far_from_distances(same: np.ndarray, different: np.ndarray,
+                              fars: Sequence[float] = (1e-3, 1e-2)) -> dict[float, tuple[float, float]]:
+    """:func:`val_at_far` from the pair distances already computed: same-person, different-person."""
+    same = np.asarray(same)
+    diff = np.sort(np.asarray(different))
     out: dict[float, tuple[float, float]] = {}
     for far in fars:
         allowed = int(np.floor(far * len(diff)))

@@ -138,10 +138,6 @@ class FaceFinder:
         self.timer.add("embed", t)
         return vectors
 
-    def reembed(self, image: LoadedImage, landmarks: np.ndarray) -> np.ndarray:
-        """Embeddings for faces already found (landmarks in original pixels), no detection."""
-        return self.embed(self.chips(image, landmarks))
-
 
 @dataclass
 class _Prepared:

@@ -408,8 +408,9 @@ def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, fa
     rather than a wrong one.
     """
     choice = None
-    if model is not None and str(model) not in ("default", "dlib", DEFAULT_EMBEDDER):
-        from faceclust.embed import ModelChoice
+    from faceclust.embed import DEFAULT_MODEL_NAMES, ModelChoice
+
+    if model is not None and str(model) not in DEFAULT_MODEL_NAMES:
 
         choice = ModelChoice.resolve(embedder, model)  # a fine-tuned model: its own threshold scale
     threshold = (DEFAULT_THRESHOLD * (choice.distance_scale if choice else 1.0) if threshold is None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -22,7 +22,6 @@ SCHEDULES = ("cosine", "constant", "step")
 DEFAULT_P = 48
 DEFAULT_EXTRAS = 64
 OPTIMIZERS = ("adamw", "sgd")
-FARS = (1e-3, 1e-2)
 
 
 @dataclass(frozen=True)
@@ -306,7 +305,3 @@ def _schedule(kind: str, total: int) -> Callable[[int], float]:
     if kind == "step":
         return lambda step: 1.0 if step < 2 * total // 3 else 0.1
     return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-
-def options_dict(options: TrainOptions) -> dict:
-    return asdict(options)

@@ -32,7 +32,7 @@ def validate(raw: np.ndarray, labels: np.ndarray, base: dict | None = None, max_
     model's best threshold compares with the starting model's, which scales the clustering
     thresholds (also used here, to cluster the held-out faces)."""
     from faceclust.cluster import cluster_faces
-    from faceclust.metrics import score_clustering, val_at_far
+    from faceclust.metrics import score_clustering, val_at_far_from_distances
     from faceclust.people import ClusterOptions
     from faceclust.verify import best_accuracy
 
@@ -43,10 +43,10 @@ def validate(raw: np.ndarray, labels: np.ndarray, base: dict | None = None, max_
     norms = np.linalg.norm(raw, axis=1)
     unit = (raw / np.maximum(norms[:, None], 1e-12)).astype(np.float32)
     row: dict = {"faces": int(len(unit)), "people": int(len(np.unique(labels))), "mean_norm": float(norms.mean())}
-    for far, (val, threshold) in val_at_far(unit, labels, FARS, max_faces=len(unit) + 1).items():
+    same, different = pair_distances(unit, labels)
+    for far, (val, threshold) in val_at_far_from_distances(same, different, FARS).items():
         row[f"val_at_far_{far:g}"] = val
         row[f"threshold_at_far_{far:g}"] = threshold
-    same, different = pair_distances(unit, labels)
     row["accuracy"], row["threshold"] = best_accuracy(same, different)
     # How far apart this model puts faces compared with the starting one: the ratio of the
     # thresholds that accept 1% of different-person pairs (steadier than the accuracy optimum,
