@@ -1,17 +1,20 @@
 """End-to-end scan benchmark on the labelled development sets, against face_recognition's pipeline.
 
 In one run, on the same photos:
-  * faceclust's scan at its defaults (and with --detector hog): photos/s, share of photos with at
-    least one face, where the time goes (decode, detect, landmarks, embed, SQL);
+  * faceclust's scan at its defaults (and with --exact, --thorough, --detector hog): photos/s,
+    share of photos with at least one face, where the time goes (decode, detect, landmarks,
+    embed, SQL);
   * a second scan of the same folders (nothing is decoded again);
   * a scan killed half-way (SIGKILL) and restarted, compared face by face with an uninterrupted one;
   * the pipeline face_recognition runs (full decode, 1600 px cap, dlib HOG upsampled once, 5-point
     landmarks, dlib descriptors) on a sample: images/s and recall;
   * dlib's CNN detector at face_recognition's settings (cap 1600 px, upsampled once when the image
-    is <= 800 px) on a sample: recall of photos with at least one face, and our recall on the same
-    sample.
+    is <= 800 px) on a sample: recall of photos with at least one face, and, on the same sample,
+    each faceclust variant's photo recall and how many of dlib's faces it finds (IoU >= 0.5);
+  * on the whole set, each variant's faces against the --exact scan's (dlib's rectangles).
 
     .venv/bin/python benchmarks/bench_scan.py [--shared-data ../shared/data] [--sample 150]
+        [--variants default exact thorough hog]
 """
 
 from __future__ import annotations
@@ -41,6 +44,40 @@ def faceclust_scan(catalog: Path, roots: list[Path], *extra: str) -> dict:
     cmd = [sys.executable, "-m", "faceclust", "scan", *map(str, roots), "--catalog", str(catalog), "--json", *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+VARIANTS = {"default": [], "exact": ["--exact"], "thorough": ["--thorough"], "hog": ["--detector", "hog"]}
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes (left, top, right, bottom; right/bottom exclusive)."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    inter = w * h
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def matched(reference: dict[str, list], found: dict[str, list], paths=None) -> dict:
+    """How many reference faces have a found face at IoU >= 0.5 (one to one, greedy)."""
+    keys = list(reference) if paths is None else paths
+    hits = total = extra = 0
+    for key in keys:
+        ref, got = reference.get(key, []), found.get(key, [])
+        total += len(ref)
+        if ref and got:
+            iou = iou_matrix(ref, got)
+            pairs = 0
+            while iou.size and iou.max() >= 0.5:
+                i, j = np.unravel_index(iou.argmax(), iou.shape)
+                iou[i, :], iou[:, j] = -1, -1
+                pairs += 1
+            hits += pairs
+            extra += len(got) - pairs
+        else:
+            extra += len(got)
+    return {"reference_faces": total, "found": hits, "extra": extra}
 
 
 def catalog_faces(catalog: Path) -> dict[str, list[tuple]]:
@@ -113,25 +150,30 @@ def dlib_cnn_recall(paths: list[Path]) -> dict:
     found = {}
     start = time.perf_counter()
     for path in paths:
-        img = cap_1600(np.asarray(Image.open(path).convert("RGB")))
+        full = np.asarray(Image.open(path).convert("RGB"))
+        img = cap_1600(full)
         upsample = 1 if max(img.shape[:2]) <= 800 else 0
-        found[str(path)] = len(cnn(img, upsample))
+        back = full.shape[1] / img.shape[1]
+        found[os.path.abspath(path)] = [
+            tuple(v * back for v in (d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1))
+            for d in cnn(img, upsample)]
     seconds = time.perf_counter() - start
-    return {"photos": len(paths), "seconds": seconds, "recall": np.mean([v > 0 for v in found.values()]),
+    return {"photos": len(paths), "seconds": seconds, "recall": float(np.mean([bool(v) for v in found.values()])),
             "found": found}
 
 
-def run_set(name: str, folder: Path, sample: int, workdir: Path, kill: bool, detectors=("mmod", "hog")) -> dict:
+def run_set(name: str, folder: Path, sample: int, workdir: Path, kill: bool, variants=("default", "hog")) -> dict:
     paths = photos_of(folder)
-    result: dict = {"set": name, "photos": len(paths)}
-    for detector in detectors:
-        catalog = workdir / f"{name}-{detector}.sqlite"
-        summary = faceclust_scan(catalog, [folder], "--detector", detector)
-        result[detector] = {k: summary[k] for k in ("photos_seen", "new", "errors", "faces_found",
-                                                    "photos_with_faces", "seconds", "timings")}
-        result[detector]["recall"] = summary["photos_with_faces"] / max(1, summary["photos_seen"])
-        result[detector]["photos_per_second"] = summary["new"] / summary["seconds"]
-        if detector == "mmod":
+    result: dict = {"set": name, "photos": len(paths), "variants": {}}
+    for variant in variants:
+        catalog = workdir / f"{name}-{variant}.sqlite"
+        summary = faceclust_scan(catalog, [folder], *VARIANTS[variant])
+        r = {k: summary[k] for k in ("photos_seen", "new", "errors", "faces_found", "photos_with_faces",
+                                     "seconds", "timings")}
+        r["recall"] = summary["photos_with_faces"] / max(1, summary["photos_seen"])
+        r["photos_per_second"] = summary["new"] / summary["seconds"]
+        result["variants"][variant] = r
+        if variant == "default":
             t = time.perf_counter()
             again = faceclust_scan(catalog, [folder])
             result["second_scan"] = {"seconds": time.perf_counter() - t, "unchanged": again["unchanged"],
@@ -139,41 +181,51 @@ def run_set(name: str, folder: Path, sample: int, workdir: Path, kill: bool, det
             if kill:
                 result["killed"] = killed_and_resumed([folder], catalog, workdir,
                                                       kill_after=summary["seconds"] / 2 + 3)
+    faces = {v: catalog_faces(workdir / f"{name}-{v}.sqlite") for v in variants}
+    if "exact" in faces:
+        for v in variants:
+            result["variants"][v]["against_exact"] = matched(faces["exact"], faces[v])
     rng = random.Random(0)
     chosen = sorted(rng.sample(paths, min(sample, len(paths))))
     result["face_recognition"] = face_recognition_pipeline(chosen)
     cnn = dlib_cnn_recall(chosen)
-    faces = catalog_faces(workdir / f"{name}-mmod.sqlite")
-    ours = np.mean([bool(faces.get(os.path.abspath(p))) for p in chosen])
-    result["dlib_cnn_sample"] = {"photos": cnn["photos"], "seconds": cnn["seconds"], "recall": cnn["recall"],
-                                 "faceclust_recall_same_sample": ours}
+    keys = [os.path.abspath(p) for p in chosen]
+    result["dlib_cnn_sample"] = {"photos": cnn["photos"], "seconds": cnn["seconds"], "recall": cnn["recall"]}
+    for v in variants:
+        result["variants"][v]["sample_recall"] = float(np.mean([bool(faces[v].get(k)) for k in keys]))
+        result["variants"][v]["sample_against_dlib"] = matched(cnn["found"], faces[v], keys)
     return result
 
 
 def markdown(results: list[dict], command: str) -> str:
     lines = [f"Command: `{command}`", "",
-             "| set | photos | detector | photos/s | recall (≥1 face) | faces | time split (s) |",
-             "|---|---|---|---|---|---|---|"]
+             "| set | photos | pipeline | photos/s | recall (≥ 1 face) | faces | dlib CNN's faces found "
+             "(sample) | exact's faces found (all) | time split (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        for det in [d for d in ("mmod", "hog") if d in r]:
-            d = r[det]
+        for name, d in r["variants"].items():
             split = ", ".join(f"{k} {v:.0f}" for k, v in sorted(d["timings"].items()))
-            lines.append(f"| {r['set']} | {d['photos_seen']} | faceclust {det} | {d['photos_per_second']:.1f} | "
-                         f"{d['recall']:.4f} | {d['faces_found']} | {split} |")
+            s = d["sample_against_dlib"]
+            e = d.get("against_exact")
+            exact = f"{e['found']}/{e['reference_faces']} (+{e['extra']})" if e else ""
+            lines.append(f"| {r['set']} | {d['photos_seen']} | faceclust {name} | {d['photos_per_second']:.1f} | "
+                         f"{d['recall']:.4f} (sample {d['sample_recall']:.4f}) | {d['faces_found']} | "
+                         f"{s['found']}/{s['reference_faces']} (+{s['extra']}) | {exact} | {split} |")
         fr = r["face_recognition"]
         lines.append(f"| {r['set']} | {fr['photos']} (sample) | face_recognition (HOG ×2, dlib) | "
-                     f"{fr['photos_per_second']:.2f} | {fr['recall']:.4f} | {fr['faces']} | |")
+                     f"{fr['photos_per_second']:.2f} | {fr['recall']:.4f} | {fr['faces']} | | | |")
         c = r["dlib_cnn_sample"]
         lines.append(f"| {r['set']} | {c['photos']} (sample) | dlib CNN at fr settings | "
-                     f"{c['photos'] / c['seconds']:.2f} | {c['recall']:.4f} (ours on it: "
-                     f"{c['faceclust_recall_same_sample']:.4f}) | | |")
+                     f"{c['photos'] / c['seconds']:.2f} | {c['recall']:.4f} | | | | |")
     lines.append("")
     for r in results:
-        ratio = r["mmod"]["photos_per_second"] / r["face_recognition"]["photos_per_second"]
-        s = r["second_scan"]
-        lines.append(f"- {r['set']}: faceclust mmod is {ratio:.1f}× face_recognition's images/s; "
-                     f"second scan {s['seconds']:.1f} s ({s['unchanged']} unchanged, {s['new']} new, "
-                     f"{s['changed']} changed)")
+        fr = r["face_recognition"]["photos_per_second"]
+        ratios = ", ".join(f"{name} {d['photos_per_second'] / fr:.1f}×" for name, d in r["variants"].items())
+        lines.append(f"- {r['set']}: images/s against face_recognition's: {ratios}")
+        if "second_scan" in r:
+            s = r["second_scan"]
+            lines.append(f"- {r['set']}: second scan {s['seconds']:.1f} s ({s['unchanged']} unchanged, "
+                         f"{s['new']} new, {s['changed']} changed)")
         if "killed" in r:
             k = r["killed"]
             lines.append(f"- {r['set']}: killed after {k['photos_committed_before_kill']} photos committed, "
@@ -187,18 +239,17 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["lfw_dev", "celeba_train"])
     parser.add_argument("--sample", type=int, default=150, help="photos for the dlib references")
     parser.add_argument("--no-kill", action="store_true")
-    parser.add_argument("--detectors", nargs="+", default=["mmod", "hog"])
+    parser.add_argument("--variants", nargs="+", default=["default", "exact", "thorough", "hog"],
+                        choices=sorted(VARIANTS))
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
             results.append(run_set(name, args.shared_data / name, args.sample, Path(tmp), not args.no_kill,
-                                   args.detectors))
+                                   args.variants))
             print(json.dumps({k: v for k, v in results[-1].items()}, default=str), file=sys.stderr, flush=True)
     if args.json:
-        for r in results:
-            r["dlib_cnn_sample"].pop("found", None)
         args.json.write_text(json.dumps(results, indent=1, default=str))
     print(markdown(results, "python benchmarks/bench_scan.py " + " ".join(sys.argv[1:])))
 

@@ -29,6 +29,15 @@ def scan_options(command):
         click.option("--upsample", type=int, default=None,
                      help="Force the detection scale to 2**N (overrides --min-face)."),
         click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0]."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None,
+                     help="Arithmetic of the mmod detector: auto (int8 where this CPU and torch support "
+                          "it, else fp32), or one of them [default: auto]."),
+        click.option("--thorough", is_flag=True, default=None,
+                     help="Enlarge every small photo to look for faces below 80 px, not only photos "
+                          "where no bigger face was found (finds tiny bystanders; slower)."),
+        click.option("--exact", is_flag=True, default=None,
+                     help="Reproduce dlib's CNN detector exactly (its rectangles; fp32, thorough; "
+                          "several times slower)."),
         click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32]."),
         click.option("--model", default=None, metavar="MODEL.pt|default",
                      help="Embed with this fine-tuned model (from 'faceclust train'), or 'default' for the "
@@ -37,12 +46,13 @@ def scan_options(command):
     ])
 
 
-def _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, model=None, update_index=True):
+def _scan_options(batch_photos=None, model=None, update_index=True, **detect):
+    """ScanOptions from the options of :func:`scan_options` (None or an absent flag: the
+    library's default)."""
     from faceclust.detect import DetectOptions
     from faceclust.pipeline import ScanOptions
 
-    detect = DetectOptions(**_given(detector=detector, min_face=min_face, max_side=max_side,
-                                    upsample=upsample, min_score=min_score))
+    detect = DetectOptions(**{k: v for k, v in _given(**detect).items() if v is not False})
     return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model), update_index=update_index)
 
 
@@ -73,8 +83,7 @@ def main() -> None:
 @click.option("--no-index", is_flag=True, help="Do not refresh the FAISS index after the scan.")
 @quiet_option
 @json_option
-def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batch_photos, model, no_index, quiet,
-         as_json):
+def scan(paths, catalog, no_index, quiet, as_json, **scan_args):
     """Find, align and embed every face in PATHS (folders or files) into the catalog.
 
     Incremental and resumable: unchanged files are not decoded again, moved files keep their
@@ -84,7 +93,7 @@ def scan(paths, catalog, detector, min_face, max_side, upsample, min_score, batc
     from faceclust.pipeline import scan_library
     from faceclust.progress import ScanProgress
 
-    options = _scan_options(detector, min_face, max_side, upsample, min_score, batch_photos, model, not no_index)
+    options = _scan_options(update_index=not no_index, **scan_args)
     path = _catalog_path(catalog)
     _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
@@ -124,8 +133,7 @@ def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> 
 @scan_options
 @quiet_option
 @json_option
-def run(paths, out, catalog, mode, detector, min_face, max_side, upsample, min_score, batch_photos, model, quiet,
-        as_json):
+def run(paths, out, catalog, mode, quiet, as_json, **scan_args):
     """The main job: scan PATHS, cluster faces into people, write albums and a report to OUT.
 
     Every step is incremental: running it again after adding photos only does the new work and
@@ -137,8 +145,7 @@ def run(paths, out, catalog, mode, detector, min_face, max_side, upsample, min_s
     path = _catalog_path(catalog)
     _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
-        summary = run_job(path, paths, out, _scan_options(detector, min_face, max_side, upsample, min_score,
-                                                          batch_photos, model), album_mode=mode, progress=progress)
+        summary = run_job(path, paths, out, _scan_options(**scan_args), album_mode=mode, progress=progress)
     if as_json:
         click.echo(json.dumps(summary, default=str))
     elif not quiet:

@@ -39,6 +39,8 @@ class Detector(Protocol):
 
 detectors: Registry[Detector] = Registry("detector")
 
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
+
 
 @dataclass(frozen=True)
 class DetectOptions:
@@ -50,6 +52,14 @@ class DetectOptions:
     cheap; faces smaller than ``window * long_side / max_side`` px are then out of reach).
     ``upsample``: force the detection scale to 2**upsample instead of deriving it from
     ``min_face``. ``min_score``: keep detections scoring above this.
+
+    For the ``mmod`` detector: ``precision`` of its conv stack (``auto``: int8 where this
+    torch and CPU support it, else fp32; ``fp32`` with ``exact`` gives dlib's rectangles).
+    Faces smaller than the detector's window need the photo enlarged, which costs several
+    times the rest of the search; unless ``thorough``, a photo is enlarged only when no face
+    was found at its own size (so a portrait's tiny bystanders can be missed, a photo of
+    small faces is not). ``exact``: dlib's own enlargement arithmetic, every photo searched at
+    every scale, fp32 unless another precision is asked: dlib's rectangles, several times slower.
     """
 
     detector: str = "mmod"
@@ -57,6 +67,9 @@ class DetectOptions:
     max_side: int = 1600
     upsample: int | None = None
     min_score: float = 0.0
+    precision: str = "auto"
+    thorough: bool = False
+    exact: bool = False
 
     def __post_init__(self) -> None:
         if self.min_face < 8:
@@ -65,6 +78,8 @@ class DetectOptions:
             raise ValueError("max_side must be at least 64 pixels")
         if self.upsample is not None and not 0 <= self.upsample <= 3:
             raise ValueError("upsample must be between 0 and 3")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of: {', '.join(PRECISION_CHOICES)}")
 
     def detection_scale(self, width: int, height: int, window: int) -> float:
         """Detector pixels per original pixel for a photo of this size."""
@@ -93,27 +108,59 @@ class MMODFaceDetector:
     name = "mmod"
     window = 80
 
-    def __init__(self, min_score: float = 0.0) -> None:
-        self.min_score = min_score
+    def __init__(self, options: DetectOptions | None = None) -> None:
+        self.options = options or DetectOptions()
         self._impl = None
+        self._precision: str | None = None
+
+    def precision(self) -> str:
+        """The precision in use: ``auto`` resolved for this machine."""
+        if self._precision is None:
+            wanted = self.options.precision
+            if wanted == "auto":
+                wanted = "fp32" if self.options.exact else _fastest_precision()
+            self._precision = wanted
+        return self._precision
 
     def _load(self):
         if self._impl is None:
             from faceclust.models.mmod import MMODDetector
 
-            self._impl = MMODDetector()
+            self._impl = MMODDetector(precision=self.precision(), dlib_resize=self.options.exact)
         return self._impl
 
     def identity(self) -> str:
         from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
 
-        return f"mmod:{file_sha256(model_path(DETECTOR_FILE))[:12]}"
+        search = "exact" if self.options.exact else "thorough" if self.options.thorough else "two-pass"
+        return f"mmod:{file_sha256(model_path(DETECTOR_FILE))[:12]};{self.precision()};{search}"
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
-        boxes, scores = self._load().detect(image, scale=scale, min_score=self.min_score)
+        impl = self._load()
+        min_score = self.options.min_score
+        if scale > 1.0 and not (self.options.thorough or self.options.exact):
+            # Faces of the window's size and up first, at the photo's own size; the enlarged
+            # search (faces below the window) only when that found nothing.
+            boxes, scores = impl.detect(image, scale=1.0, min_score=min_score)
+            if len(scores) == 0:
+                boxes, scores = impl.detect(image, scale=scale, min_score=min_score,
+                                            max_face=self.window * 0.999)
+        else:
+            boxes, scores = impl.detect(image, scale=scale, min_score=min_score)
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
         boxes[:, 2:] += 1  # dlib's rectangles include their right and bottom pixels
         return Detections(boxes, np.asarray(scores, np.float32).reshape(-1))
+
+
+def _fastest_precision() -> str:
+    """int8 where this torch has the backend and the model file has measured ranges."""
+    from faceclust.models import quantize
+    from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
+
+    if quantize.int8_supported() and quantize.load_ranges(
+            file_sha256(model_path(DETECTOR_FILE)), "mmod") is not None:
+        return "int8"
+    return "fp32"
 
 
 @detectors.register("hog")
@@ -123,8 +170,8 @@ class HOGFaceDetector:
     name = "hog"
     window = 80
 
-    def __init__(self, min_score: float = 0.0) -> None:
-        self.min_score = min_score
+    def __init__(self, options: DetectOptions | None = None) -> None:
+        self.min_score = (options or DetectOptions()).min_score
         self._impl = None
 
     def identity(self) -> str:

@@ -87,7 +87,7 @@ class FaceFinder:
         detect = detect or DetectOptions()
         if isinstance(embedder, str):
             embedder = embedders.create(embedder)
-        return cls(detect, detectors.create(detect.detector, min_score=detect.min_score), embedder)
+        return cls(detect, detectors.create(detect.detector, options=detect), embedder)
 
     def scale_policy(self) -> ScalePolicy:
         """Decode no larger than the detector will look at (never enlarge at decode)."""
@@ -162,7 +162,7 @@ class Scanner:
         self.progress = progress or (lambda event: None)
         self.timer = Timer()
         detector = detector or detectors.create(self.options.detect.detector,
-                                                min_score=self.options.detect.min_score)
+                                                options=self.options.detect)
         self.model = None
         if embedder is None:
             from faceclust.embed import choose_model

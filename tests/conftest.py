@@ -48,8 +48,8 @@ class FakeDetector:
     window = 20
     calls = 0
 
-    def __init__(self, min_score: float = 0.0) -> None:
-        self.min_score = min_score
+    def __init__(self, options=None) -> None:
+        self.options = options
 
     def identity(self) -> str:
         return "fake-detector:1"
