@@ -41,7 +41,7 @@ def main() -> None:
             pyramid = detector.pyramid(image, scale=scale)
             if pyramid is not None:
                 inputs.append(pyramid.tiled)
-    ranges = quantize.calibrate(detector.net, inputs)
+    ranges = quantize.calibrate(detector.net.body, inputs)  # the score head stays fp32
     source = (f"{len(paths)} photos of {args.folder.name} (seed {args.seed}) at scales 1 and 2: "
               "benchmarks/calibrate_detector.py")
     quantize.save_ranges(file_sha256(model_path(DETECTOR_FILE)), "mmod", ranges, source)

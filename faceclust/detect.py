@@ -132,19 +132,22 @@ class MMODFaceDetector:
     def identity(self) -> str:
         from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
 
+        # The precision asked, not the one resolved: resolving "auto" imports torch, and an
+        # unchanged library's second scan should not pay for that.
+        precision = "fp32" if self.options.exact and self.options.precision == "auto" else self.options.precision
         search = "exact" if self.options.exact else "thorough" if self.options.thorough else "two-pass"
-        return f"mmod:{file_sha256(model_path(DETECTOR_FILE))[:12]};{self.precision()};{search}"
+        return f"mmod:{file_sha256(model_path(DETECTOR_FILE))[:12]};{precision};{search}"
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
         impl = self._load()
         min_score = self.options.min_score
         if scale > 1.0 and not (self.options.thorough or self.options.exact):
-            # Faces of the window's size and up first, at the photo's own size; the enlarged
-            # search (faces below the window) only when that found nothing.
+            # Faces of the window's size and up first, at the photo's own size. Only when that
+            # finds nothing is the photo searched as --thorough searches it (enlarged, every
+            # scale), so a photo has a face whenever the thorough search would give it one.
             boxes, scores = impl.detect(image, scale=1.0, min_score=min_score)
             if len(scores) == 0:
-                boxes, scores = impl.detect(image, scale=scale, min_score=min_score,
-                                            max_face=self.window * 0.999)
+                boxes, scores = impl.detect(image, scale=scale, min_score=min_score)
         else:
             boxes, scores = impl.detect(image, scale=scale, min_score=min_score)
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()

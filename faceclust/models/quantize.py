@@ -42,17 +42,12 @@ def bf16_supported() -> bool:
     return bool(torch.backends.mkldnn.is_available() and check is not None and check())
 
 
-def _qconfig_mapping(net: nn.Module):
-    """int8 everywhere except the last conv: it is cheap (one output channel) and in fp32 the
-    scores are not clipped to a calibrated range, so the best of overlapping windows stays
-    the best."""
+def _qconfig_mapping():
     from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig, QConfigMapping
 
     activation = MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=False)
     weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
-    mapping = QConfigMapping().set_global(QConfig(activation=activation, weight=weight))
-    convs = [name for name, module in net.named_modules() if isinstance(module, nn.Conv2d)]
-    return mapping.set_module_name(convs[-1], None) if convs else mapping
+    return QConfigMapping().set_global(QConfig(activation=activation, weight=weight))
 
 
 def _prepared(net: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -61,7 +56,7 @@ def _prepared(net: nn.Module, example: torch.Tensor) -> nn.Module:
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     torch.backends.quantized.engine = "x86"
-    return prepare_fx(copy.deepcopy(net).eval(), _qconfig_mapping(net), (example,))
+    return prepare_fx(copy.deepcopy(net).eval(), _qconfig_mapping(), (example,))
 
 
 def _observers(prepared: nn.Module) -> list[nn.Module]:
@@ -101,8 +96,9 @@ def quantize(net: nn.Module, ranges: list[list[float]], example: torch.Tensor) -
         return convert_fx(prepared).eval()
 
 
-def load_ranges(model_sha256: str, name: str, path: Path = RANGES_FILE) -> list[list[float]] | None:
+def load_ranges(model_sha256: str, name: str, path: Path | None = None) -> list[list[float]] | None:
     """The stored ranges of the model file with this hash, or None when none were measured."""
+    path = RANGES_FILE if path is None else path
     if not path.is_file():
         return None
     entry = json.loads(path.read_text()).get(name)
@@ -112,7 +108,8 @@ def load_ranges(model_sha256: str, name: str, path: Path = RANGES_FILE) -> list[
 
 
 def save_ranges(model_sha256: str, name: str, ranges: list[list[float]], source: str,
-                path: Path = RANGES_FILE) -> None:
+                path: Path | None = None) -> None:
+    path = RANGES_FILE if path is None else path
     stored = json.loads(path.read_text()) if path.is_file() else {}
     stored[name] = {"model_sha256": model_sha256, "source": source, "ranges": ranges}
     path.write_text(json.dumps(stored, indent=1) + "\n")
@@ -131,5 +128,6 @@ def runner(net: nn.Module, precision: str, ranges: list[list[float]] | None = No
     if precision == "int8":
         if ranges is None or example is None:
             raise ValueError("int8 needs stored activation ranges and an example input")
-        return quantize(net, ranges, example)
+        quantized = quantize(net, ranges, example)
+        return lambda x: quantized(x).float()
     raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")

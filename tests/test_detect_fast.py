@@ -1,0 +1,180 @@
+"""The detector's fast defaults: int8 conv stack, plain enlargement, two-pass search.
+
+The exact mode (fp32, dlib's enlargement, one pass) is held to dlib's own rectangles in
+``test_model_mmod.py``; here the fast modes are held to the exact one, and the two-pass rule
+is checked on photos built from scikit-image's astronaut.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from faceclust.detect import DetectOptions, detectors
+from faceclust.errors import ModelFormatError
+from faceclust.models import quantize
+from faceclust.models.mmod import MMODDetector
+
+needs_int8 = pytest.mark.skipif(not quantize.int8_supported(), reason="this torch has no x86 int8 backend")
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def pairs(reference, found, threshold=0.5) -> list[tuple[int, int]]:
+    """Greedy one-to-one matches of boxes at IoU >= threshold."""
+    out, used = [], set()
+    for i, a in enumerate(reference):
+        scored = [(iou(a, b), j) for j, b in enumerate(found) if j not in used]
+        best = max(scored, default=(0.0, -1))
+        if best[0] >= threshold:
+            out.append((i, best[1]))
+            used.add(best[1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    from skimage.data import astronaut
+
+    return astronaut()
+
+
+def shrunk(image: np.ndarray, factor: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    return np.asarray(Image.fromarray(image).resize((round(w * factor), round(h * factor)),
+                                                    Image.Resampling.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def small_astronaut(astronaut) -> np.ndarray:
+    """The astronaut shrunk until her face is about 50 px: findable only by enlarging."""
+    exact = MMODDetector()
+    boxes, _ = exact.detect(astronaut)
+    width = boxes[0, 2] - boxes[0, 0] + 1
+    image = shrunk(astronaut, 50 / width)
+    assert len(exact.detect(image)[1]) == 0  # not at its own size
+    return image
+
+
+@needs_int8
+def test_two_pass_enlarges_only_photos_where_nothing_was_found(astronaut, small_astronaut):
+    big_and_small = np.zeros((astronaut.shape[0], astronaut.shape[1] + small_astronaut.shape[1], 3), np.uint8)
+    big_and_small[:, :astronaut.shape[1]] = astronaut
+    big_and_small[:small_astronaut.shape[0], astronaut.shape[1]:] = small_astronaut
+    two_pass = detectors.create("mmod", options=DetectOptions())
+    thorough = detectors.create("mmod", options=DetectOptions(thorough=True))
+
+    alone = two_pass.detect(small_astronaut, scale=2.0)
+    assert len(alone) == 1  # nothing at its own size, so it was enlarged
+
+    default = two_pass.detect(big_and_small, scale=2.0)
+    everything = thorough.detect(big_and_small, scale=2.0)
+    assert len(default) == 1 and default.boxes[0, 2] <= astronaut.shape[1]  # the big face only
+    assert len(everything) == 2
+    small = everything.boxes[everything.boxes[:, 0] >= astronaut.shape[1]]
+    assert len(small) == 1 and 40 <= small[0, 2] - small[0, 0] < 80
+
+
+@needs_int8
+def test_int8_finds_the_faces_exact_fp32_finds(shared_data):
+    """On real photos (celeba, which the int8 ranges were not measured on), enlarged as a
+    scan enlarges them: every photo keeps its faces or its lack of them, and the faces match."""
+    photos = sorted(p for p in (shared_data / "celeba_train").rglob("*.jpg"))[::97][:30]
+    exact, fast = MMODDetector(), MMODDetector(precision="int8", dlib_resize=False)
+    reference_faces = matched = 0
+    for path in photos:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        ref_boxes, ref_scores = exact.detect(image, scale=2.0)
+        boxes, scores = fast.detect(image, scale=2.0)
+        assert (len(ref_scores) > 0) == (len(scores) > 0), path.name
+        found = pairs(ref_boxes, boxes)
+        reference_faces += len(ref_boxes)
+        matched += len(found)
+        for i, j in found:
+            assert abs(ref_scores[i] - scores[j]) < 0.5, path.name
+    assert matched >= 0.95 * reference_faces
+
+
+def test_bf16_scores_follow_fp32(astronaut):
+    if not quantize.bf16_supported():
+        pytest.skip("this CPU has no native bfloat16")
+    exact, half = MMODDetector(), MMODDetector(precision="bf16")
+    pyramid = exact.pyramid(astronaut)
+    reference = exact.score_map(pyramid)
+    assert np.abs(half.score_map(pyramid) - reference).max() < 0.1
+    assert np.array_equal(half.detect(astronaut)[0], exact.detect(astronaut)[0])
+
+
+def test_calibrated_int8_net_follows_fp32():
+    if not quantize.int8_supported():
+        pytest.skip("this torch has no x86 int8 backend")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 1, 3)).eval()
+    inputs = [torch.rand(1, 3, 24, 24) for _ in range(4)]
+    ranges = quantize.calibrate(net, inputs)
+    assert len(ranges) == 4  # the input, two conv+relu outputs and the last conv's output
+    assert ranges[1][0] == 0.0 and ranges[1][1] > 0
+    q = quantize.quantize(net, ranges, inputs[0])
+    with torch.no_grad():
+        for x in inputs:
+            reference = net(x)
+            assert torch.abs(q(x) - reference).max() < 0.05 * reference.abs().max()
+    with pytest.raises(ModelFormatError, match="cover 2 activations"):
+        quantize.quantize(net, ranges[:2], inputs[0])
+
+
+def test_int8_needs_ranges_measured_on_this_model_file(tmp_path, monkeypatch):
+    stored = tmp_path / "ranges.json"
+    stored.write_text(json.dumps({"mmod": {"model_sha256": "0" * 64, "source": "test", "ranges": [[0, 1]]}}))
+    monkeypatch.setattr(quantize, "RANGES_FILE", stored)
+    assert quantize.load_ranges("1" * 64, "mmod") is None
+    assert quantize.load_ranges("0" * 64, "mmod") == [[0, 1]]
+    with pytest.raises(ModelFormatError, match="no int8 activation ranges"):
+        MMODDetector(precision="int8")
+    from faceclust.detect import _fastest_precision
+
+    assert _fastest_precision() == "fp32"  # auto falls back instead of failing
+
+
+@needs_int8
+def test_detection_identity_names_precision_and_search():
+    """A catalog scanned one way is detected again when scanned another way."""
+    identities = {
+        detectors.create("mmod", options=DetectOptions(**options)).identity()
+        for options in ({}, {"thorough": True}, {"exact": True}, {"precision": "fp32"})}
+    assert len(identities) == 4
+    exact = detectors.create("mmod", options=DetectOptions(exact=True)).identity()
+    assert exact.endswith(";fp32;exact")
+    assert detectors.create("mmod").identity().endswith(";auto;two-pass")
+    assert detectors.create("mmod").precision() == "int8"  # on this machine
+
+
+def test_scan_options_from_the_cli_flags():
+    from faceclust.cli import _scan_options
+
+    default = _scan_options(detector=None, min_face=None, thorough=None, exact=None, precision=None)
+    assert default.detect == DetectOptions()
+    chosen = _scan_options(thorough=True, exact=None, precision="fp32", min_face=30)
+    assert chosen.detect == DetectOptions(thorough=True, precision="fp32", min_face=30)
+    with pytest.raises(ValueError, match="precision"):
+        DetectOptions(precision="fp16")
+
+
+def test_stored_ranges_belong_to_the_shipped_detector():
+    from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
+
+    entry = json.loads(Path(quantize.RANGES_FILE).read_text())["mmod"]
+    assert entry["model_sha256"] == file_sha256(model_path(DETECTOR_FILE))
+    assert all(low <= high for low, high in entry["ranges"])
