@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from faceclust.models import quantize
+    from faceclust.models import int8_ranges, quantize
     from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
     from faceclust.models.mmod import MMODDetector
 
@@ -44,10 +44,10 @@ def main() -> None:
     ranges = quantize.calibrate(detector.net.body, inputs)  # the score head stays fp32
     source = (f"{len(paths)} photos of {args.folder.name} (seed {args.seed}) at scales 1 and 2: "
               "benchmarks/calibrate_detector.py")
-    quantize.save_ranges(file_sha256(model_path(DETECTOR_FILE)), "mmod", ranges, source)
+    int8_ranges.save_ranges(file_sha256(model_path(DETECTOR_FILE)), "mmod", ranges, source)
     for i, (low, high) in enumerate(ranges):
         print(f"activation {i}: [{low:.3f}, {high:.3f}]")
-    print(f"wrote {quantize.RANGES_FILE}")
+    print(f"wrote {int8_ranges.RANGES_FILE}")
 
 
 if __name__ == "__main__":

@@ -27,17 +27,19 @@ def scan_options(command):
         click.option("--max-side", type=int, default=None,
                      help="Longest side the detector works at; bounds time on big photos [default: 1600]."),
         click.option("--upsample", type=int, default=None,
-                     help="Force the detection scale to 2**N (overrides --min-face)."),
+                     help="Force the detection scale to 2**N (overrides --min-face; like --min-face, "
+                          "a photo is enlarged only when nothing was found at its own size, "
+                          "unless --thorough or --exact)."),
         click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0]."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None,
-                     help="Arithmetic of the mmod detector: auto (int8 where this CPU and torch support "
-                          "it, else fp32), or one of them [default: auto]."),
+                     help="Arithmetic of the mmod detector: auto (int8 on a CPU with VNNI, else "
+                          "fp32), or one of them [default: auto]."),
         click.option("--thorough", is_flag=True, default=None,
-                     help="Enlarge every small photo to look for faces below 80 px, not only photos "
-                          "where no bigger face was found (finds tiny bystanders; slower)."),
+                     help="mmod: enlarge every small photo to look for faces below 80 px, not only "
+                          "photos where no bigger face was found (finds small bystanders; slower)."),
         click.option("--exact", is_flag=True, default=None,
-                     help="Reproduce dlib's CNN detector exactly (its rectangles; fp32, thorough; "
-                          "several times slower)."),
+                     help="mmod: reproduce dlib's CNN detector exactly (its rectangles; fp32, "
+                          "thorough; several times slower)."),
         click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32]."),
         click.option("--model", default=None, metavar="MODEL.pt|default",
                      help="Embed with this fine-tuned model (from 'faceclust train'), or 'default' for the "
@@ -74,6 +76,9 @@ def main() -> None:
     Everything runs offline on the CPU with dlib's pretrained face models rebuilt in torch.
     Originals are only ever read.
     """
+    from faceclust.memory import keep_freed_memory
+
+    keep_freed_memory()
 
 
 @main.command()

@@ -80,6 +80,9 @@ class DetectOptions:
             raise ValueError("upsample must be between 0 and 3")
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of: {', '.join(PRECISION_CHOICES)}")
+        if self.exact and self.precision not in ("auto", "fp32"):
+            raise ValueError("exact detection is fp32 (dlib's arithmetic); drop the precision "
+                             "or the exact option")
 
     def detection_scale(self, width: int, height: int, window: int) -> float:
         """Detector pixels per original pixel for a photo of this size."""
@@ -112,6 +115,22 @@ class MMODFaceDetector:
         self.options = options or DetectOptions()
         self._impl = None
         self._precision: str | None = None
+        if self.options.precision in ("int8", "bf16"):
+            self._check_asked_precision(self.options.precision)
+
+    @staticmethod
+    def _check_asked_precision(precision: str) -> None:
+        """Fail before the scan starts, not on its first photo."""
+        from faceclust.errors import UnsupportedPrecision
+        from faceclust.models import quantize
+
+        if precision == "bf16" and not quantize.bf16_supported():
+            raise UnsupportedPrecision("this CPU has no native bfloat16 (it would be emulated, "
+                                       "slower than fp32); use precision auto or fp32")
+        if precision == "int8" and _fastest_precision() != "int8":
+            raise UnsupportedPrecision("int8 needs torch's x86 int8 backend, a CPU with VNNI "
+                                       "and ranges measured for this detector file; use "
+                                       "precision auto or fp32")
 
     def precision(self) -> str:
         """The precision in use: ``auto`` resolved for this machine."""
@@ -126,25 +145,40 @@ class MMODFaceDetector:
         if self._impl is None:
             from faceclust.models.mmod import MMODDetector
 
-            self._impl = MMODDetector(precision=self.precision(), dlib_resize=self.options.exact)
+            try:
+                self._impl = MMODDetector(precision=self.precision(), dlib_resize=self.options.exact)
+            except Exception:
+                if self.options.precision != "auto" or self.precision() == "fp32":
+                    raise
+                # auto never fails over a faster path: fp32 gives the same faces, slower.
+                self._precision = "fp32"
+                self._impl = MMODDetector(precision="fp32", dlib_resize=self.options.exact)
         return self._impl
 
     def identity(self) -> str:
         from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
+        from faceclust.models.int8_ranges import ranges_digest
 
         # The precision asked, not the one resolved: resolving "auto" imports torch, and an
-        # unchanged library's second scan should not pay for that.
-        precision = "fp32" if self.options.exact and self.options.precision == "auto" else self.options.precision
+        # unchanged library's second scan should not pay for that. int8's stored ranges are
+        # part of what int8 finds, so their digest is recorded with it.
+        sha = file_sha256(model_path(DETECTOR_FILE))
+        precision = self.options.precision
+        if self.options.exact:
+            precision = "fp32"
+        elif precision in ("auto", "int8"):
+            precision += f"(ranges {ranges_digest(sha, 'mmod') or 'none'})"
         search = "exact" if self.options.exact else "thorough" if self.options.thorough else "two-pass"
-        return f"mmod:{file_sha256(model_path(DETECTOR_FILE))[:12]};{precision};{search}"
+        return f"mmod:{sha[:12]};{precision};{search}"
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
         impl = self._load()
         min_score = self.options.min_score
-        if scale > 1.0 and not (self.options.thorough or self.options.exact):
+        if scale > 1.0 + 1e-3 and not (self.options.thorough or self.options.exact):
             # Faces of the window's size and up first, at the photo's own size. Only when that
             # finds nothing is the photo searched as --thorough searches it (enlarged, every
-            # scale), so a photo has a face whenever the thorough search would give it one.
+            # scale), so a photo has a face whenever the thorough search would give it one. A
+            # photo with no face at all therefore costs both searches.
             boxes, scores = impl.detect(image, scale=1.0, min_score=min_score)
             if len(scores) == 0:
                 boxes, scores = impl.detect(image, scale=scale, min_score=min_score)
@@ -159,9 +193,9 @@ def _fastest_precision() -> str:
     """int8 where this torch has the backend and the model file has measured ranges."""
     from faceclust.models import quantize
     from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
+    from faceclust.models.int8_ranges import load_ranges
 
-    if quantize.int8_supported() and quantize.load_ranges(
-            file_sha256(model_path(DETECTOR_FILE)), "mmod") is not None:
+    if quantize.int8_supported() and load_ranges(file_sha256(model_path(DETECTOR_FILE)), "mmod") is not None:
         return "int8"
     return "fp32"
 

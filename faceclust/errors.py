@@ -20,6 +20,10 @@ class ModelFormatError(ModelError):
     """A dlib .dat file could not be parsed: unknown layer version, truncated or corrupt."""
 
 
+class UnsupportedPrecision(ModelError):
+    """The arithmetic asked for the detector is not available on this machine or model."""
+
+
 class UnknownNameError(FaceclustError, KeyError):
     """A registry was asked for a name it does not hold."""
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceclust.errors import ModelFormatError
+from faceclust.errors import ModelFormatError, UnsupportedPrecision
 from faceclust.models.dlib_format import Layer, Network, read_network
 from faceclust.models.files import DETECTOR_FILE, file_sha256, model_path
 
@@ -477,6 +477,7 @@ class MMODDetector:
 
     def _runner(self, path: Path, precision: str):
         from faceclust.models import quantize
+        from faceclust.models.int8_ranges import load_ranges
 
         if precision not in quantize.PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose one of: "
@@ -484,12 +485,12 @@ class MMODDetector:
         ranges = None
         if precision == "int8":
             if not quantize.int8_supported():
-                raise ModelFormatError("this torch build has no x86 int8 backend; "
-                                       "use precision fp32")
-            ranges = quantize.load_ranges(file_sha256(path), "mmod")
+                raise UnsupportedPrecision("int8 needs torch's x86 int8 backend and a CPU with "
+                                           "VNNI, which this machine lacks; use precision auto or fp32")
+            ranges = load_ranges(file_sha256(path), "mmod")
             if ranges is None:
-                raise ModelFormatError(f"no int8 activation ranges were measured for {path}; "
-                                       "use precision fp32")
+                raise UnsupportedPrecision(f"no int8 activation ranges were measured for {path}; "
+                                           "use precision auto or fp32")
         side = max(self.net.min_input(), 64)
         example = torch.zeros((1, 3, side, side)).contiguous(memory_format=torch.channels_last)
         # The score head stays fp32: it is cheap, and scores are not clipped to a calibrated

@@ -1,19 +1,19 @@
 """Running a conv stack at lower precision on the CPU: int8 and bfloat16.
 
 fp32 is the reference (it reproduces dlib). The detector's conv stack spends most of a scan's
-time, and on a CPU with VNNI int8 convs run it about 3x faster (bfloat16 about 1.8x, where the
-CPU has native bfloat16). int8 here is static quantization: weights per output channel
-(symmetric, taken from the fp32 weights when the model loads) and activations per tensor, with
-ranges measured once on development photos and stored in a JSON file next to this module,
-keyed by the model file's SHA-256 (:func:`calibrate` makes them; see
-``benchmarks/calibrate_detector.py``). torch's FX quantization does the conversion.
+time, and on a CPU with VNNI int8 convs run it about 3.6x faster (``benchmarks/
+bench_detector.py``). int8 here is static quantization: weights per output channel (symmetric,
+taken from the fp32 weights when the model loads) and activations per tensor over the full
+8-bit range, with ranges measured once on development photos and stored in a JSON file next to
+this module, keyed by the model file's SHA-256 (:func:`calibrate` makes them; see
+``benchmarks/calibrate_detector.py``). The full 8-bit range is exact only with VNNI (without
+it, x86 int8 kernels can saturate), so :func:`int8_supported` asks for VNNI. torch's FX
+quantization does the conversion; it sets torch's process-wide quantized engine to ``x86``.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
@@ -22,18 +22,26 @@ from torch import nn
 from faceclust.errors import ModelFormatError
 
 PRECISIONS = ("fp32", "bf16", "int8")
-RANGES_FILE = Path(__file__).with_name("int8_ranges.json")
+
+
+# torch warns that torch.ao quantization is deprecated (it still ships and works in the
+# versions faceclust installs) and about observer arguments; users can do nothing about either.
+# Filtered by message, so nothing else is hidden; a filter is added once, not swapped in and
+# out (catch_warnings is not thread-safe, and photos are decoded in threads meanwhile).
+for _message in (r"torch\.ao\.quantization is deprecated", r"Please use quant_min and quant_max",
+                 r"torch\.quantize_per_tensor, torch\.quantize_per_channel"):
+    warnings.filterwarnings("ignore", message=_message)
 
 
 def int8_supported() -> bool:
-    """Whether this torch has FX quantization and an x86 int8 conv backend."""
+    """Whether this torch has FX quantization and an x86 int8 conv backend, on a CPU with VNNI
+    (the 8-bit products the stored ranges assume do not saturate)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import torch.ao.quantization.quantize_fx  # noqa: F401
+        import torch.ao.quantization.quantize_fx  # noqa: F401
     except ImportError:
         return False
-    return "x86" in torch.backends.quantized.supported_engines
+    vnni = getattr(torch.cpu, "_is_vnni_supported", None)
+    return "x86" in torch.backends.quantized.supported_engines and bool(vnni and vnni())
 
 
 def bf16_supported() -> bool:
@@ -69,13 +77,11 @@ def calibrate(net: nn.Module, inputs: Iterable[torch.Tensor]) -> list[list[float
     """[min, max] of every quantized activation of ``net`` over ``inputs``, in graph order."""
     inputs = iter(inputs)
     first = next(inputs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prepared = _prepared(net, first)
-        with torch.no_grad():
-            prepared(first)
-            for batch in inputs:
-                prepared(batch)
+    prepared = _prepared(net, first)
+    with torch.no_grad():
+        prepared(first)
+        for batch in inputs:
+            prepared(batch)
     return [[float(o.min_val), float(o.max_val)] for o in _observers(prepared)]
 
 
@@ -83,36 +89,15 @@ def quantize(net: nn.Module, ranges: list[list[float]], example: torch.Tensor) -
     """An int8 copy of ``net`` using stored activation ``ranges`` (see :func:`calibrate`)."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prepared = _prepared(net, example)
-        observers = _observers(prepared)
-        if len(observers) != len(ranges):
-            raise ModelFormatError(f"stored int8 ranges cover {len(ranges)} activations, the "
-                                   f"network has {len(observers)}")
-        for observer, (low, high) in zip(observers, ranges):
-            observer.min_val = torch.tensor(float(low))
-            observer.max_val = torch.tensor(float(high))
-        return convert_fx(prepared).eval()
-
-
-def load_ranges(model_sha256: str, name: str, path: Path | None = None) -> list[list[float]] | None:
-    """The stored ranges of the model file with this hash, or None when none were measured."""
-    path = RANGES_FILE if path is None else path
-    if not path.is_file():
-        return None
-    entry = json.loads(path.read_text()).get(name)
-    if not entry or entry.get("model_sha256") != model_sha256:
-        return None
-    return entry["ranges"]
-
-
-def save_ranges(model_sha256: str, name: str, ranges: list[list[float]], source: str,
-                path: Path | None = None) -> None:
-    path = RANGES_FILE if path is None else path
-    stored = json.loads(path.read_text()) if path.is_file() else {}
-    stored[name] = {"model_sha256": model_sha256, "source": source, "ranges": ranges}
-    path.write_text(json.dumps(stored, indent=1) + "\n")
+    prepared = _prepared(net, example)
+    observers = _observers(prepared)
+    if len(observers) != len(ranges):
+        raise ModelFormatError(f"stored int8 ranges cover {len(ranges)} activations, the "
+                               f"network has {len(observers)}")
+    for observer, (low, high) in zip(observers, ranges):
+        observer.min_val = torch.tensor(float(low))
+        observer.max_val = torch.tensor(float(high))
+    return convert_fx(prepared).eval()
 
 
 def runner(net: nn.Module, precision: str, ranges: list[list[float]] | None = None,
