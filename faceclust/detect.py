@@ -58,8 +58,8 @@ class DetectOptions:
     Faces smaller than the detector's window need the photo enlarged, which costs several
     times the rest of the search; unless ``thorough``, a photo is enlarged only when no face
     was found at its own size (so a portrait's tiny bystanders can be missed, a photo of
-    small faces is not). ``exact``: dlib's own enlargement arithmetic, every photo searched at
-    every scale, fp32 unless another precision is asked: dlib's rectangles, several times slower.
+    small faces is not). ``exact``: dlib's own arithmetic (fp32, dlib's enlargement, every photo
+    searched at every scale): dlib's rectangles, several times slower.
     """
 
     detector: str = "mmod"
@@ -150,7 +150,7 @@ class MMODFaceDetector:
             except Exception:
                 if self.options.precision != "auto" or self.precision() == "fp32":
                     raise
-                # auto never fails over a faster path: fp32 gives the same faces, slower.
+                # auto never fails because the faster path is missing: fp32 finds the faces too.
                 self._precision = "fp32"
                 self._impl = MMODDetector(precision="fp32", dlib_resize=self.options.exact)
         return self._impl
