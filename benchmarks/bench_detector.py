@@ -188,7 +188,7 @@ def main() -> None:
                          dlib_seconds, times.pyramid[best], times.conv[best], times.post[best],
                          same, close, total))
     gflop = conv_gflop(detectors["exact"], big[0])
-    conv_rate = {mode: gflop / row[7] for row in rows if row[0] == cases[0][0] for mode in [row[1]]}
+    conv_rate = {row[1]: gflop / row[7] for row in rows if row[0] == cases[0][0]}
     load_after = os.getloadavg()[0]
 
     print("| input | mode | photos | ours s/img (best / median) | dlib s/img | speed-up (best / median) "

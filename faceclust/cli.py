@@ -54,7 +54,7 @@ def _scan_options(batch_photos=None, model=None, update_index=True, **detect):
     from faceclust.detect import DetectOptions
     from faceclust.pipeline import ScanOptions
 
-    detect = DetectOptions(**{k: v for k, v in _given(**detect).items() if v is not False})
+    detect = DetectOptions(**_given(**detect))
     return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model), update_index=update_index)
 
 

@@ -178,9 +178,10 @@ def test_auto_falls_back_to_fp32_when_int8_fails(monkeypatch, astronaut):
     detector = detectors.create("mmod")
     assert len(detector.detect(astronaut)) == 1
     assert built == ["int8", "fp32"] and detector.precision() == "fp32"
-    with pytest.raises(RuntimeError):  # asked for explicitly, it is not silently replaced
-        monkeypatch.setattr(detect_module.MMODFaceDetector, "_check_asked_precision", staticmethod(lambda p: None))
-        detectors.create("mmod", options=DetectOptions(precision="int8")).detect(astronaut)
+    monkeypatch.setattr(detect_module.MMODFaceDetector, "_check_asked_precision", staticmethod(lambda p: None))
+    asked = detectors.create("mmod", options=DetectOptions(precision="int8"))
+    with pytest.raises(RuntimeError, match="quantization failed"):  # asked for, not silently replaced
+        asked.detect(astronaut)
 
 
 def test_detection_identity_names_precision_and_search():

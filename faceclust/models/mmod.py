@@ -290,11 +290,11 @@ class ScoreHead(nn.Module):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.conv = conv
-        self.padding = conv.padding
-        self.register_buffer("depthwise", conv.weight.detach().transpose(0, 1).contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        per_channel = F.conv2d(x, self.depthwise, None, padding=self.padding, groups=x.shape[1])
+        # (1, C, k, k) -> (C, 1, k, k): one k x k filter per channel (a 45x81 copy per call).
+        depthwise = self.conv.weight.transpose(0, 1)
+        per_channel = F.conv2d(x, depthwise, None, padding=self.conv.padding, groups=x.shape[1])
         return per_channel.sum(1, keepdim=True) + self.conv.bias.view(1, -1, 1, 1)
 
 
