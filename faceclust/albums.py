@@ -12,13 +12,15 @@ import hashlib
 import json
 import os
 import re
-import shutil
+import stat
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceclust.errors import FaceclustError
+from faceclust.errors import FaceclustError, OutputError
+from faceclust.safeio import atomic_write, copy_regular_file
+from faceclust.text import printable, strip_unsafe
 
 from faceclust.scan import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
 MODES = ("symlink", "hardlink", "copy")
@@ -28,7 +30,7 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 MAX_NAME_BYTES = 120
 
 
-class AlbumError(FaceclustError):
+class AlbumError(OutputError):
     pass
 
 
@@ -51,7 +53,9 @@ def safe_folder_name(name: str | None, person_id: int) -> str:
     (so ``..`` can never be a name), and Windows' reserved device names get a ``_`` prefix.
     """
     fallback = f"person-{person_id:04d}"
-    text = _UNSAFE.sub("_", unicodedata.normalize("NFC", name or "")).strip(" .")
+    # Bidi overrides (U+202E shows "gpj.exe" as "exe.jpg"), other invisible layout controls
+    # and undecodable bytes go; separators and the other control characters become "_".
+    text = strip_unsafe(unicodedata.normalize("NFC", _UNSAFE.sub("_", name or ""))).strip(" .")
     while len(text.encode("utf-8")) > MAX_NAME_BYTES:
         text = text[:-1].rstrip(" .")
     if not text.strip("_ ."):
@@ -104,18 +108,54 @@ def plan_albums(rows, people: list[dict], include_unknown: bool,
     return plan
 
 
+JOURNAL = ".faceclust-albums.journal"
+LOCK = ".faceclust-albums.lock"
+_TMP_PREFIX = ".faceclust-tmp-"
+
+
 class AlbumWriter:
+    """Writes a plan into OUT, and only ever inside it.
+
+    Every file operation goes through descriptors of OUT and of its person folders, opened
+    without following symlinks: a symlink planted inside OUT (as a person folder, or where a
+    link or temporary file will be made) can never redirect a write or a delete elsewhere.
+    Before each file is made or removed, the intent is appended to a journal; the manifest is
+    rewritten (atomically) at the end and the journal dropped. A run killed at any moment
+    leaves a journal that the next run replays, so it ends as a clean run would: nothing made
+    by faceclust is orphaned, nothing of the user's is taken for faceclust's. Copies are made
+    under a temporary name and linked into place, so no half-written copy ever has a photo's
+    name. One run at a time per OUT (a lock file beside the manifest).
+    """
+
     def __init__(self, out: Path, mode: str = "symlink") -> None:
         if mode not in MODES:
             raise AlbumError(f"unknown album mode {mode!r}; choose one of: {', '.join(MODES)}")
         self.out = Path(out)
         self.mode = mode
         self.root = None
+        self._root_fd: int | None = None
+        self._folder_fds: dict[str, int] = {}
+        self._journal = None
 
     def write(self, plan: dict[str, tuple[str, int | None]]) -> AlbumSummary:
-        self.out.mkdir(parents=True, exist_ok=True)
+        from faceclust.locks import FileLock
+
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise AlbumError(f"{printable(self.out)} exists and is not a folder; choose another album folder") from None
         self.root = self.out.resolve()
+        with FileLock(self.root / LOCK, f"the album folder {printable(self.out)}"):
+            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                return self._write(plan)
+            finally:
+                self._close()
+
+    def _write(self, plan: dict[str, tuple[str, int | None]]) -> AlbumSummary:
         manifest = self._load_manifest()
+        self._replay_journal(manifest)
+        self._journal = open(self.root / JOURNAL, "a", encoding="utf-8")
         old_folders = {rel.split("/", 1)[0] for rel in manifest}
         summary = AlbumSummary(people=len({p for _, p in plan.values() if p is not None}))
         for rel in sorted(set(manifest) - set(plan)):
@@ -130,94 +170,234 @@ class AlbumWriter:
             self._create(rel, source, manifest, summary)
         self._remove_empty_folders(old_folders - {rel.split("/", 1)[0] for rel in manifest})
         self._save_manifest(manifest)
+        self._journal.close()
+        self._journal = None
+        os.unlink(JOURNAL, dir_fd=self._root_fd)
         return summary
+
+    def _close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        for fd in self._folder_fds.values():
+            os.close(fd)
+        self._folder_fds.clear()
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+    # -- folders, never through a symlink ------------------------------------------------------
+
+    def _folder(self, name: str, create: bool = False) -> int:
+        """A descriptor of OUT/name, a real folder (a symlink there is refused)."""
+        if name in self._folder_fds:
+            return self._folder_fds[name]
+        if "/" in name or name in ("", ".", ".."):
+            raise AlbumError(f"refusing a folder name outside {printable(self.root)}: {printable(name)}")
+        if create:
+            try:
+                os.mkdir(name, 0o777, dir_fd=self._root_fd)
+            except FileExistsError:
+                pass
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(name, flags, dir_fd=self._root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise AlbumError(f"{printable(name)} in {printable(self.root)} is not a folder made by faceclust "
+                                 "(a symlink or a file); left as it is") from None
+            raise
+        self._folder_fds[name] = fd
+        return fd
+
+    @staticmethod
+    def _split(rel: str) -> tuple[str, str]:
+        folder, _, name = rel.partition("/")
+        if not name or "/" in name or name in (".", ".."):
+            raise AlbumError(f"refusing an album entry outside its folder: {printable(rel)}")
+        return folder, name
+
+    def _lstat(self, rel: str) -> os.stat_result | None:
+        folder, name = self._split(rel)
+        try:
+            return os.stat(name, dir_fd=self._folder(folder), follow_symlinks=False)
+        except (FileNotFoundError, AlbumError):
+            return None
 
     # -- files ---------------------------------------------------------------------------------
 
-    def _target(self, rel: str) -> Path:
-        target = (self.root / rel)
-        parent = target.parent.resolve()
-        if parent != self.root and self.root not in parent.parents:
-            raise AlbumError(f"refusing to write outside {self.root}: {rel}")
-        return parent / target.name
+    def _log(self, record: dict) -> None:
+        self._journal.write(json.dumps(record) + "\n")
+        self._journal.flush()  # in the kernel before the file exists: survives a kill
 
     def _create(self, rel: str, source: str, manifest: dict, summary: AlbumSummary) -> None:
         try:
-            target = self._target(rel)
-            if os.path.lexists(target):
+            folder, name = self._split(rel)
+            fd = self._folder(folder, create=True)
+            if self._lstat(rel) is not None:
                 summary.errors.append((rel, "a file not made by faceclust is in the way; left as it is"))
                 return
-            target.parent.mkdir(parents=True, exist_ok=True)
-            mode = self._place(Path(source), target)
-            st = target.lstat()
+            tmp = f"{_TMP_PREFIX}{os.urandom(6).hex()}" if self.mode != "symlink" else None
+            self._log({"add": rel, "source": source, "mode": self.mode, "tmp": tmp})
+            mode = self._place(source, fd, name, tmp)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             manifest[rel] = {"source": source, "mode": mode, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            self._log({"added": rel, **manifest[rel]})
             summary.added += 1
-        except (OSError, AlbumError) as exc:
-            summary.errors.append((rel, str(exc)))
+        except FileExistsError:
+            summary.errors.append((rel, "a file not made by faceclust is in the way; left as it is"))
+        except (OSError, FaceclustError) as exc:
+            summary.errors.append((rel, _reason(exc)))
 
-    def _place(self, source: Path, target: Path) -> str:
+    def _place(self, source: str, fd: int, name: str, tmp: str | None) -> str:
+        """Make ``name`` in the folder ``fd``; never replaces anything already there."""
         if self.mode == "symlink":
-            os.symlink(os.path.abspath(source), target)
+            os.symlink(os.path.abspath(source), name, dir_fd=fd)
             return "symlink"
         if self.mode == "hardlink":
             try:
-                os.link(source, target)
+                os.link(source, name, dst_dir_fd=fd)
                 return "hardlink"
             except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
                     raise
                 # Another filesystem: a copy is the closest thing that works.
-        shutil.copy2(source, target)
+        copy_regular_file(source, tmp, fd)
+        try:
+            os.link(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)  # fails if something appeared there
+            os.unlink(tmp, dir_fd=fd)
+        except FileExistsError:
+            os.unlink(tmp, dir_fd=fd)
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                os.unlink(tmp, dir_fd=fd)
+                raise
+            # No hard links here (FAT, some SMB shares): rename, checked just before.
+            try:
+                os.stat(name, dir_fd=fd, follow_symlinks=False)
+                os.unlink(tmp, dir_fd=fd)
+                raise FileExistsError(errno.EEXIST, "exists", name) from None
+            except FileNotFoundError:
+                os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
         return "copy"
 
     def _still_ours(self, rel: str, entry: dict) -> bool:
         """Is the file at ``rel`` the one we made (not replaced or edited by the user)?"""
-        try:
-            target = self._target(rel)
-            st = target.lstat()
-        except (OSError, AlbumError):
+        st = self._lstat(rel)
+        if st is None:
             return False
         if entry["mode"] == "symlink":
-            return os.path.islink(target) and os.readlink(target) == os.path.abspath(entry["source"])
-        return st.st_size == entry.get("size") and st.st_mtime_ns == entry.get("mtime_ns")
+            folder, name = self._split(rel)
+            return stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=self._folder(folder)) == os.path.abspath(entry["source"])
+        return (stat.S_ISREG(st.st_mode) and st.st_size == entry.get("size")
+                and st.st_mtime_ns == entry.get("mtime_ns"))
 
     def _remove(self, rel: str, manifest: dict, summary: AlbumSummary) -> None:
         entry = manifest.pop(rel)
         if not self._still_ours(rel, entry):
             return  # changed or gone since we made it: not ours to delete any more
         try:
-            self._target(rel).unlink()
+            folder, name = self._split(rel)
+            self._log({"remove": rel})
+            os.unlink(name, dir_fd=self._folder(folder))
             summary.removed += 1
         except (OSError, AlbumError) as exc:
-            summary.errors.append((rel, str(exc)))
+            summary.errors.append((rel, _reason(exc)))
 
     def _remove_empty_folders(self, folders: set[str]) -> None:
         """Folders this module made that no longer hold an album entry."""
         for name in folders:
-            child = self.root / name
-            if child.is_dir() and not child.is_symlink():
-                try:
-                    child.rmdir()  # only succeeds when empty: user files keep their folder
-                except OSError:
-                    pass
+            fd = self._folder_fds.pop(name, None)
+            if fd is not None:
+                os.close(fd)
+            try:
+                os.rmdir(name, dir_fd=self._root_fd)  # only when empty, never through a symlink
+            except OSError:
+                pass
 
-    # -- manifest ------------------------------------------------------------------------------
+    # -- manifest and journal -------------------------------------------------------------------
 
     def _load_manifest(self) -> dict:
         path = self.root / MANIFEST
-        if not path.exists():
+        if not os.path.lexists(path):
             return {}
         try:
+            if os.path.islink(path):
+                raise ValueError("it is a symbolic link, not faceclust's file")
             data = json.loads(path.read_text(encoding="utf-8"))
             return dict(data.get("entries", {}))
-        except (OSError, ValueError) as exc:
-            raise AlbumError(f"the album manifest {path} is unreadable ({exc}); move it away to start afresh") from exc
+        except (OSError, ValueError, AttributeError) as exc:
+            raise AlbumError(f"the album manifest {printable(path)} is unreadable ({exc}); "
+                             "move it away to start afresh") from exc
+
+    def _replay_journal(self, manifest: dict) -> None:
+        """Finish the bookkeeping of a run that was killed: what it made is ours, what it was
+        making is cleaned up."""
+        path = self.root / JOURNAL
+        if not os.path.lexists(path) or os.path.islink(path):
+            return
+        pending: dict[str, dict] = {}
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # the line being written when the run was killed
+                if "add" in record:
+                    pending[record["add"]] = record
+                elif "added" in record:
+                    pending.pop(record["added"], None)
+                    manifest[record["added"]] = {k: record[k] for k in ("source", "mode", "size", "mtime_ns")}
+                elif "remove" in record:
+                    if self._lstat(record["remove"]) is None:
+                        manifest.pop(record["remove"], None)
+        for rel, record in pending.items():
+            self._settle(rel, record, manifest)
+        self._save_manifest(manifest)
+
+    def _settle(self, rel: str, record: dict, manifest: dict) -> None:
+        try:
+            folder, name = self._split(rel)
+            fd = self._folder(folder)
+        except (OSError, AlbumError):
+            return
+        if record.get("tmp"):
+            try:
+                os.unlink(record["tmp"], dir_fd=fd)
+            except OSError:
+                pass
+        st = self._lstat(rel)
+        if st is None:
+            return
+        source = record["source"]
+        mode = None  # what was made, if it is ours
+        try:
+            if record["mode"] == "symlink":
+                if stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=fd) == os.path.abspath(source):
+                    mode = "symlink"
+            elif stat.S_ISREG(st.st_mode):
+                src = os.stat(source)
+                if (st.st_dev, st.st_ino) == (src.st_dev, src.st_ino):
+                    mode = "hardlink"
+                elif st.st_size == src.st_size:  # a copy linked into place (made whole, never partial)
+                    mode = "copy"
+        except OSError:
+            mode = None
+        if mode is not None:
+            manifest[rel] = {"source": source, "mode": mode, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
     def _save_manifest(self, manifest: dict) -> None:
-        path = self.root / MANIFEST
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": 1, "entries": manifest}, ensure_ascii=False, indent=0), encoding="utf-8")
-        os.replace(tmp, path)
+        # ensure_ascii: a photo path that is not UTF-8 is kept exactly, as \udcXX escapes.
+        atomic_write(self.root / MANIFEST, json.dumps({"version": 1, "entries": manifest}, indent=0))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        from faceclust.safeio import describe_os_error
+
+        return describe_os_error(exc, "cannot write")
+    return str(exc)
 
 
 def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown: bool = False,

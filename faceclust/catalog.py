@@ -17,8 +17,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from faceclust.errors import CatalogError
-from faceclust.records import FaceArrays, FaceTable, PhotoResult, PhotoState
+from faceclust.errors import CatalogError, NotFound, UsageProblem
+from faceclust.text import printable
+from faceclust.catalog_history import HISTORY_SCHEMA, HistoryMixin
+from faceclust.records import FaceArrays, FaceTable, PhotoResult, PhotoState, iso_time
 
 MIGRATIONS: list[str] = [
     # 1: photos, faces, embeddings, runs, errors
@@ -108,6 +110,33 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: person ids are never reused. Without AUTOINCREMENT SQLite gave a merged-away id to the
+    # next new person while the merge still redirected that id to the merge target. The
+    # sequence starts above every id ever given (merged-away ones included), and aliases that
+    # already point away from a live person (catalogs hit by the bug) are dropped: a live id
+    # always means that person.
+    """
+    CREATE TABLE people_v4 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    INSERT INTO people_v4(id, name, hidden, created_at, updated_at)
+        SELECT id, name, hidden, created_at, updated_at FROM people;
+    DROP TABLE people;
+    ALTER TABLE people_v4 RENAME TO people;
+    DELETE FROM sqlite_sequence WHERE name = 'people';
+    INSERT INTO sqlite_sequence(name, seq) SELECT 'people', MAX(
+        COALESCE((SELECT MAX(id) FROM people), 0),
+        COALESCE((SELECT MAX(old_id) FROM merges), 0),
+        COALESCE((SELECT MAX(new_id) FROM merges), 0));
+    DELETE FROM merges WHERE old_id IN (SELECT id FROM people);
+    CREATE INDEX errors_path ON errors(path);
+    """,
+    # 5: the history of decisions and clustering runs, with what undoes each (see catalog_history)
+    "history",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -119,6 +148,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # are closer than 0.37 in only 0.1% of pairs (celeba_train); the matching is also one to one.
 CARRY_OVER_DISTANCE = 0.3
 CARRY_OVER_IOU = 0.5
+# How long a write waits for another process's transaction (a scan batch, a clustering run's
+# final write) before the command fails with "the catalog is busy".
+BUSY_SECONDS = 60.0
 
 
 def _relative_iou(a, size_a, b, size_b) -> float:
@@ -142,11 +174,79 @@ def default_catalog_path() -> Path:
     return Path(data_home) / "faceclust" / "catalog.sqlite"
 
 
+def backup_catalog(source: Path | str, destination: Path | str) -> int:
+    """Copy the catalog at ``source`` to the new file ``destination`` with SQLite's online
+    backup: one consistent snapshot, even while another process writes to the catalog. The
+    copy is checked, then renamed into place; an existing file is never overwritten.
+    Returns the copy's size in bytes."""
+    import tempfile
+
+    from faceclust.errors import OutputError
+
+    destination = Path(destination)
+    if os.path.lexists(destination):
+        raise UsageProblem(f"{printable(destination)} exists already; a backup never overwrites a file, "
+                           "choose a new name")
+    with Catalog(source, create=False) as catalog:
+        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name[:60]}.", suffix=".tmp",
+                                   dir=destination.parent if str(destination.parent) else ".")
+        os.close(fd)
+        try:
+            copy = sqlite3.connect(tmp)
+            try:
+                catalog.db.backup(copy)  # every page in one step: a single read snapshot
+                check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                copy.close()
+            if check != "ok":
+                raise OutputError(f"the backup of {catalog.path} did not check out ({check}); nothing was written")
+            os.replace(tmp, destination)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    return destination.stat().st_size
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a migration script (triggers hold ';' inside BEGIN ... END)."""
+    out, current = [], ""
+    for piece in script.split(";"):
+        current += piece
+        if sqlite3.complete_statement(current + ";"):
+            if current.strip():
+                out.append(current.strip())
+            current = ""
+        else:
+            current += ";"
+    if current.strip():
+        out.append(current.strip())
+    return out
+
+
+def sql_path(path: str) -> str | bytes:
+    """A path as it is bound to SQL: as text, or, when it is not valid UTF-8 (a file name in
+    Latin-1 from an old camera or a Windows share, which Python holds as surrogate escapes),
+    its raw bytes, which SQL turns into text with ``CAST(? AS TEXT)``. Read back through the
+    connection's text factory, the path is exactly the ``str`` that os.fsdecode gives."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
 def _blob(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
-class Catalog:
+class Catalog(HistoryMixin):
     """An open catalog. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
@@ -155,10 +255,14 @@ class Catalog:
             raise CatalogError(f"no catalog at {self.path}; run 'faceclust scan PHOTOS --catalog {self.path}' first")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_SECONDS)
+            self.db.text_factory = _text
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
+            # INSERT OR REPLACE then fires the delete triggers of the row it replaces: the
+            # history's undo data (catalog_history) sees the old row.
+            self.db.execute("PRAGMA recursive_triggers=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot open catalog {self.path}: {exc}; is it a faceclust catalog?") from exc
@@ -183,14 +287,26 @@ class Catalog:
                 f"catalog {self.path} has schema version {version}, newer than this faceclust "
                 f"understands ({SCHEMA_VERSION}); upgrade faceclust"
             )
-        for number in range(version, SCHEMA_VERSION):
-            with self.transaction():
-                self._apply(number)
+        if version == SCHEMA_VERSION:
+            return
+        # Tables are rebuilt (migration 4): with foreign keys on, dropping the old table would
+        # cascade into the rows that refer to it. They are checked before each commit instead.
+        self.db.execute("PRAGMA foreign_keys=OFF")
+        try:
+            for number in range(version, SCHEMA_VERSION):
+                with self.transaction():
+                    self._apply(number)
+                    problems = self.db.execute("PRAGMA foreign_key_check").fetchall()
+                    if problems:
+                        raise CatalogError(f"catalog {self.path}: migration {number + 1} left "
+                                           f"{len(problems)} dangling references; it was not applied")
+        finally:
+            self.db.execute("PRAGMA foreign_keys=ON")
 
     def _apply(self, number: int) -> None:
-        for statement in MIGRATIONS[number].split(";"):
-            if statement.strip():
-                self.db.execute(statement)
+        script = HISTORY_SCHEMA if MIGRATIONS[number] == "history" else MIGRATIONS[number]
+        for statement in _statements(script):
+            self.db.execute(statement)
         self.db.execute(f"PRAGMA user_version={number + 1}")
 
     def transaction(self) -> "_Transaction":
@@ -221,9 +337,23 @@ class Catalog:
         now = time.time()
         with self.transaction():
             self.db.executemany(
-                "INSERT INTO errors(run_id, path, message, at) VALUES (?, ?, ?, ?)",
-                [(run_id, path, message, now) for path, message in items],
+                "INSERT INTO errors(run_id, path, message, at) VALUES (?, CAST(? AS TEXT), ?, ?)",
+                [(run_id, sql_path(path), message, now) for path, message in items],
             )
+
+    def recorded_errors(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of the (path, message) pairs recorded by an earlier run."""
+        out = set()
+        for path, message in pairs:
+            if self.db.execute("SELECT 1 FROM errors WHERE path=CAST(? AS TEXT) AND message=? LIMIT 1",
+                               (sql_path(path), message)).fetchone():
+                out.add((path, message))
+        return out
+
+    def photo_errors(self, limit: int = 20) -> list[tuple[str, str]]:
+        """(path, message) of photos that could not be read at their last scan, by path."""
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT path, error FROM photos WHERE status='error' ORDER BY path LIMIT ?", (limit,))]
 
     def errors(self, run_id: int | None = None) -> list[tuple[str, str]]:
         if run_id is None:
@@ -246,15 +376,15 @@ class Catalog:
 
     def photo_states(self) -> dict[str, PhotoState]:
         rows = self.db.execute(
-            "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity FROM photos"
+            "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity, error FROM photos"
         )
         return {r[1]: PhotoState(*r) for r in rows}
 
     def photos_missing_embeddings(self, model_id: str) -> list[PhotoState]:
         """Photos whose faces have no embedding from ``model_id`` (a new or changed model)."""
         rows = self.db.execute(
-            """SELECT DISTINCT p.id, p.path, p.size, p.mtime_ns, p.content_hash, p.status, p.detect_identity
-               FROM photos p JOIN faces f ON f.photo_id = p.id
+            """SELECT DISTINCT p.id, p.path, p.size, p.mtime_ns, p.content_hash, p.status, p.detect_identity,
+                      p.error FROM photos p JOIN faces f ON f.photo_id = p.id
                LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
                WHERE p.status = 'ok' AND e.face_id IS NULL ORDER BY p.path""",
             (model_id,),
@@ -297,16 +427,17 @@ class Catalog:
         self.db.execute(
             """INSERT INTO photos(path, size, mtime_ns, content_hash, width, height, status, error,
                                   detect_identity, run_id, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
                    content_hash=excluded.content_hash, width=excluded.width, height=excluded.height,
                    status=excluded.status, error=excluded.error,
                    detect_identity=excluded.detect_identity, run_id=excluded.run_id,
                    updated_at=excluded.updated_at""",
-            (r.path, r.size, r.mtime_ns, r.content_hash, r.width, r.height, status, r.error,
+            (sql_path(r.path), r.size, r.mtime_ns, r.content_hash, r.width, r.height, status, r.error,
              detect_identity, run_id, now),
         )
-        return int(self.db.execute("SELECT id FROM photos WHERE path=?", (r.path,)).fetchone()[0])
+        return int(self.db.execute("SELECT id FROM photos WHERE path=CAST(? AS TEXT)",
+                                   (sql_path(r.path),)).fetchone()[0])
 
     def _write_faces(self, r: PhotoResult, model_id: str, detect_identity: str, run_id, now) -> None:
         before = self._faces_before_redetection(r.path, model_id)
@@ -329,7 +460,8 @@ class Catalog:
 
     def _faces_before_redetection(self, path: str, model_id: str) -> dict | None:
         """The faces a changed photo had, with who they were, read before they are replaced."""
-        photo = self.db.execute("SELECT id, width, height FROM photos WHERE path=?", (path,)).fetchone()
+        photo = self.db.execute("SELECT id, width, height FROM photos WHERE path=CAST(? AS TEXT)",
+                                (sql_path(path),)).fetchone()
         if photo is None:
             return None
         rows = self.db.execute(
@@ -398,21 +530,23 @@ class Catalog:
         # Faces from an earlier version stay, hidden with the photo (every reader keeps to 'ok'
         # photos): when it decodes again (a file caught half-written, a NAS read error), its new
         # faces take over who the old ones were instead of starting from nobody.
-        self.db.execute("INSERT INTO errors(run_id, path, message, at) VALUES (?, ?, ?, ?)",
-                        (run_id, r.path, r.error or "unknown error", now))
+        if not r.known_error:  # the same failure of the same file is recorded once
+            self.db.execute("INSERT INTO errors(run_id, path, message, at) VALUES (?, CAST(? AS TEXT), ?, ?)",
+                            (run_id, sql_path(r.path), r.error or "unknown error", now))
 
     def _write_moved(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
         # A stale row at the new path (an earlier error, a deleted file) gives way to the moved one.
-        self.db.execute("DELETE FROM photos WHERE path=? AND id<>?", (r.path, r.source_id))
+        self.db.execute("DELETE FROM photos WHERE path=CAST(? AS TEXT) AND id<>?", (sql_path(r.path), r.source_id))
         self.db.execute(
-            "UPDATE photos SET path=?, size=?, mtime_ns=?, status='ok', error=NULL, run_id=?, updated_at=? WHERE id=?",
-            (r.path, r.size, r.mtime_ns, run_id, now, r.source_id),
+            "UPDATE photos SET path=CAST(? AS TEXT), size=?, mtime_ns=?, status='ok', error=NULL, run_id=?, "
+            "updated_at=? WHERE id=?",
+            (sql_path(r.path), r.size, r.mtime_ns, run_id, now, r.source_id),
         )
 
     def _write_touched(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
         self.db.execute("UPDATE photos SET size=?, mtime_ns=?, status='ok', error=NULL, run_id=?, updated_at=? "
-                        "WHERE path=?",
-                        (r.size, r.mtime_ns, run_id, now, r.path))
+                        "WHERE path=CAST(? AS TEXT)",
+                        (r.size, r.mtime_ns, run_id, now, sql_path(r.path)))
 
     def _write_copied(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
         src = self.db.execute("SELECT width, height, detect_identity FROM photos WHERE id=?",
@@ -458,6 +592,11 @@ class Catalog:
             "faces": one("SELECT COUNT(*) FROM faces f JOIN photos p ON p.id=f.photo_id WHERE p.status='ok'"),
             "embeddings_by_model": dict(self.db.execute(
                 "SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id").fetchall()),
+            "people": one("SELECT COUNT(*) FROM people WHERE hidden = 0 AND id IN "
+                          "(SELECT a.person_id FROM assignments a JOIN faces f ON f.id = a.face_id "
+                          "JOIN photos p ON p.id = f.photo_id WHERE p.status = 'ok')"),
+            "named_people": one("SELECT COUNT(*) FROM people WHERE name IS NOT NULL"),
+            "hidden_people": one("SELECT COUNT(*) FROM people WHERE hidden = 1"),
             "runs": one("SELECT COUNT(*) FROM runs"),
             "schema_version": self.schema_version,
         }
@@ -468,7 +607,7 @@ class Catalog:
         ).fetchone()
         if row is None:
             return None
-        return {"id": row[0], "command": row[1], "started_at": row[2], "finished_at": row[3],
+        return {"id": row[0], "command": row[1], "started_at": iso_time(row[2]), "finished_at": iso_time(row[3]),
                 "status": row[4], "summary": json.loads(row[5]) if row[5] else None}
 
     def iter_faces(self, model_id: str | None) -> Iterator[tuple]:
@@ -551,16 +690,33 @@ class Catalog:
             return [int(self.db.execute("INSERT INTO people(created_at, updated_at) VALUES (?, ?)",
                                         (now, now)).lastrowid) for _ in range(count)]
 
-    def replace_automatic_assignments(self, rows: Iterable[tuple[int, int, str]]) -> None:
-        """Drop every assignment not made by the user, then write ``rows`` (face, person, source);
-        people left with no face and no name are removed. One transaction."""
+    def write_clustering(self, rows: Iterable[tuple[int, int, str]], new_people: int, *, replace: bool,
+                         clustered: Iterable[int]) -> dict[int, int]:
+        """A clustering run's result in one transaction: ``new_people`` people are created, and
+        ``rows`` (face, person, source) whose person is a placeholder ``-1 .. -new_people``
+        go to them. With ``replace`` every automatic assignment not in ``rows`` goes (a full
+        re-clustering); only what changes is written, so a run's undo data stays small.
+        Faces deleted meanwhile by a scan are left out. Returns placeholder -> person id."""
         now = time.time()
         with self.transaction():
-            self.db.execute("DELETE FROM assignments WHERE source <> 'user'")
+            created = self.create_people(new_people)
+            mapping = {-(i + 1): pid for i, pid in enumerate(created)}
+            wanted = {int(f): (mapping.get(int(p), int(p)), src) for f, p, src in rows}
+            current = {r[0]: (r[1], r[2]) for r in self.db.execute(
+                "SELECT face_id, person_id, source FROM assignments")}
+            if replace:
+                stale = [(f,) for f, (_p, src) in current.items() if src != "user" and f not in wanted]
+                self.db.executemany("DELETE FROM assignments WHERE face_id=?", stale)
+            changed = [(f, p, src, now, f) for f, (p, src) in wanted.items() if current.get(f) != (p, src)]
             self.db.executemany(
-                "INSERT OR REPLACE INTO assignments(face_id, person_id, source, updated_at) VALUES (?, ?, ?, ?)",
-                [(int(f), int(p), src, now) for f, p, src in rows])
-            self._drop_empty_people()
+                """INSERT INTO assignments(face_id, person_id, source, updated_at)
+                   SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM faces WHERE id=?)
+                   ON CONFLICT(face_id) DO UPDATE SET person_id=excluded.person_id, source=excluded.source,
+                       updated_at=excluded.updated_at""", changed)
+            self.db.executemany("INSERT OR IGNORE INTO clustered(face_id) SELECT ? WHERE EXISTS "
+                                "(SELECT 1 FROM faces WHERE id=?)", [(int(f), int(f)) for f in clustered])
+            self._drop_empty_people()  # also a new person whose faces a scan removed meanwhile
+        return mapping
 
     def add_assignments(self, rows: Iterable[tuple[int, int, str]]) -> None:
         now = time.time()
@@ -581,19 +737,26 @@ class Catalog:
         if text.isdigit():
             pid = int(text)
             for _ in range(100):  # merges form chains; a loop would be a bug, not data
+                if self.db.execute("SELECT 1 FROM people WHERE id=?", (pid,)).fetchone():
+                    return pid  # a live id is that person, whatever was merged before
                 row = self.db.execute("SELECT new_id FROM merges WHERE old_id=?", (pid,)).fetchone()
                 if row is None:
                     break
                 pid = int(row[0])
-            if self.db.execute("SELECT 1 FROM people WHERE id=?", (pid,)).fetchone():
-                return pid
-            raise CatalogError(f"no person {text}; 'faceclust people' lists them")
+            raise NotFound(f"no person {text}; 'faceclust people' lists them")
         rows = self.db.execute("SELECT id FROM people WHERE name=?", (text,)).fetchall()
         if len(rows) == 1:
             return int(rows[0][0])
         if not rows:
-            raise CatalogError(f"no person named {text!r}; 'faceclust people' lists them")
-        raise CatalogError(f"{len(rows)} people are named {text!r}; use an id ('faceclust people')")
+            raise NotFound(f"no person named {printable(repr(text))}; 'faceclust people' lists them")
+        raise UsageProblem(f"{len(rows)} people are named {printable(repr(text))}; use an id ('faceclust people')")
+
+    def person(self, person_id: int) -> dict | None:
+        row = self.db.execute("SELECT id, name, hidden FROM people WHERE id=?", (int(person_id),)).fetchone()
+        return None if row is None else {"id": row[0], "name": row[1], "hidden": bool(row[2])}
+
+    def people_named(self, name: str) -> list[int]:
+        return [int(r[0]) for r in self.db.execute("SELECT id FROM people WHERE name=? ORDER BY id", (name,))]
 
     def face_exists(self, face_id: int) -> bool:
         return self.db.execute("SELECT 1 FROM faces WHERE id=?", (int(face_id),)).fetchone() is not None
@@ -626,15 +789,24 @@ class Catalog:
             # Merging says "same person": pin the faces so re-clustering keeps them together.
             self.db.execute("UPDATE assignments SET source='user' WHERE person_id=?", (target,))
 
+    def assignments_of(self, face_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """face id -> (person id, source) for those of ``face_ids`` that belong to someone."""
+        out = {}
+        for face in face_ids:
+            row = self.db.execute("SELECT person_id, source FROM assignments WHERE face_id=?", (int(face),)).fetchone()
+            if row is not None:
+                out[int(face)] = (int(row[0]), row[1])
+        return out
+
     def move_face(self, face_id: int, person_id: int) -> None:
-        clash = self.db.execute(
-            """SELECT other.id FROM faces me JOIN faces other ON other.photo_id = me.photo_id AND other.id <> me.id
-               JOIN assignments a ON a.face_id = other.id AND a.person_id = ?
-               WHERE me.id = ?""", (person_id, face_id)).fetchone()
-        if clash is not None:
-            raise CatalogError(f"face {clash[0]} of the same photo already belongs to person {person_id}: "
-                               "one person appears once in a photo; move that face elsewhere first")
         with self.transaction():
+            clash = self.db.execute(
+                """SELECT other.id FROM faces me JOIN faces other ON other.photo_id = me.photo_id AND other.id <> me.id
+                   JOIN assignments a ON a.face_id = other.id AND a.person_id = ?
+                   WHERE me.id = ?""", (person_id, face_id)).fetchone()
+            if clash is not None:
+                raise UsageProblem(f"face {clash[0]} of the same photo already belongs to person {person_id}: "
+                                   "one person appears once in a photo; move that face elsewhere first")
             self.db.execute("DELETE FROM rejections WHERE face_id=? AND person_id=?", (face_id, person_id))
             self.db.execute(
                 "INSERT OR REPLACE INTO assignments(face_id, person_id, source, updated_at) VALUES (?, ?, 'user', ?)",
@@ -643,10 +815,10 @@ class Catalog:
 
     def reject_face(self, face_id: int) -> int | None:
         """"Not this person": the face leaves its person for good. Returns that person."""
-        row = self.db.execute("SELECT person_id FROM assignments WHERE face_id=?", (face_id,)).fetchone()
-        if row is None:
-            return None
         with self.transaction():
+            row = self.db.execute("SELECT person_id FROM assignments WHERE face_id=?", (face_id,)).fetchone()
+            if row is None:
+                return None
             self.db.execute("INSERT OR IGNORE INTO rejections(face_id, person_id, at) VALUES (?, ?, ?)",
                             (face_id, row[0], time.time()))
             self.db.execute("DELETE FROM assignments WHERE face_id=?", (face_id,))

@@ -14,9 +14,11 @@ from pathlib import Path
 import click
 
 from faceclust import __version__
-from faceclust.errors import FaceclustError
+from faceclust.cli_errors import EXIT_CODES_HELP, EXIT_PARTIAL, translate
+from faceclust.text import printable
 
 from faceclust.cli_options import DETECT_OPTIONS, apply_options, catalog_option, json_option, quiet_option
+from faceclust.cli_options import ALBUM_MODES, CATALOG_META
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
 
@@ -41,6 +43,9 @@ def scan_options(command):
                      help="mmod: reproduce dlib's CNN detector exactly (its rectangles; fp32, "
                           "thorough; several times slower)."),
         click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32]."),
+        click.option("--prune", is_flag=True, default=None,
+                     help="Mark missing photos gone even when most of a folder's photos vanished at once "
+                          "(without it they are kept: an unmounted share or an emptied folder looks like that)."),
         click.option("--model", default=None, metavar="MODEL.pt|default",
                      help="Embed with this fine-tuned model (from 'faceclust train'), or 'default' for the "
                           "pretrained one. The catalog remembers it; faces already found are re-embedded "
@@ -48,27 +53,33 @@ def scan_options(command):
     ])
 
 
-def _scan_options(batch_photos=None, model=None, update_index=True, **detect):
+def _scan_options(batch_photos=None, model=None, prune=None, update_index=True, **detect):
     """ScanOptions from the options of :func:`scan_options` (None or an absent flag: the
     library's default)."""
     from faceclust.detect import DetectOptions
     from faceclust.pipeline import ScanOptions
 
     detect = DetectOptions(**_given(**detect))
-    return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model), update_index=update_index)
+    return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model, prune=prune),
+                       update_index=update_index)
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
+        from faceclust import locks
+
+        locks.on_wait = lambda message: click.echo(printable(message), err=True)
+        locks.current_command = f"faceclust {ctx.invoked_subcommand or ''}".strip()
         try:
             return super().invoke(ctx)
-        except FaceclustError as exc:
-            raise click.ClickException(str(exc)) from exc
-        except ValueError as exc:  # parameter validation in the library
-            raise click.UsageError(str(exc)) from exc
+        except BaseException as exc:  # noqa: BLE001 - every error a user can cause is one line
+            translated = translate(exc, ctx.meta.get(CATALOG_META))
+            if translated is None:
+                raise
+            raise translated from exc
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="faceclust")
 def main() -> None:
     """Turn a photo library into albums grouped by person.
@@ -102,8 +113,9 @@ def scan(paths, catalog, no_index, quiet, as_json, **scan_args):
     path = _catalog_path(catalog)
     _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
-        summary = scan_library(path, paths, options, progress)
-    _print_summary(summary.as_dict(), path, quiet, as_json)
+        summary = scan_library(path, paths, options, progress).as_dict()
+    _print_summary(summary, path, quiet, as_json)
+    _exit_for_problems(summary)
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -120,12 +132,31 @@ def _stop_cleanly_on_sigterm() -> None:
 def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"catalog": str(catalog), **summary}, default=str))
-        return
-    if quiet:
-        return
-    from faceclust.progress import print_scan_summary
+    elif not quiet:
+        from faceclust.progress import print_scan_summary
 
-    print_scan_summary(summary, catalog)
+        print_scan_summary(summary, catalog)
+    _print_problems(summary)
+
+
+def _print_problems(summary: dict, shown: int = 5) -> None:
+    """Per-file errors and warnings go to stderr whatever --quiet or --json say: a count and
+    the first few (files that failed the same way before are counted, not listed again)."""
+    errors = summary.get("errors", 0)
+    if errors:
+        click.echo(f"{errors} file{'s' if errors != 1 else ''} could not be read"
+                   + (f" (the first {shown} below)" if errors > shown else "")
+                   + "; 'faceclust status' lists them", err=True)
+        for path, message in summary.get("error_samples", [])[:shown]:
+            click.echo(f"  {printable(path)}: {printable(message)}", err=True)
+    for warning in summary.get("warnings", []):
+        click.echo(f"warning: {printable(warning)}", err=True)
+
+
+def _exit_for_problems(*summaries: dict) -> None:
+    """Exit code 3 when the run finished but some files could not be read or were kept back."""
+    if any(s.get("errors") or s.get("kept_missing") for s in summaries):
+        raise click.exceptions.Exit(EXIT_PARTIAL)
 
 
 @main.command()
@@ -133,7 +164,7 @@ def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> 
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the albums (one folder per person) and the report.")
 @catalog_option
-@click.option("--mode", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
+@click.option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
               help="How photos appear in the albums.")
 @scan_options
 @quiet_option
@@ -154,30 +185,34 @@ def run(paths, out, catalog, mode, quiet, as_json, **scan_args):
     if as_json:
         click.echo(json.dumps(summary, default=str))
     elif not quiet:
-        _print_summary(summary["scan"], path, quiet, as_json)
+        from faceclust.progress import print_scan_summary
+
+        print_scan_summary(summary["scan"], path)
         c, a = summary["cluster"], summary["albums"]
-        click.echo(f"{c['people']} people ({c['unknown']} faces unknown); albums in {out}: "
-                   f"{a['added']} added, {a['removed']} removed; report: {summary['report']}")
+        click.echo(f"{c['people']} people ({c['unknown']} faces unknown); albums in {printable(out)}: "
+                   f"{a['added']} added, {a['removed']} removed; report: {printable(summary['report'])}")
+    _print_problems(summary["scan"])
+    _print_album_problems(summary["albums"])
+    _exit_for_problems(summary["scan"], summary["albums"])
+
+
+def _print_album_problems(summary: dict, shown: int = 5) -> None:
+    for rel, message in summary.get("errors", [])[:shown]:
+        click.echo(f"album entry {printable(rel)}: {printable(message)}", err=True)
+    if len(summary.get("errors", [])) > shown:
+        click.echo(f"... {len(summary['errors'])} album entries could not be written", err=True)
 
 
 @main.command()
 @catalog_option
 @json_option
 def status(catalog, as_json):
-    """Show what the catalog holds: photos, faces, embeddings, errors, the last run."""
-    from faceclust.catalog import Catalog
-    from faceclust.embed import catalog_model
+    """Show what the catalog holds: photos, faces, people, embeddings, the files that could not
+    be read, the last run."""
+    from faceclust.job import catalog_status
 
     path = _catalog_path(catalog)
-    with Catalog(path, create=False) as cat:
-        counts = cat.counts()
-        counts["last_run"] = cat.last_run()
-        try:
-            model = catalog_model(cat)
-            counts["model"] = {"model_id": model.model_id, "checkpoint": model.checkpoint,
-                               "distance_scale": model.distance_scale}
-        except FaceclustError as exc:  # the pretrained model's files are missing: still show the rest
-            counts["model"] = {"model_id": None, "checkpoint": None, "error": str(exc)}
+    counts = catalog_status(path)
     if as_json:
         click.echo(json.dumps({"catalog": str(path), **counts}, default=str))
         return
@@ -195,19 +230,15 @@ def status(catalog, as_json):
 @click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the descriptors, in the same row order, to this .npy file.")
 def export(catalog, fmt, output, embeddings):
-    """Export one row per face: photo, face_id, box (original pixels), score, person."""
-    from faceclust.catalog import Catalog
-    from faceclust.embed import catalog_model
-    from faceclust.export import export_faces
+    """Export one row per face: photo, face_id, box (original pixels), score, person.
 
-    path = _catalog_path(catalog)
-    with Catalog(path, create=False) as cat:
-        model_id = catalog_model(cat).model_id
-        if output is None:
-            count = export_faces(cat, sys.stdout, fmt, model_id, embeddings)
-        else:
-            with open(output, "w", encoding="utf-8", newline="") as handle:
-                count = export_faces(cat, handle, fmt, model_id, embeddings)
+    Photo paths are written byte for byte as the filesystem has them (a file name that is not
+    UTF-8 stays as it is)."""
+    from faceclust.export import export_library
+
+    if output is None:
+        sys.stdout.reconfigure(errors="surrogateescape")
+    count = export_library(_catalog_path(catalog), output or sys.stdout, fmt, embeddings)
     click.echo(f"{count} faces exported", err=True)
 
 
@@ -264,6 +295,12 @@ def people(catalog, include_hidden, as_json):
     print_people(rows)
 
 
+def _done(message: str, decision) -> None:
+    click.echo(printable(message))
+    for note in decision.notes:
+        click.echo(f"note: {printable(note)}", err=True)
+
+
 @main.command()
 @click.argument("person")
 @click.argument("name")
@@ -272,43 +309,45 @@ def name(person, name, catalog):
     """Give PERSON (an id or a current name) the name NAME."""
     from faceclust.people import name_person
 
-    pid = name_person(_catalog_path(catalog), person, name)
-    click.echo(f"person {pid} is now {name!r}")
+    decision = name_person(_catalog_path(catalog), person, name)
+    _done(f"person {decision.person} is now {name.strip()!r}", decision)
 
 
 @main.command()
 @click.argument("target")
 @click.argument("others", nargs=-1, required=True)
+@click.option("--force", is_flag=True,
+              help="Merge even when OTHERS have names of their own (TARGET's name is kept; the others are dropped).")
 @catalog_option
-def merge(target, others, catalog):
+def merge(target, others, force, catalog):
     """Merge OTHERS into TARGET (ids or names): they are the same person."""
     from faceclust.people import merge_people
 
-    pid = merge_people(_catalog_path(catalog), target, list(others))
-    click.echo(f"merged into person {pid}")
+    decision = merge_people(_catalog_path(catalog), target, list(others), force=force)
+    _done(f"merged into person {decision.person}", decision)
 
 
 @main.command()
-@click.argument("face", type=int)
+@click.argument("face", type=click.IntRange(min=1))
 @click.argument("person")
 @catalog_option
 def move(face, person, catalog):
     """Put FACE (a face id, see 'export') into PERSON; clustering keeps it there."""
     from faceclust.people import move_face
 
-    pid = move_face(_catalog_path(catalog), face, person)
-    click.echo(f"face {face} now belongs to person {pid}")
+    decision = move_face(_catalog_path(catalog), face, person)
+    _done(f"face {face} now belongs to person {decision.person}", decision)
 
 
 @main.command()
-@click.argument("face", type=int)
+@click.argument("face", type=click.IntRange(min=1))
 @catalog_option
 def reject(face, catalog):
     """"Not this person": FACE leaves its person and is never put back there."""
     from faceclust.people import reject_face
 
-    pid = reject_face(_catalog_path(catalog), face)
-    click.echo(f"face {face} removed from person {pid} for good")
+    decision = reject_face(_catalog_path(catalog), face)
+    _done(f"face {face} removed from person {decision.person} for good", decision)
 
 
 @main.command()
@@ -319,14 +358,67 @@ def hide(person, show, catalog):
     """Hide PERSON (strangers) from people lists, albums and reports."""
     from faceclust.people import hide_person
 
-    pid = hide_person(_catalog_path(catalog), person, hidden=not show)
-    click.echo(f"person {pid} is {'shown' if show else 'hidden'}")
+    decision = hide_person(_catalog_path(catalog), person, hidden=not show)
+    _done(f"person {decision.person} is {'shown' if show else 'hidden'}", decision)
+
+
+@main.command()
+@catalog_option
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show only the newest entries.")
+@json_option
+def history(catalog, limit, as_json):
+    """List the decisions (name, merge, move, reject, hide) and clustering runs, newest first;
+    'faceclust undo' reverts them."""
+    from faceclust.people import history as read_history
+
+    rows = read_history(_catalog_path(catalog), limit)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no decisions or clustering runs yet")
+    for row in rows:
+        state = f"  (undone by #{row['undone_by']})" if row["undone_by"] else ""
+        click.echo(printable(f"#{row['id']:<5} {row['at']}  {row['description']}{state}"))
+
+
+@main.command()
+@click.argument("entry", type=click.IntRange(min=1), required=False)
+@catalog_option
+@json_option
+def undo(entry, catalog, as_json):
+    """Revert the last decision or clustering run still in effect, or with ENTRY every one from
+    history entry ENTRY on (see 'faceclust history'). Merges come apart exactly."""
+    from faceclust.people import undo as undo_entries
+
+    result = undo_entries(_catalog_path(catalog), entry)
+    if as_json:
+        click.echo(json.dumps({"undone": result.undone, "rows_restored": result.rows_restored,
+                               "rows_lost": result.rows_lost}))
+        return
+    for row in result.undone:
+        click.echo(printable(f"undone #{row['id']}: {row['description']}"))
+    if result.rows_lost:
+        click.echo(f"note: {result.rows_lost} faces could not be put back: their photos changed or "
+                   "went since", err=True)
+
+
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+@catalog_option
+def backup(destination, catalog):
+    """Copy the catalog to DESTINATION, consistent even while another faceclust run writes to it
+    (SQLite's online backup). Restore by using the copy as --catalog."""
+    from faceclust.catalog import backup_catalog
+
+    size = backup_catalog(_catalog_path(catalog), destination)
+    click.echo(f"catalog backed up to {printable(destination)} ({size / 2**20:.1f} MiB)")
 
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @catalog_option
-@click.option("--mode", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
+@click.option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
               help="How photos appear in the albums; originals are never moved or modified.")
 @click.option("--unknown", "include_unknown", is_flag=True, help="Also fill OUT/unknown with photos of unknown faces.")
 @click.option("--dedupe", "skip_duplicates", is_flag=True,
@@ -343,11 +435,11 @@ def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
     summary = write_albums(_catalog_path(catalog), out, mode, include_unknown, skip_duplicates).as_dict()
     if as_json:
         click.echo(json.dumps(summary))
-        return
-    click.echo(f"{summary['people']} people in {out}: {summary['added']} added, {summary['removed']} removed, "
-               f"{summary['kept']} unchanged")
-    for rel, message in summary["errors"][:10]:
-        click.echo(f"error {rel}: {message}", err=True)
+    else:
+        click.echo(f"{summary['people']} people in {printable(out)}: {summary['added']} added, "
+                   f"{summary['removed']} removed, {summary['kept']} unchanged")
+    _print_album_problems(summary)
+    _exit_for_problems(summary)
 
 
 @main.command()
@@ -358,7 +450,7 @@ def report(out, catalog):
     from faceclust.report import write_report
 
     shown = write_report(_catalog_path(catalog), out)
-    click.echo(f"{shown} people in {out}")
+    click.echo(f"{shown} people in {printable(out)}")
 
 
 @main.command()

@@ -42,7 +42,16 @@ def given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
+CATALOG_META = "faceclust.catalog"
+ALBUM_MODES = ("symlink", "hardlink", "copy")  # as faceclust.albums.MODES (not imported: --help stays light)
+
+
 def catalog_path(catalog: Path | None) -> Path:
+    """The catalog a command works on (remembered for error messages)."""
     from faceclust.catalog import default_catalog_path
 
-    return catalog if catalog is not None else default_catalog_path()
+    path = catalog if catalog is not None else default_catalog_path()
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.meta[CATALOG_META] = path
+    return path

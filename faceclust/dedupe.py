@@ -158,12 +158,24 @@ def near_identical_pairs(vectors: np.ndarray, face_distance: float,
     return pairs[0], pairs[1], dist[keep][first]
 
 
+def _read_photo(path: str) -> bytes:
+    """A candidate's bytes, as the scan reads them (HEIC opener, no blocking on odd files)."""
+    from pathlib import Path
+
+    from faceclust.scan import ensure_opener, read_file
+
+    ensure_opener(Path(path))
+    return read_file(Path(path))
+
+
 def photo_size(path: str) -> tuple[int, int] | None:
     """(width, height) after EXIF orientation, from the file's header; None if unreadable."""
+    import io
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(_read_photo(path))) as im:
             width, height = im.size
             orientation = int(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - an unreadable candidate is simply not a duplicate
@@ -175,10 +187,12 @@ def thumbnail(path: str, side: int = 24) -> np.ndarray | None:
     """A small grey image of the whole photo, zero-mean and unit-norm, for comparing photo
     content; None if unreadable. (Thumbnails of a square around the faces were tried: detector
     jitter moves the square, and copies then compared worse than distinct photos.)"""
+    import io
+
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(_read_photo(path))) as im:
             im.draft("L", (side * 4, side * 4))
             im = ImageOps.exif_transpose(im.convert("L"))
             x = np.asarray(im.resize((side, side), Image.Resampling.BOX), np.float64)

@@ -5,7 +5,28 @@ Every message says what to do about it.
 
 
 class FaceclustError(Exception):
-    """Base class of every error faceclust raises on purpose."""
+    """Base class of every error faceclust raises on purpose.
+
+    ``exit_code`` is what the command line exits with: 1 (the run failed) unless a subclass
+    says the user asked for something impossible (2, a usage error).
+    """
+
+    exit_code = 1
+
+
+class UsageProblem(FaceclustError):
+    """What was asked cannot be done as asked (a photo folder that does not exist, a name
+    already taken...): exit code 2, as click's own usage errors."""
+
+    exit_code = 2
+
+
+class LockTimeout(FaceclustError):
+    """Another faceclust process kept the catalog or the album folder busy for too long."""
+
+
+class OutputError(FaceclustError):
+    """An output (album folder, report, export, backup) cannot be written where asked."""
 
 
 class ModelError(FaceclustError):
@@ -41,6 +62,10 @@ class ImageError(FaceclustError):
 
 class CatalogError(FaceclustError):
     """The catalog cannot be opened or is from a newer faceclust."""
+
+
+class NotFound(CatalogError, UsageProblem):
+    """A person, face or history entry the user named is not in the catalog."""
 
 
 class IndexError_(FaceclustError):

@@ -45,7 +45,13 @@ def export_faces(catalog, out: IO[str], fmt: str = "csv", model_id: str | None =
         vectors.append(vector)
         count += 1
     if embeddings_path is not None:
-        np.save(embeddings_path, _stack(vectors))
+        import io
+
+        from faceclust.safeio import atomic_write
+
+        data = io.BytesIO()
+        np.save(data, _stack(vectors))
+        atomic_write(embeddings_path, data.getvalue())
     return count
 
 
@@ -56,3 +62,23 @@ def _stack(vectors: list[bytes | None]) -> np.ndarray:
         if v:
             out[i] = np.frombuffer(v, "<f4")
     return out
+
+
+def export_library(catalog_path, out: "Path | IO[str]", fmt: str = "csv",
+                   embeddings_path: Path | None = None) -> int:
+    """Export the catalog's faces (its current model's descriptors) to a stream, or to the file
+    ``out``, written whole or not at all. Returns the row count."""
+    import io
+
+    from faceclust.catalog import Catalog
+    from faceclust.embed import catalog_model
+    from faceclust.safeio import atomic_write
+
+    with Catalog(catalog_path, create=False) as catalog:
+        model_id = catalog_model(catalog).model_id
+        if not isinstance(out, (str, Path)):
+            return export_faces(catalog, out, fmt, model_id, embeddings_path)
+        buffer = io.StringIO(newline="")
+        count = export_faces(catalog, buffer, fmt, model_id, embeddings_path)
+    atomic_write(out, buffer.getvalue().encode("utf-8", "surrogateescape"))
+    return count

@@ -8,7 +8,6 @@ the catalog's faces or model changed since it was built.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +77,14 @@ class FaceIndex:
     def save(self, catalog_path: Path) -> None:
         import faiss
 
+        from faceclust.safeio import atomic_write
+
         index_file, meta_file = index_paths(catalog_path)
-        tmp = index_file.with_name(index_file.name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        os.replace(tmp, index_file)
-        meta_tmp = meta_file.with_name(meta_file.name + ".tmp")
-        meta_tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "kind": self.kind, "count": self.count}))
-        os.replace(meta_tmp, meta_file)
+        # Serialised here and written through a fresh temporary file (never through a name a
+        # symlink could have been planted at); the metadata last, so a kill in between leaves
+        # an index whose fingerprint does not match and is rebuilt.
+        atomic_write(index_file, faiss.serialize_index(self._index).tobytes())
+        atomic_write(meta_file, json.dumps({"fingerprint": self.fingerprint, "kind": self.kind, "count": self.count}))
 
     @classmethod
     def load(cls, catalog_path: Path) -> "FaceIndex | None":
@@ -96,7 +96,7 @@ class FaceIndex:
             return None
         try:
             meta = json.loads(meta_file.read_text())
-            index = faiss.read_index(str(index_file))
+            index = faiss.deserialize_index(np.fromfile(index_file, dtype=np.uint8))
         except (OSError, ValueError, RuntimeError):
             return None
         return cls(index, meta.get("kind", "?"), meta.get("fingerprint", ""), int(meta.get("count", 0)))

@@ -27,3 +27,23 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
     write_report(catalog_path, report)
     return {"scan": scanned.as_dict(), "cluster": clustered.as_dict(), "albums": albums.as_dict(),
             "report": str(report)}
+
+
+def catalog_status(catalog_path: Path) -> dict:
+    """What ``faceclust status`` shows: counts, people, the model, the files that could not be
+    read at their last scan (the first 20), the last run (times in ISO 8601)."""
+    from faceclust.catalog import Catalog
+    from faceclust.embed import catalog_model
+    from faceclust.errors import FaceclustError
+
+    with Catalog(catalog_path, create=False) as cat:
+        counts = cat.counts()
+        counts["files_with_errors"] = [{"path": p, "error": e} for p, e in cat.photo_errors(20)]
+        counts["last_run"] = cat.last_run()
+        try:
+            model = catalog_model(cat)
+            counts["model"] = {"model_id": model.model_id, "checkpoint": model.checkpoint,
+                               "distance_scale": model.distance_scale}
+        except FaceclustError as exc:  # the pretrained model's files are missing: still show the rest
+            counts["model"] = {"model_id": None, "checkpoint": None, "error": str(exc)}
+    return counts

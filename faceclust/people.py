@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceclust.records import FaceTable
+from faceclust.errors import NotFound, UsageProblem
+from faceclust.records import FaceTable, iso_time
 
 # Chord distance between L2-normalised descriptors, the clustering threshold; chosen by
 # benchmarks/bench_people.py (best BCubed F1 of 0.30-0.42 on both sets, see docs/benchmarks.md).
@@ -109,12 +111,16 @@ class PeopleClusterer:
         self.summary.faces, self.summary.eligible = len(table), int(eligible.sum())
         full = self.options.full or not any(src != "user" for _, src in assigned.values())
         self.summary.mode = "full" if full else "incremental"
+        self._fresh = 0
         rows = (self._full if full else self._incremental)(table, eligible, assigned, rejected)
-        if full:
-            self.catalog.replace_automatic_assignments(rows)
-        else:
-            self.catalog.add_assignments(rows)
-        self.catalog.mark_clustered(table.face_ids[eligible])
+        # Everything is written at once (people, assignments, the faces seen), as one undoable
+        # history entry: a scan or a decision in between never sees half a clustering.
+        with self.catalog.recorded("cluster", "cluster") as entry:
+            self.catalog.write_clustering(rows, self._fresh, replace=full, clustered=table.face_ids[eligible])
+            entry.description = (f"cluster ({self.summary.mode}): {self.summary.new_people} new people, "
+                                 f"{self.summary.recognized} faces recognised")
+            entry.details = {"method": self.options.method, "mode": self.summary.mode,
+                             "new_people": self.summary.new_people}
         people = self.catalog.people()
         self.summary.people = sum(1 for p in people if p["faces"])
         self.summary.assigned = sum(p["faces"] for p in people)
@@ -193,10 +199,16 @@ class PeopleClusterer:
                 mapping[label] = person
                 taken.add(person)
         fresh = sorted(set(int(x) for x in labels if x >= 0) - set(mapping))
-        for label, person in zip(fresh, self.catalog.create_people(len(fresh))):
+        for label, person in zip(fresh, self._placeholders(len(fresh))):
             mapping[label] = person
         self.summary.new_people = len(fresh)
         return mapping
+
+    def _placeholders(self, count: int) -> list[int]:
+        """Ids standing for people created when the result is written (-1, -2, ...)."""
+        out = list(range(-self._fresh - 1, -self._fresh - count - 1, -1))
+        self._fresh += count
+        return out
 
     # -- adding to existing people --------------------------------------------------------------
 
@@ -224,7 +236,7 @@ class PeopleClusterer:
             labels = np.where(np.isin(labels, list(with_new)), labels, -1)
             rest = pool
             fresh = sorted(set(int(x) for x in labels if x >= 0))
-            people = dict(zip(fresh, self.catalog.create_people(len(fresh))))
+            people = dict(zip(fresh, self._placeholders(len(fresh))))
             self.summary.new_people = len(fresh)
             out += [(int(table.face_ids[i]), people[int(lab)], "cluster")
                     for i, lab in zip(rest.tolist(), labels.tolist()) if lab >= 0]
@@ -274,8 +286,10 @@ def cluster_library(catalog_path, options: ClusterOptions | None = None, model_i
     from faceclust.catalog import Catalog
     from faceclust.embed import catalog_model
 
+    from faceclust.locks import catalog_lock
+
     options = options or ClusterOptions()
-    with Catalog(catalog_path, create=False) as catalog:
+    with Catalog(catalog_path, create=False) as catalog, catalog_lock(catalog.path, "people"):
         model = catalog_model(catalog)
         if model_id is None or model_id == model.model_id:
             model_id = model.model_id
@@ -285,8 +299,20 @@ def cluster_library(catalog_path, options: ClusterOptions | None = None, model_i
 
 
 # -- the user's decisions ---------------------------------------------------------------------
-# Each opens the catalog, resolves references (an id, a merged-away id, or an exact name) and
-# makes one change in one transaction.
+# Each opens the catalog, takes its people lock (a clustering run in another process finishes
+# first), and makes one change in one transaction that becomes an undoable history entry.
+# References (an id, a merged-away id, an exact name) are resolved inside that transaction.
+
+
+@dataclass
+class Decision:
+    """What a decision did: the person it concerned, its history entry, and anything the user
+    should know (a name another person has too, a name a merge dropped)."""
+
+    person: int
+    history_id: int
+    notes: list[str] = field(default_factory=list)
+    dropped_names: list[str] = field(default_factory=list)
 
 
 def _open(catalog_path):
@@ -295,55 +321,107 @@ def _open(catalog_path):
     return Catalog(catalog_path, create=False)
 
 
+@contextmanager
+def _deciding(catalog_path):
+    from faceclust.locks import catalog_lock
+
+    with _open(catalog_path) as catalog, catalog_lock(catalog.path, "people"):
+        yield catalog
+
+
+def _label(person: dict | None, pid: int) -> str:
+    name = person and person["name"]
+    return f"person {pid} ({name!r})" if name else f"person {pid}"
+
+
 def list_people(catalog_path, include_hidden: bool = False) -> list[dict]:
     with _open(catalog_path) as catalog:
         return [p for p in catalog.people() if include_hidden or not p["hidden"]]
 
 
-def name_person(catalog_path, ref: str, name: str) -> int:
-    from faceclust.errors import FaceclustError
-
+def name_person(catalog_path, ref: str, name: str) -> Decision:
+    """Give a person a name. Another person with the same name is allowed (two people can share
+    a name) but reported in ``notes``."""
     name = name.strip()
     if not name:
-        raise FaceclustError("a name cannot be empty")
-    with _open(catalog_path) as catalog:
+        raise UsageProblem("a name cannot be empty")
+    with _deciding(catalog_path) as catalog, catalog.recorded("name", "name") as entry:
         person = catalog.resolve_person(ref)
+        before = catalog.person(person)
         catalog.set_person(person, name=name)
-        return person
+        entry.description = f"name {_label(before, person)} {name!r}"
+        others = [p for p in catalog.people_named(name) if p != person]
+        notes = [f"person {o} is also named {name!r}; 'faceclust merge {o} {person}' makes them one person, "
+                 f"'faceclust name {person} ...' tells them apart" for o in others]
+        return Decision(person, entry.id, notes)
 
 
-def hide_person(catalog_path, ref: str, hidden: bool = True) -> int:
-    with _open(catalog_path) as catalog:
+def hide_person(catalog_path, ref: str, hidden: bool = True) -> Decision:
+    with _deciding(catalog_path) as catalog, catalog.recorded("hide" if hidden else "show", "hide") as entry:
         person = catalog.resolve_person(ref)
         catalog.set_person(person, hidden=hidden)
-        return person
+        entry.description = f"{'hide' if hidden else 'show'} {_label(catalog.person(person), person)}"
+        return Decision(person, entry.id)
 
 
-def merge_people(catalog_path, target: str, sources: list[str]) -> int:
-    with _open(catalog_path) as catalog:
+def merge_people(catalog_path, target: str, sources: list[str], force: bool = False) -> Decision:
+    """Merge ``sources`` into ``target``. The target keeps its name; when that would drop the
+    name of a source (two named people), the merge is refused unless ``force``, and the dropped
+    names are reported."""
+    with _deciding(catalog_path) as catalog, catalog.recorded("merge", "merge") as entry:
         into = catalog.resolve_person(target)
-        catalog.merge_people(into, [catalog.resolve_person(s) for s in sources])
-        return into
+        others = [p for p in dict.fromkeys(catalog.resolve_person(s) for s in sources) if p != into]
+        if not others:
+            raise UsageProblem(f"nothing to merge: {', '.join(sources)} is person {into} itself")
+        people = {p: catalog.person(p) for p in [into, *others]}
+        kept = people[into]["name"] or next((people[p]["name"] for p in others if people[p]["name"]), None)
+        dropped = [(p, people[p]["name"]) for p in others if people[p]["name"] and people[p]["name"] != kept]
+        if dropped and not force:
+            names = ", ".join(f"person {p} is {n!r}" for p, n in dropped)
+            raise UsageProblem(f"merging would drop a name ({names}; the merged person keeps {kept!r}); "
+                               "rename first, or give --force to keep that name")
+        catalog.merge_people(into, others)
+        entry.description = (f"merge {', '.join(_label(people[p], p) for p in others)} into "
+                             f"{_label(people[into], into)}")
+        entry.details = {"target": into, "sources": others, "dropped_names": [n for _, n in dropped]}
+        notes = [f"the name {n!r} of person {p} was dropped; person {into} is {kept!r}" for p, n in dropped]
+        return Decision(into, entry.id, notes, [n for _, n in dropped])
 
 
-def move_face(catalog_path, face_id: int, ref: str) -> int:
-    from faceclust.errors import FaceclustError
-
-    with _open(catalog_path) as catalog:
+def move_face(catalog_path, face_id: int, ref: str) -> Decision:
+    with _deciding(catalog_path) as catalog, catalog.recorded("move", "move") as entry:
         if not catalog.face_exists(face_id):
-            raise FaceclustError(f"no face {face_id}; 'faceclust export' lists face ids")
+            raise NotFound(f"no face {face_id}; 'faceclust export' lists face ids")
         person = catalog.resolve_person(ref)
+        before = catalog.assignments_of([face_id]).get(face_id)
         catalog.move_face(face_id, person)
-        return person
+        origin = f" from person {before[0]}" if before else ""
+        entry.description = f"move face {face_id}{origin} to {_label(catalog.person(person), person)}"
+        return Decision(person, entry.id)
 
 
-def reject_face(catalog_path, face_id: int) -> int:
-    from faceclust.errors import FaceclustError
-
-    with _open(catalog_path) as catalog:
+def reject_face(catalog_path, face_id: int) -> Decision:
+    with _deciding(catalog_path) as catalog, catalog.recorded("reject", "reject") as entry:
         if not catalog.face_exists(face_id):
-            raise FaceclustError(f"no face {face_id}; 'faceclust export' lists face ids")
+            raise NotFound(f"no face {face_id}; 'faceclust export' lists face ids")
         person = catalog.reject_face(face_id)
         if person is None:
-            raise FaceclustError(f"face {face_id} belongs to nobody; nothing to reject")
-        return person
+            raise UsageProblem(f"face {face_id} belongs to nobody; nothing to reject")
+        entry.description = f"reject face {face_id} from {_label(catalog.person(person), person)}"
+        return Decision(person, entry.id)
+
+
+def history(catalog_path, limit: int | None = None) -> list[dict]:
+    """History entries, newest first (``at`` in ISO 8601, local time with its offset)."""
+    with _open(catalog_path) as catalog:
+        rows = catalog.history(limit)
+    for row in rows:
+        row["at"] = iso_time(row["at"])
+    return rows
+
+
+def undo(catalog_path, back_to: int | None = None):
+    """Revert the newest decision or clustering run still in effect, or every one from history
+    entry ``back_to`` on. Returns :class:`faceclust.catalog_history.UndoResult`."""
+    with _deciding(catalog_path) as catalog:
+        return catalog.undo(back_to)

@@ -20,8 +20,9 @@ import numpy as np
 from faceclust.align import Aligner
 from faceclust.detect import DetectOptions, Detector, detectors
 from faceclust.embed import DEFAULT_EMBEDDER, Embedder, embedders
-from faceclust.errors import FaceclustError
+from faceclust.errors import FaceclustError, UsageProblem
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
+from faceclust.text import printable
 from faceclust.scan import LoadedImage, PhotoFile, ScalePolicy, content_hash, decode_image, read_file, walk_photos
 
 
@@ -34,6 +35,7 @@ class ScanOptions:
     reembed_faces: int = 64
     decode_workers: int = 2
     update_index: bool = True
+    prune: bool = False  # mark photos gone even when most of a folder vanished at once
 
     def __post_init__(self) -> None:
         if self.batch_photos < 1:
@@ -42,6 +44,12 @@ class ScanOptions:
             raise ValueError("decode_workers must be at least 1")
         if self.reembed_faces < 1:
             raise ValueError("reembed_faces must be at least 1")
+
+
+# A scan that finds more than this share of a folder's catalogued photos missing, and more
+# than this many, does not mark them gone without --prune (see Scanner._mark_gone).
+PRUNE_SAFETY_SHARE = 0.5
+PRUNE_SAFETY_COUNT = 5
 
 
 @dataclass
@@ -222,9 +230,14 @@ class Scanner:
                 self.progress(ProgressEvent("walk", len(files), 0))
         self.progress(ProgressEvent("walk", len(files), len(files)))
         if errors:
-            self.catalog.record_errors(self.run_id, [(str(e.path), e.message) for e in errors])
-            self.summary.errors += len(errors)
-            self.summary.error_samples.extend((str(e.path), e.message) for e in errors[:20])
+            # A folder or odd file that failed the same way before is not a new error tonight.
+            pairs = [(str(e.path), e.message) for e in errors]
+            known = self.catalog.recorded_errors(pairs)
+            new = [pair for pair in pairs if pair not in known]
+            self.catalog.record_errors(self.run_id, new)
+            self.summary.known_errors += len(pairs) - len(new)
+            for path, message in new:
+                self._note_error(path, message)
         return files, errors
 
     def _unchanged(self, state: PhotoState | None, f: PhotoFile) -> bool:
@@ -287,8 +300,14 @@ class Scanner:
             path = str(p.file.path)
             base = dict(path=path, size=p.file.size, mtime_ns=p.file.mtime_ns, content_hash=p.content_hash)
             if p.error:
-                results.append(PhotoResult("error", error=p.error, **base))
-                self._note_error(path, p.error)
+                state = states.get(path)
+                known = (state is not None and state.status == "error" and state.size == p.file.size
+                         and state.mtime_ns == p.file.mtime_ns and state.error == p.error)
+                results.append(PhotoResult("error", error=p.error, known_error=known, **base))
+                if known:
+                    self.summary.known_errors += 1
+                else:
+                    self._note_error(path, p.error)
             elif p.touched:
                 results.append(PhotoResult("touched", **base))
             elif p.candidates:
@@ -410,18 +429,32 @@ class Scanner:
         self.timer.add("sql", t)
 
     def _mark_gone(self, roots: list[Path], seen: set[str], walk_errors) -> None:
+        """Photos of ``roots`` that are no longer there are marked gone (their album entries
+        go with them) -- unless too many vanished at once: more than PRUNE_SAFETY_SHARE of a
+        root's photos and more than PRUNE_SAFETY_COUNT look like an unmounted share or a
+        replaced folder, not like deletions, and are kept unless ``prune`` (rclone's
+        --max-delete is the model)."""
         # Read the catalog again: rows re-pointed by a move now carry their new path.
         # A folder that could not be listed (an unmounted share, a permission change) says
         # nothing about its photos: they are not marked gone.
         blind = [str(e.path) for e in walk_errors]
-        gone = [
-            state.id for path, state in self.catalog.photo_states().items()
-            if state.status != "gone" and path not in seen
-            and any(_is_under(path, str(r)) for r in roots)
-            and not any(_is_under(path, b) for b in blind)
-            and not os.path.lexists(path)  # still there (e.g. now in a skipped folder): leave it
-        ]
-        self.summary.gone = self.catalog.mark_gone(gone)
+        states = [s for s in self.catalog.photo_states().values() if s.status != "gone"]
+        gone: set[int] = set()
+        for root in roots:
+            under = [s for s in states if _is_under(s.path, str(root))]
+            vanished = [s.id for s in under
+                        if s.path not in seen and not any(_is_under(s.path, b) for b in blind)
+                        and not os.path.lexists(s.path)]  # still there (a skipped folder): leave it
+            if (not self.options.prune and len(vanished) > PRUNE_SAFETY_COUNT
+                    and len(vanished) > PRUNE_SAFETY_SHARE * len(under)):
+                self.summary.kept_missing += len(vanished)
+                self.summary.warnings.append(
+                    f"{len(vanished)} of the {len(under)} catalogued photos under {printable(root)} are missing; "
+                    "they were kept with their people and albums (an unmounted share or an emptied "
+                    "folder looks like this). If they were deleted, run again with --prune.")
+                continue
+            gone.update(vanished)
+        self.summary.gone = self.catalog.mark_gone(sorted(gone))
 
     def _update_index(self) -> None:
         from faceclust.index import open_index
@@ -442,8 +475,24 @@ def scan_library(catalog_path: Path, roots: Sequence[Path], options: ScanOptions
     """Scan ``roots`` into the catalog at ``catalog_path`` and refresh its index."""
     from faceclust.catalog import Catalog
 
-    with Catalog(catalog_path) as catalog:
+    from faceclust.locks import catalog_lock
+
+    check_roots(roots)
+    with Catalog(catalog_path) as catalog, catalog_lock(catalog.path, "scan"):
         return Scanner(catalog, options, progress).run(roots)
+
+
+def check_roots(roots: Sequence[Path]) -> None:
+    """Every photo folder asked for must exist: a typo, or a share that is not mounted at all,
+    must not look like a library whose photos were all deleted."""
+    if not roots:
+        raise UsageProblem("no photo folder given")
+    for root in roots:
+        if not os.path.lexists(root):
+            raise UsageProblem(f"{printable(root)}: no such file or folder; check the path "
+                               "(is the share mounted?)")
+        if not os.path.exists(root):
+            raise UsageProblem(f"{printable(root)}: a broken symbolic link; check the path (is the share mounted?)")
 
 
 def find_faces_in_file(path: Path, detect: DetectOptions | None = None, embedder: str = DEFAULT_EMBEDDER,

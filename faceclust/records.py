@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """A Unix time as ISO 8601 in local time with its UTC offset (``2026-12-01T20:15:03+01:00``)."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(float(seconds)).astimezone().isoformat(timespec="seconds")
 
 import numpy as np
 
@@ -54,6 +62,7 @@ class PhotoState:
     content_hash: str | None
     status: str  # "ok" | "error" | "gone"
     detect_identity: str | None
+    error: str | None = None
 
 
 @dataclass
@@ -75,6 +84,7 @@ class PhotoResult:
     faces: FaceArrays | None = None
     error: str | None = None
     source_id: int | None = None
+    known_error: bool = False  # the same file failed the same way before: not recorded again
 
 
 @dataclass
@@ -86,13 +96,16 @@ class ScanSummary:
     moved: int = 0
     copied: int = 0
     reembedded: int = 0
-    errors: int = 0
+    errors: int = 0  # files that failed this run, for the first time or in a new way
+    known_errors: int = 0  # files that failed before the same way and are unchanged
     gone: int = 0
+    kept_missing: int = 0  # missing photos kept: too many vanished at once (see --prune)
     faces_found: int = 0
     photos_with_faces: int = 0
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     error_samples: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
 
     @property
     def processed(self) -> int:

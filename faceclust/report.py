@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from faceclust.errors import FaceclustError
+from faceclust.safeio import atomic_write
+from faceclust.text import printable, strip_unsafe
 
 THUMB = 96
 FACES_PER_PERSON = 12
@@ -78,13 +80,13 @@ def render_report(rows, people: list[dict], title: str = "faceclust") -> str:
             label, counts, css = "Unknown", f"{len(faces_of[None])} faces", "row unknown"
         else:
             p = by_id[person]
-            label = p["name"] or f"person {person}"
+            label = strip_unsafe(p["name"] or "") or f"person {person}"
             counts, css = f"{p['faces']} faces, {p['photos']} photos · id {person}", "row person"
         parts.append(f"<div class='{css}'><h2>{html.escape(label)} <span class='counts'>{html.escape(counts)}</span></h2>"
                      "<div class='strip'>")
         for face in faces:
             uri = thumbs.get(face[4])
-            alt = html.escape(f"face {face[4]} in {os.path.basename(face[2])}", quote=True)
+            alt = html.escape(f"face {face[4]} in {printable(os.path.basename(face[2]))}", quote=True)
             parts.append(f"<img src='{uri}' alt='{alt}' title='{alt}'>" if uri else f"<span class='missing' title='{alt}'></span>")
         parts.append("</div></div>")
     parts.append("</body></html>")
@@ -98,8 +100,7 @@ def write_report(catalog_path, out: Path) -> int:
     with Catalog(catalog_path, create=False) as catalog:
         rows, people = catalog.person_faces(), catalog.people()
     text = render_report(rows, people)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    # All or nothing, through a fresh temporary file: a symlink planted beside ``out`` (or at
+    # it) cannot redirect the write.
+    atomic_write(Path(out), text)
     return sum(1 for p in people if not p["hidden"] and p["faces"])

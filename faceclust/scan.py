@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from faceclust.errors import ImageError, MissingExtraError
+from faceclust.safeio import describe_os_error, file_kind, read_photo_bytes
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif",
@@ -85,11 +86,14 @@ def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None) ->
         try:
             st = root.stat()
         except OSError as exc:
-            _report(errors, root, f"cannot read: {exc.strerror or exc}")
+            _report(errors, root, _stat_error(root, exc))
             continue
         if stat.S_ISREG(st.st_mode):
             if root.suffix.lower() in IMAGE_EXTENSIONS:
                 yield PhotoFile(root, st.st_size, st.st_mtime_ns)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            _report(errors, root, f"{file_kind(st.st_mode)}, not a photo file; skipped")
             continue
         yield from _walk_dir(root, seen_dirs, errors)
 
@@ -126,12 +130,24 @@ def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | N
                     continue
                 est = entry.stat(follow_symlinks=True)
             except OSError as exc:
-                _report(errors, Path(entry.path), f"cannot read: {exc.strerror or exc}")
+                _report(errors, Path(entry.path), _stat_error(Path(entry.path), exc))
                 continue
             if stat.S_ISREG(est.st_mode):
                 yield PhotoFile(Path(entry.path), est.st_size, est.st_mtime_ns)
+            else:  # a FIFO, device or socket named like a photo: opening it could block
+                _report(errors, Path(entry.path), f"{file_kind(est.st_mode)}, not a photo file; skipped")
         # Reversed so that popping from the stack visits folders in name order.
         stack.extend(reversed(subdirs))
+
+
+def _stat_error(path: Path, exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        return "broken symbolic link (what it points to is missing); skipped"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop; skipped"
+    return describe_os_error(exc)
 
 
 def _report(errors: list[WalkError] | None, path: Path, message: str) -> None:
@@ -145,15 +161,20 @@ def content_hash(data: bytes) -> str:
 
 
 def read_file(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ImageError(f"cannot read file: {exc.strerror or exc}") from exc
+    """The bytes of a photo file: regular files only, never blocking forever (see
+    :func:`faceclust.safeio.read_photo_bytes`). Raises :class:`ImageError`."""
+    return read_photo_bytes(path)
 
 
-def _ensure_heif(path: Path) -> None:
-    if path.suffix.lower() not in HEIF_EXTENSIONS:
+_HEIF_REGISTERED = False
+
+
+def ensure_opener(path: Path) -> None:
+    """Make sure Pillow can open ``path``'s format: the optional HEIC/HEIF opener is registered
+    once per process, for every command that opens photos (scan, report, dedupe, verify...).
+    Raises :class:`MissingExtraError` naming the extra to install."""
+    global _HEIF_REGISTERED
+    if Path(path).suffix.lower() not in HEIF_EXTENSIONS:
         return
     try:
         import pillow_heif
@@ -161,7 +182,9 @@ def _ensure_heif(path: Path) -> None:
         raise MissingExtraError(
             "HEIC/HEIF photos need the optional extra: pip install 'faceclust[heif]'"
         ) from None
-    pillow_heif.register_heif_opener()
+    if not _HEIF_REGISTERED:
+        pillow_heif.register_heif_opener()
+        _HEIF_REGISTERED = True
 
 
 ScalePolicy = Callable[[int, int], float]
@@ -188,7 +211,7 @@ def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None) 
     """
     from PIL import Image, ImageOps
 
-    _ensure_heif(path)
+    ensure_opener(path)
     if not data:
         raise ImageError("empty file (0 bytes)")
     try:

@@ -57,7 +57,7 @@ def test_help_imports_neither_torch_nor_faiss():
 
 def test_scan_json_summary_and_exit_code_with_per_file_errors(tmp_path, lib):
     result = run("scan", lib, "--catalog", tmp_path / "c.sqlite", *FAKE, "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # finished, but a file could not be read
     summary = json.loads(result.stdout)
     assert summary["photos_seen"] == 4 and summary["errors"] == 1
     assert summary["faces_found"] == 3 and summary["photos_with_faces"] == 2
@@ -66,7 +66,7 @@ def test_scan_json_summary_and_exit_code_with_per_file_errors(tmp_path, lib):
 
 def test_status_and_export(tmp_path, lib):
     cat = tmp_path / "c.sqlite"
-    assert run("scan", lib, "--catalog", cat, *FAKE, "--quiet").exit_code == 0
+    assert run("scan", lib, "--catalog", cat, *FAKE, "--quiet").exit_code == 3
     status = json.loads(run("status", "--catalog", cat, "--json").stdout)
     assert status["photos"] == 3 and status["faces"] == 3 and status["photos_with_errors"] == 1
 
@@ -88,7 +88,7 @@ def test_status_and_export(tmp_path, lib):
 def test_catalog_from_environment(tmp_path, lib, monkeypatch):
     cat = tmp_path / "env.sqlite"
     result = run("scan", lib, *FAKE, "--quiet", env={"FACECLUST_CATALOG": str(cat)})
-    assert result.exit_code == 0 and cat.exists()
+    assert result.exit_code == 3 and cat.exists()
 
 
 def test_status_of_a_missing_catalog_says_what_to_do(tmp_path):
@@ -106,7 +106,7 @@ def test_bad_option_values_are_usage_errors(tmp_path, lib):
 
 def test_plain_progress_lines_when_not_a_tty(tmp_path, lib):
     result = CliRunner().invoke(main, ["scan", str(lib), "--catalog", str(tmp_path / "c.sqlite"), *FAKE])
-    assert result.exit_code == 0
+    assert result.exit_code == 3
     assert "scan: 4/4 photos, 3 faces, 1 errors" in result.stderr
     assert "photos seen" in result.stdout
 

@@ -95,14 +95,14 @@ def test_names_and_decisions_survive_new_photos_and_reclustering(tmp_path):
         cluster(cat)
         ident = truth_by_face(cat, truth)
         person_of = {ident[f]: p for f, p in face_people(cat).items()}
-    alice = name_person(path, str(person_of[0]), "Alice")
-    bob = name_person(path, str(person_of[1]), "Bob")
+    alice = name_person(path, str(person_of[0]), "Alice").person
+    bob = name_person(path, str(person_of[1]), "Bob").person
     # The user says people 2 and 3 are one person (in truth they are not: a manual decision wins).
-    merged = merge_people(path, str(person_of[2]), [str(person_of[3])])
+    merged = merge_people(path, str(person_of[2]), [str(person_of[3])]).person
     with Catalog(path) as cat:
         alice_faces = sorted(f for f, p in face_people(cat).items() if p == alice)
     rejected_face = alice_faces[0]
-    assert reject_face(path, rejected_face) == alice
+    assert reject_face(path, rejected_face).person == alice
     hide_person(path, str(person_of[4]))
 
     for full in (False, True):
@@ -166,9 +166,9 @@ def test_move_refuses_two_faces_of_one_photo_in_one_person(tmp_path):
         owner = face_people(cat)
     zero = next(f for f in group if ident[f] == 0)
     one = next(f for f in group if ident[f] == 1)
-    from faceclust.errors import CatalogError
+    from faceclust.errors import UsageProblem
 
-    with pytest.raises(CatalogError, match="same photo"):
+    with pytest.raises(UsageProblem, match="same photo"):
         move_face(path, one, str(owner[zero]))
 
 
@@ -181,7 +181,7 @@ def test_merged_ids_and_names_resolve(tmp_path):
     merge_people(path, str(ids[0]), [str(ids[1])])
     name_person(path, str(ids[1]), "Carol")  # the old id leads to the merged person
     assert [p["name"] for p in list_people(path) if p["id"] == ids[0]] == ["Carol"]
-    assert move_face(path, 1, "Carol") == ids[0]
+    assert move_face(path, 1, "Carol").person == ids[0]
 
 
 def test_people_commands(tmp_path, monkeypatch):
@@ -205,7 +205,7 @@ def test_people_commands(tmp_path, monkeypatch):
     assert run("name", "1", "Dora").exit_code == 0
     assert "Dora" in run("people").output
     result = run("name", "Nobody", "X")
-    assert result.exit_code == 1 and "faceclust people" in result.output
+    assert result.exit_code == 2 and "faceclust people" in result.output
     assert run("hide", "Dora").exit_code == 0
     assert "Dora" not in run("people").output and "Dora" in run("people", "--all").output
-    assert run("reject", "999").exit_code == 1
+    assert run("reject", "999").exit_code == 2

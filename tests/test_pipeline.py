@@ -135,12 +135,14 @@ def test_touched_file_is_not_redetected(tmp_path):
     assert FakeDetector.calls == 0 and summary.changed == 0
 
 
-def test_missing_root_marks_nothing_gone(tmp_path):
+def test_missing_root_is_refused_and_marks_nothing_gone(tmp_path):
+    from faceclust.errors import UsageProblem
+
     library(tmp_path / "lib")
     scan(tmp_path / "c.sqlite", tmp_path / "lib")
     shutil.move(tmp_path / "lib", tmp_path / "unmounted")
-    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib")
-    assert summary.gone == 0 and summary.errors == 1
+    with pytest.raises(UsageProblem, match="no such file or folder"):
+        scan(tmp_path / "c.sqlite", tmp_path / "lib")
     with Catalog(tmp_path / "c.sqlite") as cat:
         assert cat.counts()["photos_gone"] == 0
 
@@ -162,14 +164,14 @@ def test_bad_files_are_recorded_and_the_scan_finishes(tmp_path, monkeypatch):
     locked = draw_photo(lib / "locked.jpg", [(1, 5, 5, 30)])
     os.symlink(lib / "nowhere.jpg", lib / "dangling.jpg")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)  # huge.png (160,000 px) is over twice this
-    real_open = open
+    real_open = os.open
 
-    def guarded_open(file, *args, **kwargs):
+    def guarded_open(file, *args, **kwargs):  # chmod cannot lock root out: pretend
         if str(file) == str(locked):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_open)
     summary = scan(tmp_path / "c.sqlite", lib)
     with Catalog(tmp_path / "c.sqlite") as cat:
         errors = dict(cat.errors())
@@ -177,7 +179,7 @@ def test_bad_files_are_recorded_and_the_scan_finishes(tmp_path, monkeypatch):
     bad = {"zero.jpg", "text.jpg", "truncated.jpg", "huge.png", "locked.jpg", "dangling.jpg"}
     assert {Path(p).name for p in errors} == bad
     assert summary.errors == len(bad)
-    assert "Permission denied" in errors[str(locked)]
+    assert "permission denied" in errors[str(locked)].lower()
     assert counts["photos"] == len(good) + 2  # the CMYK JPEG and the 16-bit PNG are fine
     found = faces_by_path(tmp_path / "c.sqlite")
     assert len(found[str(lib / "cmyk.jpg")]) == 1

@@ -139,4 +139,4 @@ def test_search_command(library, tmp_path, monkeypatch):
     assert invoke("search", "--catalog", cat).exit_code == 2
     assert invoke("search", query, "--person", "1", "--catalog", cat).exit_code == 2
     missing = invoke("search", "--person", "999", "--catalog", cat)
-    assert missing.exit_code == 1 and "faceclust people" in missing.output
+    assert missing.exit_code == 2 and "faceclust people" in missing.output
