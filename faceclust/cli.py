@@ -18,7 +18,7 @@ from faceclust.cli_errors import EXIT_CODES_HELP, EXIT_PARTIAL, translate
 from faceclust.text import printable
 
 from faceclust.cli_options import DETECT_OPTIONS, apply_options, catalog_option, json_option, quiet_option
-from faceclust.cli_options import ALBUM_MODES, CATALOG_META
+from faceclust.cli_options import ALBUM_MODES, CATALOG_META, Registered
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
 
@@ -26,23 +26,26 @@ from faceclust.cli_options import given as _given
 def scan_options(command):
     """The detection options shared by ``scan`` and ``run``."""
     return apply_options(command, DETECT_OPTIONS + [
-        click.option("--max-side", type=int, default=None,
-                     help="Longest side the detector works at; bounds time on big photos [default: 1600]."),
-        click.option("--upsample", type=int, default=None,
+        click.option("--max-side", type=click.IntRange(min=64), default=None, show_default="1600",
+                     help="Longest side the detector works at; bounds time on big photos."),
+        click.option("--upsample", type=click.IntRange(0, 3), default=None,
                      help="Force the detection scale to 2**N (overrides --min-face; like --min-face, "
                           "a photo is enlarged only when nothing was found at its own size, "
                           "unless --thorough or --exact)."),
-        click.option("--min-score", type=float, default=None, help="Keep detections scoring above this [default: 0]."),
+        click.option("--min-score", type=float, default=None, show_default="0",
+                     help="Keep detections scoring above this."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None,
+                     show_default="auto",
                      help="Arithmetic of the mmod detector: auto (int8 on a CPU with VNNI, else "
-                          "fp32), or one of them [default: auto]."),
+                          "fp32), or one of them."),
         click.option("--thorough", is_flag=True, default=None,
                      help="mmod: enlarge every small photo to look for faces below 80 px, not only "
                           "photos where no bigger face was found (finds small bystanders; slower)."),
         click.option("--exact", is_flag=True, default=None,
                      help="mmod: reproduce dlib's CNN detector exactly (its rectangles; fp32, "
                           "thorough; several times slower)."),
-        click.option("--batch", "batch_photos", type=int, default=None, help="Photos per committed batch [default: 32]."),
+        click.option("--batch", "batch_photos", type=click.IntRange(min=1), default=None, show_default="32",
+                     help="Photos per committed batch."),
         click.option("--prune", is_flag=True, default=None,
                      help="Mark missing photos gone even when most of a folder's photos vanished at once "
                           "(without it they are kept: an unmounted share or an emptied folder looks like that)."),
@@ -244,15 +247,17 @@ def export(catalog, fmt, output, embeddings):
 
 @main.command()
 @catalog_option
-@click.option("--method", type=str, default=None,
-              help="Clusterer: agglomerative (default), hdbscan, chinese-whispers or kmeans.")
-@click.option("--min-faces", type=int, default=None,
-              help="Faces a group needs to become a person; smaller groups stay unknown [default: 2].")
-@click.option("--min-face-size", type=float, default=None,
+@click.option("--method", type=Registered("faceclust.cluster:clusterers",
+                                          ("agglomerative", "hdbscan", "chinese-whispers", "kmeans")),
+              default=None, show_default="agglomerative", help="Clusterer.")
+@click.option("--min-faces", type=click.IntRange(min=1), default=None, show_default="2",
+              help="Faces a group needs to become a person; smaller groups stay unknown.")
+@click.option("--min-face-size", type=click.FloatRange(min=0), default=None, show_default="0",
               help="Leave faces narrower than this many pixels out of clustering.")
 @click.option("--min-score", type=float, default=None, help="Leave faces detected below this score out.")
-@click.option("--threshold", type=float, default=None,
-              help="Distance threshold of the method (on L2-normalised descriptors).")
+@click.option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=None,
+              help="Distance threshold of the method: a chord distance between L2-normalised "
+                   "descriptors, so at most 2 [default: the method's, 0.35 for agglomerative].")
 @click.option("--full", is_flag=True,
               help="Re-cluster every face (names and manual decisions are kept); default: only add and grow people.")
 @quiet_option
@@ -470,7 +475,7 @@ def evaluate(labelled_dir, catalog, as_json):
         click.echo(json.dumps(result))
         return
     for key, value in result.items():
-        click.echo(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+        click.echo(f"{key:32s} {value:.4f}" if isinstance(value, float) else printable(f"{key:32s} {value}"))
 
 
 def _register_find_commands() -> None:

@@ -24,11 +24,37 @@ def apply_options(command, options: list):
     return command
 
 
+class Registered(click.ParamType):
+    """A name from one of the library's registries (detectors, clusterers...), checked when the
+    command runs: the registry is imported then, so ``--help`` stays light. ``shown`` are the
+    names the help lists (the library's own; tests may register more)."""
+
+    name = "name"
+
+    def __init__(self, registry: str, shown: tuple[str, ...]) -> None:
+        self.registry = registry  # "module:attribute"
+        self.shown = shown
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return f"[{'|'.join(self.shown)}]"
+
+    def convert(self, value, param, ctx):
+        import importlib
+
+        module, attr = self.registry.split(":")
+        registry = getattr(importlib.import_module(module), attr)
+        if value in registry:
+            return value
+        self.fail(f"{value!r} is not one of: {', '.join(registry.names())}", param, ctx)
+
+
+# Shown defaults are the library's (a test checks they agree); the options themselves default
+# to None, so the library's value is the one used.
 DETECT_OPTIONS = [
-    click.option("--detector", type=str, default=None,
-                 help="Face detector: mmod (default, any angle) or hog (fast, frontal)."),
-    click.option("--min-face", type=int, default=None,
-                 help="Smallest face wanted, in pixels of the photo [default: 40]."),
+    click.option("--detector", type=Registered("faceclust.detect:detectors", ("mmod", "hog")), default=None,
+                 show_default="mmod", help="Face detector: mmod (any angle) or hog (fast, frontal)."),
+    click.option("--min-face", type=click.IntRange(min=8), default=None, show_default="40",
+                 help="Smallest face wanted, in pixels of the photo."),
 ]
 
 

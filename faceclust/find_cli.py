@@ -16,8 +16,14 @@ import click
 from faceclust.cli_options import catalog_option, detect_options, json_option
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
+from faceclust.text import printable
 
 photo_argument = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _say(text: str, err: bool = False) -> None:
+    """Echo a line that holds paths or names: control characters shown as escapes."""
+    click.echo(printable(text), err=err)
 
 
 def _detect(detector, min_face):
@@ -29,14 +35,15 @@ def _detect(detector, min_face):
 @click.command()
 @click.argument("photo_a", type=photo_argument)
 @click.argument("photo_b", type=photo_argument)
-@click.option("--face", "faces", type=int, multiple=True, metavar="N",
+@click.option("--face", "faces", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Compare only face N of PHOTO_A (faces are numbered from 0, left to right); "
                    "give it twice to pick the face of PHOTO_B too.")
-@click.option("--threshold", type=float, default=None, help="Same person below this distance [default: 0.6].")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
+              help="Same person below this distance.")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Calibration file from 'faceclust calibrate' [default: the one shipped for the model].")
-@click.option("--prior", type=float, default=None,
-              help="Prior probability that the two are the same person [default: 0.5].")
+@click.option("--prior", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              show_default="0.5", help="Prior probability that the two are the same person.")
 @click.option("--model", default=None, metavar="MODEL.pt",
               help="Embed with a fine-tuned model from 'faceclust train' (its validated threshold scale "
                    "applies to the default threshold) [default: the pretrained model].")
@@ -61,23 +68,24 @@ def verify(photo_a, photo_b, faces, threshold, calibration, prior, model, detect
         return
     for key, name in (("photo_a", "A"), ("photo_b", "B")):
         photo = result[key]
-        click.echo(f"{name}: {photo['path']} ({len(photo['faces'])} face{'s' if len(photo['faces']) != 1 else ''})")
+        _say(f"{name}: {photo['path']} ({len(photo['faces'])} face{'s' if len(photo['faces']) != 1 else ''})")
     for pair in result["pairs"]:
         verdict = "same person" if pair["same"] else "different people"
         chance = "" if pair["probability"] is None else f"  P(same) {pair['probability']:.3f}"
-        click.echo(f"A{pair['face_a']} vs B{pair['face_b']}: distance {pair['distance']:.3f}  {verdict}{chance}")
+        _say(f"A{pair['face_a']} vs B{pair['face_b']}: distance {pair['distance']:.3f}  {verdict}{chance}")
     calibrated = f"; probability calibrated on {result['calibration']}" if result["calibration"] else ""
-    click.echo(f"threshold {result['threshold']:g}{calibrated}")
+    _say(f"threshold {result['threshold']:g}{calibrated}")
     if result["note"]:
-        click.echo(f"note: {result['note']}", err=True)
+        _say(f"note: {result['note']}", err=True)
 
 
 @click.command()
 @click.argument("photo", type=photo_argument, required=False)
 @catalog_option
-@click.option("--top", type=int, default=None, help="Matches listed per face, nearest first [default: 10].")
-@click.option("--threshold", type=float, default=None,
-              help="Only catalogued faces closer than this distance [default: 0.6].")
+@click.option("--top", type=click.IntRange(min=1), default=None, show_default="10",
+              help="Matches listed per face, nearest first.")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
+              help="Only catalogued faces closer than this distance.")
 @click.option("--person", default=None, help="Instead of a photo: list the photos of PERSON (an id or a name).")
 @detect_options
 @json_option
@@ -96,10 +104,10 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
         if as_json:
             click.echo(json.dumps(found))
             return
-        click.echo(f"person {found['id']}{' ' + repr(found['name']) if found['name'] else ''}: "
+        _say(f"person {found['id']}{' ' + repr(found['name']) if found['name'] else ''}: "
                    f"{len(found['photos'])} photos")
         for row in found["photos"]:
-            click.echo(row["photo"])
+            _say(row["photo"])
         return
     from faceclust.search import search_library
 
@@ -111,16 +119,16 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
     for face in result["faces"]:
         who = face["person"]
         known = f"; person {who['id']}{' ' + repr(who['name']) if who['name'] else ''}" if who else ""
-        click.echo(f"face {face['face']} {face['box']}: {len(face['photos'])} photos{known}")
+        _say(f"face {face['face']} {face['box']}: {len(face['photos'])} photos{known}")
         for row in face["photos"]:
-            click.echo(f"  {row['distance']:.3f}  {row['photo']}")
-    click.echo(f"searched {result['catalog_faces']} faces (threshold {result['threshold']:g})")
+            _say(f"  {row['distance']:.3f}  {row['photo']}")
+    _say(f"searched {result['catalog_faces']} faces (threshold {result['threshold']:g})")
 
 
 @click.command()
 @catalog_option
-@click.option("--face-distance", type=float, default=None,
-              help="Faces closer than this are near-identical [default: 0.25; same person is 0.6].")
+@click.option("--face-distance", type=click.FloatRange(0, 0.6, min_open=True, max_open=True), default=None,
+              show_default="0.25", help="Faces closer than this are near-identical (same person is 0.6).")
 @json_option
 def dedupe(catalog, face_distance, as_json):
     """Report duplicate photos and near-identical faces in the catalog. Reads only.
@@ -136,10 +144,10 @@ def dedupe(catalog, face_distance, as_json):
         click.echo(json.dumps(report))
         return
     for group in report["photo_groups"]:
-        click.echo(f"{len(group['photos'])} photos, {group['reason']}:")
+        _say(f"{len(group['photos'])} photos, {group['reason']}:")
         for path in group["photos"]:
-            click.echo(f"  {'keep' if path == group['keep'] else '    '}  {path}")
-    click.echo(f"{report['duplicate_photo_groups']} groups of duplicate photos ({report['photos_to_leave_out']} "
+            _say(f"  {'keep' if path == group['keep'] else '    '}  {path}")
+    _say(f"{report['duplicate_photo_groups']} groups of duplicate photos ({report['photos_to_leave_out']} "
                f"could be left out of albums), {report['near_identical_face_groups']} groups of near-identical "
                f"faces, among {report['photos']} photos and {report['faces']} faces in {report['seconds']:.1f} s")
 
@@ -149,10 +157,10 @@ def dedupe(catalog, face_distance, as_json):
 @catalog_option
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the calibration (JSON) to this file.")
-@click.option("--features", type=str, default=None,
-              help="Pair features: distance (default), distance+squared or distance+absdiff.")
-@click.option("--max-negatives", type=int, default=None,
-              help="Different-person pairs sampled [default: 200000]; every same-person pair is used.")
+@click.option("--features", type=click.Choice(["distance", "distance+squared", "distance+absdiff"]), default=None,
+              show_default="distance", help="Pair features.")
+@click.option("--max-negatives", type=click.IntRange(min=1), default=None, show_default="200000",
+              help="Different-person pairs sampled; every same-person pair is used.")
 @json_option
 def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
     """Fit the probability that verify prints, on LABELLED_DIR: a folder per person, scanned
@@ -166,7 +174,7 @@ def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
     if as_json:
         click.echo(json.dumps(summary))
         return
-    click.echo(f"calibration for {summary['model_id']} written to {out}: {summary['same_pairs']} same-person "
+    _say(f"calibration for {summary['model_id']} written to {out}: {summary['same_pairs']} same-person "
                f"and {summary['different_pairs']} different-person pairs of {summary['identities']} people, "
                f"Brier score {summary['fit_brier_even_odds']:.4f} on them (even odds)")
 

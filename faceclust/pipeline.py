@@ -502,6 +502,11 @@ def find_faces_in_file(path: Path, detect: DetectOptions | None = None, embedder
     Raises ImageError for a file that cannot be read. Pass ``finder`` to reuse loaded models."""
     from faceclust.scan import load_image
 
+    from faceclust.errors import ImageError
+
     finder = finder or FaceFinder.create(detect, embedder)
-    image = load_image(Path(path), finder.scale_policy())
+    try:
+        image = load_image(Path(path), finder.scale_policy())
+    except ImageError as exc:  # the message names the file: verify and search take two
+        raise ImageError(f"{printable(path)}: {exc}") from exc
     return finder.find([image])[0]

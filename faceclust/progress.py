@@ -136,21 +136,30 @@ def print_train_summary(summary: dict) -> None:
     console.print(f"use it: faceclust scan PHOTOS --model {summary['out']}", highlight=False)
 
 
+def _safe(value) -> "Text":
+    """User text (a path, a person's name) for rich: never read as markup, controls escaped."""
+    from rich.text import Text
+
+    from faceclust.text import printable
+
+    return Text(printable(value))
+
+
 def print_scan_summary(summary: dict, catalog: Path) -> None:
+    """The summary table (stdout). Per-file errors and warnings are the caller's, on stderr."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"scan of {catalog}", show_header=False)
+    table = Table(title=_safe(f"scan of {catalog}"), show_header=False)
     for key in ("photos_seen", "unchanged", "new", "changed", "moved", "copied", "reembedded",
-                "gone", "errors", "faces_found", "photos_with_faces", "photos_per_second"):
+                "gone", "kept_missing", "errors", "known_errors", "faces_found", "photos_with_faces",
+                "photos_per_second"):
+        if key in ("kept_missing", "known_errors") and not summary.get(key):
+            continue
         table.add_row(key.replace("_", " "), str(summary.get(key, 0)))
     table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")
     console.print(table)
-    for path, message in summary.get("error_samples", [])[:10]:
-        console.print(f"[red]error[/red] {path}: {message}", markup=True, highlight=False)
-    if summary.get("errors", 0) > 10:
-        console.print(f"... {summary['errors']} errors in all; see 'faceclust status'.")
 
 
 def print_status(counts: dict, catalog: Path) -> None:
@@ -158,20 +167,26 @@ def print_status(counts: dict, catalog: Path) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"catalog {catalog}", show_header=False)
-    for key in ("photos", "photos_with_faces", "faces", "photos_with_errors", "photos_gone", "runs",
-                "schema_version"):
+    table = Table(title=_safe(f"catalog {catalog}"), show_header=False)
+    for key in ("photos", "photos_with_faces", "faces", "people", "named_people", "hidden_people",
+                "photos_with_errors", "photos_gone", "runs", "schema_version"):
         table.add_row(key.replace("_", " "), str(counts.get(key, 0)))
     for model, n in counts.get("embeddings_by_model", {}).items():
-        table.add_row(f"embeddings ({model})", str(n))
+        table.add_row(_safe(f"embeddings ({model})"), str(n))
     model = counts.get("model")
     if model:
-        table.add_row("model in use", model["checkpoint"] or model["model_id"] or model.get("error", "?"))
+        table.add_row("model in use", _safe(model["checkpoint"] or model["model_id"] or model.get("error", "?")))
     console.print(table)
+    errors = counts.get("files_with_errors", [])
+    if errors:
+        console.print(f"files that could not be read at their last scan ({counts.get('photos_with_errors', 0)}):",
+                      highlight=False)
+        for row in errors[:10]:
+            console.print(_safe(f"  {row['path']}: {row['error']}"))
     last = counts.get("last_run")
     if last:
-        state = last["status"]
-        console.print(f"last run: {last['command']} #{last['id']} ({state})")
+        console.print(_safe(f"last run: {last['command']} #{last['id']} ({last['status']}), "
+                            f"started {last['started_at']}"))
 
 
 def print_people(rows: list[dict]) -> None:
@@ -180,8 +195,8 @@ def print_people(rows: list[dict]) -> None:
 
     table = Table("id", "name", "faces", "photos")
     for row in rows:
-        name = row["name"] or ""
+        name = _safe(row["name"] or "")
         if row["hidden"]:
-            name += " (hidden)"
+            name.append(" (hidden)")
         table.add_row(str(row["id"]), name, str(row["faces"]), str(row["photos"]))
     Console().print(table)

@@ -99,9 +99,10 @@ def test_status_of_a_missing_catalog_says_what_to_do(tmp_path):
 
 def test_bad_option_values_are_usage_errors(tmp_path, lib):
     result = run("scan", lib, "--catalog", tmp_path / "c.sqlite", "--min-face", "2")
-    assert result.exit_code == 2 and "min_face" in result.output
+    assert result.exit_code == 2 and "--min-face" in result.output and "x>=8" in result.output
     result = run("scan", lib, "--catalog", tmp_path / "c.sqlite", "--detector", "nope")
-    assert result.exit_code == 1 and "choose one of" in result.output
+    assert result.exit_code == 2 and "'nope' is not one of" in result.output and "mmod" in result.output
+    assert not (tmp_path / "c.sqlite").exists()  # refused before any work
 
 
 def test_plain_progress_lines_when_not_a_tty(tmp_path, lib):

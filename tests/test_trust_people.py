@@ -156,7 +156,7 @@ def test_undo_reverts_each_kind_of_decision_exactly(three, kind):
 
 
 def test_undo_back_to_an_entry_reverts_everything_after_it_and_the_merge_comes_apart(three):
-    path, (a, b, c) = three["path"], three["ids"]
+    path, (a, b, _c) = three["path"], three["ids"]
     before = state(path)
     name_person(path, str(a), "Ann")
     merge_people(path, str(a), [str(b)])

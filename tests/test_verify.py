@@ -296,7 +296,7 @@ def test_calibrate_command(tmp_path, fake_default_embedder):
                             "--features", "distance+squared", "--json").stdout)
     assert out["same_pairs"] == 2 and out["different_pairs"] == 4 and out["features"] == "distance+squared"
     bad = invoke("calibrate", tmp_path / "tree", "--catalog", cat, "-o", tmp_path / "x.json", "--features", "cosine")
-    assert bad.exit_code == 2 and "features must be one of" in bad.output
+    assert bad.exit_code == 2 and "'cosine' is not one of" in bad.output and "distance+absdiff" in bad.output
 
 
 # -- real photos ---------------------------------------------------------------------------------
