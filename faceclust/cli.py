@@ -15,41 +15,49 @@ import click
 
 from faceclust import __version__
 from faceclust.cli_errors import EXIT_CODES_HELP, EXIT_PARTIAL, translate
-from faceclust.text import printable
-
-from faceclust.cli_options import DETECT_OPTIONS, apply_options, catalog_option, json_option, quiet_option
-from faceclust.cli_options import ALBUM_MODES, CATALOG_META, Registered
+from faceclust.cli_options import (
+    ALBUM_MODES,
+    CATALOG_META,
+    DETECT_OPTIONS,
+    Registered,
+    apply_options,
+    catalog_option,
+    json_option,
+    option,
+    quiet_option,
+)
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
+from faceclust.text import printable
 
 
 def scan_options(command):
     """The detection options shared by ``scan`` and ``run``."""
     return apply_options(command, DETECT_OPTIONS + [
-        click.option("--max-side", type=click.IntRange(min=64), default=None, show_default="1600",
+        option("--max-side", type=click.IntRange(min=64), default=None, show_default="1600",
                      help="Longest side the detector works at; bounds time on big photos."),
-        click.option("--upsample", type=click.IntRange(0, 3), default=None,
+        option("--upsample", type=click.IntRange(0, 3), default=None,
                      help="Force the detection scale to 2**N (overrides --min-face; like --min-face, "
                           "a photo is enlarged only when nothing was found at its own size, "
                           "unless --thorough or --exact)."),
-        click.option("--min-score", type=float, default=None, show_default="0",
+        option("--min-score", type=float, default=None, show_default="0",
                      help="Keep detections scoring above this."),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None,
+        option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None,
                      show_default="auto",
                      help="Arithmetic of the mmod detector: auto (int8 on a CPU with VNNI, else "
                           "fp32), or one of them."),
-        click.option("--thorough", is_flag=True, default=None,
+        option("--thorough", is_flag=True, default=None,
                      help="mmod: enlarge every small photo to look for faces below 80 px, not only "
                           "photos where no bigger face was found (finds small bystanders; slower)."),
-        click.option("--exact", is_flag=True, default=None,
+        option("--exact", is_flag=True, default=None,
                      help="mmod: reproduce dlib's CNN detector exactly (its rectangles; fp32, "
                           "thorough; several times slower)."),
-        click.option("--batch", "batch_photos", type=click.IntRange(min=1), default=None, show_default="32",
+        option("--batch", "batch_photos", type=click.IntRange(min=1), default=None, show_default="32",
                      help="Photos per committed batch."),
-        click.option("--prune", is_flag=True, default=None,
+        option("--prune", is_flag=True, default=None,
                      help="Mark missing photos gone even when most of a folder's photos vanished at once "
                           "(without it they are kept: an unmounted share or an emptied folder looks like that)."),
-        click.option("--model", default=None, metavar="MODEL.pt|default",
+        option("--model", default=None, metavar="MODEL.pt|default",
                      help="Embed with this fine-tuned model (from 'faceclust train'), or 'default' for the "
                           "pretrained one. The catalog remembers it; faces already found are re-embedded "
                           "without detecting them again. [default: the catalog's current model]"),
@@ -99,7 +107,7 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @catalog_option
 @scan_options
-@click.option("--no-index", is_flag=True, help="Do not refresh the FAISS index after the scan.")
+@option("--no-index", is_flag=True, help="Do not refresh the FAISS index after the scan.")
 @quiet_option
 @json_option
 def scan(paths, catalog, no_index, quiet, as_json, **scan_args):
@@ -164,10 +172,10 @@ def _exit_for_problems(*summaries: dict) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the albums (one folder per person) and the report.")
 @catalog_option
-@click.option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
+@option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
               help="How photos appear in the albums.")
 @scan_options
 @quiet_option
@@ -226,11 +234,11 @@ def status(catalog, as_json):
 
 @main.command()
 @catalog_option
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+@option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
               help="Row format.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write rows to this file instead of stdout.")
-@click.option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the descriptors, in the same row order, to this .npy file.")
 def export(catalog, fmt, output, embeddings):
     """Export one row per face: photo, face_id, box (original pixels), score, person.
@@ -247,18 +255,18 @@ def export(catalog, fmt, output, embeddings):
 
 @main.command()
 @catalog_option
-@click.option("--method", type=Registered("faceclust.cluster:clusterers",
+@option("--method", type=Registered("faceclust.cluster:clusterers",
                                           ("agglomerative", "hdbscan", "chinese-whispers", "kmeans")),
               default=None, show_default="agglomerative", help="Clusterer.")
-@click.option("--min-faces", type=click.IntRange(min=1), default=None, show_default="2",
+@option("--min-faces", type=click.IntRange(min=1), default=None, show_default="2",
               help="Faces a group needs to become a person; smaller groups stay unknown.")
-@click.option("--min-face-size", type=click.FloatRange(min=0), default=None, show_default="0",
+@option("--min-face-size", type=click.FloatRange(min=0), default=None, show_default="0",
               help="Leave faces narrower than this many pixels out of clustering.")
-@click.option("--min-score", type=float, default=None, help="Leave faces detected below this score out.")
-@click.option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=None,
+@option("--min-score", type=float, default=None, help="Leave faces detected below this score out.")
+@option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=None,
               help="Distance threshold of the method: a chord distance between L2-normalised "
                    "descriptors, so at most 2 [default: the method's, 0.35 for agglomerative].")
-@click.option("--full", is_flag=True,
+@option("--full", is_flag=True,
               help="Re-cluster every face (names and manual decisions are kept); default: only add and grow people.")
 @quiet_option
 @json_option
@@ -285,7 +293,7 @@ def cluster(catalog, method, min_faces, min_face_size, min_score, threshold, ful
 
 @main.command()
 @catalog_option
-@click.option("--all", "include_hidden", is_flag=True, help="Include hidden people.")
+@option("--all", "include_hidden", is_flag=True, help="Include hidden people.")
 @json_option
 def people(catalog, include_hidden, as_json):
     """List people: id, name, faces, photos (biggest first)."""
@@ -321,7 +329,7 @@ def name(person, name, catalog):
 @main.command()
 @click.argument("target")
 @click.argument("others", nargs=-1, required=True)
-@click.option("--force", is_flag=True,
+@option("--force", is_flag=True,
               help="Merge even when OTHERS have names of their own (TARGET's name is kept; the others are dropped).")
 @catalog_option
 def merge(target, others, force, catalog):
@@ -357,7 +365,7 @@ def reject(face, catalog):
 
 @main.command()
 @click.argument("person")
-@click.option("--show", is_flag=True, help="Show a hidden person again.")
+@option("--show", is_flag=True, help="Show a hidden person again.")
 @catalog_option
 def hide(person, show, catalog):
     """Hide PERSON (strangers) from people lists, albums and reports."""
@@ -369,7 +377,7 @@ def hide(person, show, catalog):
 
 @main.command()
 @catalog_option
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show only the newest entries.")
+@option("--limit", type=click.IntRange(min=1), default=None, help="Show only the newest entries.")
 @json_option
 def history(catalog, limit, as_json):
     """List the decisions (name, merge, move, reject, hide) and clustering runs, newest first;
@@ -423,10 +431,10 @@ def backup(destination, catalog):
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @catalog_option
-@click.option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
+@option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
               help="How photos appear in the albums; originals are never moved or modified.")
-@click.option("--unknown", "include_unknown", is_flag=True, help="Also fill OUT/unknown with photos of unknown faces.")
-@click.option("--dedupe", "skip_duplicates", is_flag=True,
+@option("--unknown", "include_unknown", is_flag=True, help="Also fill OUT/unknown with photos of unknown faces.")
+@option("--dedupe", "skip_duplicates", is_flag=True,
               help="Keep one photo of each group of duplicate photos (see 'faceclust dedupe').")
 @json_option
 def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
@@ -480,7 +488,6 @@ def evaluate(labelled_dir, catalog, as_json):
 
 def _register_find_commands() -> None:
     from faceclust.find_cli import COMMANDS
-
     from faceclust.train_cli import train
 
     for command in COMMANDS:

@@ -9,12 +9,31 @@ from pathlib import Path
 
 import click
 
+
+class LibraryDefaultOption(click.Option):
+    """An option whose default is the library's: the option itself defaults to None (dropped,
+    so the library decides) and ``show_default="40"`` shows that value as click shows any
+    default (``[default: 40]``, not click's ``(40)`` for descriptions)."""
+
+    def get_help_extra(self, ctx):
+        extra = super().get_help_extra(ctx)
+        if isinstance(self.show_default, str) and "default" in extra:
+            extra["default"] = self.show_default
+        return extra
+
+
+def option(*names, **attrs):
+    """``click.option`` with :class:`LibraryDefaultOption`."""
+    attrs.setdefault("cls", LibraryDefaultOption)
+    return click.option(*names, **attrs)
+
+
 catalog_option = click.option(
     "--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
     envvar="FACECLUST_CATALOG", show_envvar=True,
     help="The catalog file (SQLite). Default: ~/.local/share/faceclust/catalog.sqlite.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
+json_option = option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+quiet_option = option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
 
 
 def apply_options(command, options: list):
@@ -51,9 +70,9 @@ class Registered(click.ParamType):
 # Shown defaults are the library's (a test checks they agree); the options themselves default
 # to None, so the library's value is the one used.
 DETECT_OPTIONS = [
-    click.option("--detector", type=Registered("faceclust.detect:detectors", ("mmod", "hog")), default=None,
+    option("--detector", type=Registered("faceclust.detect:detectors", ("mmod", "hog")), default=None,
                  show_default="mmod", help="Face detector: mmod (any angle) or hog (fast, frontal)."),
-    click.option("--min-face", type=click.IntRange(min=8), default=None, show_default="40",
+    option("--min-face", type=click.IntRange(min=8), default=None, show_default="40",
                  help="Smallest face wanted, in pixels of the photo."),
 ]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli_options import catalog_option, detect_options, json_option
+from faceclust.cli_options import catalog_option, detect_options, json_option, option
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
 from faceclust.text import printable
@@ -35,16 +35,16 @@ def _detect(detector, min_face):
 @click.command()
 @click.argument("photo_a", type=photo_argument)
 @click.argument("photo_b", type=photo_argument)
-@click.option("--face", "faces", type=click.IntRange(min=0), multiple=True, metavar="N",
+@option("--face", "faces", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Compare only face N of PHOTO_A (faces are numbered from 0, left to right); "
                    "give it twice to pick the face of PHOTO_B too.")
-@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
+@option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
               help="Same person below this distance.")
-@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Calibration file from 'faceclust calibrate' [default: the one shipped for the model].")
-@click.option("--prior", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@option("--prior", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               show_default="0.5", help="Prior probability that the two are the same person.")
-@click.option("--model", default=None, metavar="MODEL.pt",
+@option("--model", default=None, metavar="MODEL.pt",
               help="Embed with a fine-tuned model from 'faceclust train' (its validated threshold scale "
                    "applies to the default threshold) [default: the pretrained model].")
 @detect_options
@@ -82,11 +82,11 @@ def verify(photo_a, photo_b, faces, threshold, calibration, prior, model, detect
 @click.command()
 @click.argument("photo", type=photo_argument, required=False)
 @catalog_option
-@click.option("--top", type=click.IntRange(min=1), default=None, show_default="10",
+@option("--top", type=click.IntRange(min=1), default=None, show_default="10",
               help="Matches listed per face, nearest first.")
-@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
+@option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
               help="Only catalogued faces closer than this distance.")
-@click.option("--person", default=None, help="Instead of a photo: list the photos of PERSON (an id or a name).")
+@option("--person", default=None, help="Instead of a photo: list the photos of PERSON (an id or a name).")
 @detect_options
 @json_option
 def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
@@ -127,7 +127,7 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
 
 @click.command()
 @catalog_option
-@click.option("--face-distance", type=click.FloatRange(0, 0.6, min_open=True, max_open=True), default=None,
+@option("--face-distance", type=click.FloatRange(0, 0.6, min_open=True, max_open=True), default=None,
               show_default="0.25", help="Faces closer than this are near-identical (same person is 0.6).")
 @json_option
 def dedupe(catalog, face_distance, as_json):
@@ -155,11 +155,11 @@ def dedupe(catalog, face_distance, as_json):
 @click.command()
 @click.argument("labelled_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @catalog_option
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the calibration (JSON) to this file.")
-@click.option("--features", type=click.Choice(["distance", "distance+squared", "distance+absdiff"]), default=None,
+@option("--features", type=click.Choice(["distance", "distance+squared", "distance+absdiff"]), default=None,
               show_default="distance", help="Pair features.")
-@click.option("--max-negatives", type=click.IntRange(min=1), default=None, show_default="200000",
+@option("--max-negatives", type=click.IntRange(min=1), default=None, show_default="200000",
               help="Different-person pairs sampled; every same-person pair is used.")
 @json_option
 def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):

@@ -11,55 +11,55 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli_options import detect_options, json_option, quiet_option
+from faceclust.cli_options import detect_options, json_option, option, quiet_option
 from faceclust.cli_options import given as _given
 
 
 @click.command()
 @click.argument("data", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@option("--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Train on the people named in this catalog (their rejected faces are negatives) "
                    "instead of a DATA folder.")
-@click.option("--max-faces-per-person", type=click.IntRange(min=1), default=None, show_default="300",
+@option("--max-faces-per-person", type=click.IntRange(min=1), default=None, show_default="300",
               help="With --catalog: at most this many faces of each named person, drawn at random.")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the fine-tuned model (MODEL.pt).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, show_default="10",
+@option("--epochs", type=click.IntRange(min=1), default=None, show_default="10",
               help="Most passes over the training faces.")
-@click.option("--steps", "steps_per_epoch", type=click.IntRange(min=1), default=None,
+@option("--steps", "steps_per_epoch", type=click.IntRange(min=1), default=None,
               help="Batches per epoch [default: about one pass over the training faces].")
-@click.option("--p", "p", type=click.IntRange(min=2), default=None,
+@option("--p", "p", type=click.IntRange(min=2), default=None,
               help="People per batch [default: 48, or every person with K faces when fewer].")
-@click.option("--k", "k", type=click.IntRange(min=2), default=None, show_default="4", help="Faces per person in a batch.")
-@click.option("--extras", type=click.IntRange(min=0), default=None, show_default="64",
+@option("--k", "k", type=click.IntRange(min=2), default=None, show_default="4", help="Faces per person in a batch.")
+@option("--extras", type=click.IntRange(min=0), default=None, show_default="64",
               help="Random extra faces per batch, more negatives.")
-@click.option("--margin", type=click.FloatRange(0, 4, min_open=True, max_open=True), default=None, show_default="0.2",
+@option("--margin", type=click.FloatRange(0, 4, min_open=True, max_open=True), default=None, show_default="0.2",
               help="Triplet margin α on squared distances.")
-@click.option("--mining", type=click.Choice(["semihard", "hard", "all"]), default=None, show_default="semihard",
+@option("--mining", type=click.Choice(["semihard", "hard", "all"]), default=None, show_default="semihard",
               help="Negatives per anchor-positive pair.")
-@click.option("--lr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, show_default="1e-5",
+@option("--lr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, show_default="1e-5",
               help="Learning rate.")
-@click.option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default=None, show_default="cosine",
+@option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default=None, show_default="cosine",
               help="Learning-rate schedule.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=None, show_default="1e-4", help="AdamW weight decay.")
-@click.option("--freeze", type=click.IntRange(0, 14), default=None, show_default="7",
+@option("--weight-decay", type=click.FloatRange(min=0), default=None, show_default="1e-4", help="AdamW weight decay.")
+@option("--freeze", type=click.IntRange(0, 14), default=None, show_default="7",
               help="Residual blocks (of 14, with the stem) left unchanged.")
-@click.option("--augment/--no-augment", default=None,
+@option("--augment/--no-augment", default=None,
               help="Flip, small rotations, shifts, colour jitter [default: off, see docs/training.md].")
-@click.option("--distill", type=click.FloatRange(min=0), default=None, show_default="1",
+@option("--distill", type=click.FloatRange(min=0), default=None, show_default="1",
               help="Weight of keeping descriptors close to the starting model's; 0 turns it off.")
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None, show_default="adamw", help="Optimizer.")
-@click.option("--patience", type=click.IntRange(min=1), default=None, show_default="4",
+@option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None, show_default="adamw", help="Optimizer.")
+@option("--patience", type=click.IntRange(min=1), default=None, show_default="4",
               help="Stop after this many epochs without a better validation.")
-@click.option("--val-identities", type=click.IntRange(min=0), default=None,
+@option("--val-identities", type=click.IntRange(min=0), default=None,
               help="People held out for validation [default: a fifth of them when there are 10 or more].")
-@click.option("--val-photos", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@option("--val-photos", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Instead, hold out this fraction of every person's photos (e.g. 0.3): validates on new "
                    "photos of the people trained on.")
-@click.option("--seed", type=int, default=None, show_default="0", help="Random seed.")
-@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@option("--seed", type=int, default=None, show_default="0", help="Random seed.")
+@option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from this fine-tuned model instead of the pretrained one.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where detected faces and chips are cached [default: ~/.cache/faceclust/train].")
 @detect_options
 @quiet_option
