@@ -4,12 +4,23 @@ of ``conftest`` standing in for the models (for tests that kill, race or time a 
     python tests/fake_cli.py scan PHOTOS --catalog C.sqlite --detector fake
 
 The fake embedder also stands in for the default embedder, as in ``test_cli``.
+
+Two environment variables let tests reach exact moments of a real process:
+
+* ``FAKE_CLI_KILL=WHAT:N`` kills the process with SIGKILL at the N-th (from 1) of: ``commit``
+  (right after a catalog transaction commits), ``clustering`` (inside the clustering run's
+  transaction, before its commit), ``place`` (an album file made, before it is recorded),
+  ``journal`` (right after an album journal line).
+* ``FAKE_CLI_DELAY=SECONDS`` makes each fake detection take that long (a scan long enough for
+  another process to meet it).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,11 +32,61 @@ from faceclust.embed import DEFAULT_EMBEDDER, embedders  # noqa: E402
 
 
 def install_fakes() -> None:
-    detectors.register("fake")(FakeDetector)
+    delay = float(os.environ.get("FAKE_CLI_DELAY", "0"))
+
+    class SlowDetector(FakeDetector):
+        def detect(self, image, scale=1.0):
+            time.sleep(delay)
+            return super().detect(image, scale)
+
+    detectors.register("fake")(SlowDetector if delay else FakeDetector)
     embedders.register("fake")(FakeEmbedder)
     embedders._factories[DEFAULT_EMBEDDER] = FakeEmbedder
 
 
+def install_kill_point(spec: str) -> None:
+    from faceclust import albums, catalog
+
+    what, _, n = spec.partition(":")
+    left = [int(n or 1)]
+
+    def count() -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def after(cls, name):
+        original = getattr(cls, name)
+
+        def wrapped(self, *args, **kwargs):
+            out = original(self, *args, **kwargs)
+            count()
+            return out
+
+        setattr(cls, name, wrapped)
+
+    if what == "commit":
+        original_exit = catalog._Transaction.__exit__
+
+        def exit_then_count(self, exc_type, exc, tb):
+            outer = self.outer and exc_type is None
+            original_exit(self, exc_type, exc, tb)
+            if outer:
+                count()
+
+        catalog._Transaction.__exit__ = exit_then_count
+    elif what == "clustering":
+        after(catalog.Catalog, "write_clustering")  # still inside the recorded transaction
+    elif what == "place":
+        after(albums.AlbumWriter, "_place")
+    elif what == "journal":
+        after(albums.AlbumWriter, "_log")
+    else:
+        raise SystemExit(f"unknown FAKE_CLI_KILL point {spec!r}")
+
+
 if __name__ == "__main__":
     install_fakes()
+    if os.environ.get("FAKE_CLI_KILL"):
+        install_kill_point(os.environ["FAKE_CLI_KILL"])
     main(prog_name="faceclust")
