@@ -158,6 +158,7 @@ def test_report_renders_in_a_browser(library, tmp_path):
 
     browser = _chromium()
     name_person(library["catalog"], str(library["b"]), "<img src=x onerror=\"document.title='pwned'\">")
+    name_person(library["catalog"], str(library["a"]), "<script>document.title='pwned'</script>\u202e\x1b[31m")
     report = tmp_path / "report.html"
     write_report(library["catalog"], report)
     shot = tmp_path / "shot.png"
@@ -172,7 +173,8 @@ def test_report_renders_in_a_browser(library, tmp_path):
     dom = subprocess.run([*common, "--dump-dom", report.as_uri()], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert "pwned" not in dom.split("<title>")[1].split("</title>")[0]
-    assert "&lt;img src=x onerror=" in dom
+    assert "&lt;img src=x onerror=" in dom and "&lt;script&gt;document.title" in dom
+    assert "\u202e" not in dom and "\x1b" not in dom  # layout and terminal controls are not shown
 
 
 def test_albums_can_keep_one_photo_of_each_duplicate_group(library):
