@@ -136,7 +136,7 @@ def print_train_summary(summary: dict) -> None:
     console.print(f"use it: faceclust scan PHOTOS --model {summary['out']}", highlight=False)
 
 
-def _safe(value) -> "Text":
+def _safe(value):
     """User text (a path, a person's name) for rich: never read as markup, controls escaped."""
     from rich.text import Text
 

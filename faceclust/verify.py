@@ -114,7 +114,9 @@ class Calibration:
             raise CalibrationError(f"not a faceclust calibration ({exc}); fit one with 'faceclust calibrate'") from exc
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        from faceclust.safeio import atomic_write
+
+        atomic_write(Path(path), json.dumps(self.as_dict(), indent=2) + "\n")
 
 
 def load_calibration(path: Path | str | None = None) -> Calibration:

@@ -332,3 +332,35 @@ def test_a_full_disk_fails_with_one_line_and_a_rerun_completes(small_disk, tmp_p
     cli("cluster", "--catalog", cat, "--quiet", check_code=0)
     state = snapshot(cat)
     assert state["faces"] == clean["symlink"]["faces"] and state["people"] == clean["symlink"]["people"]
+
+
+def test_a_backup_taken_during_a_scan_is_consistent_and_usable(photos, clean, tmp_path):
+    cat, copy = tmp_path / "c.sqlite", tmp_path / "backup.sqlite"
+    scan = start("scan", photos, "--catalog", cat, "--batch", "2", *FAKE, "--quiet", env={"FAKE_CLI_DELAY": "0.1"})
+    wait_for_lock(cat, "scan")
+    deadline = time.monotonic() + 60
+    while not _count(cat, "SELECT COUNT(*) FROM photos"):  # some batches are in
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cli("backup", copy, "--catalog", cat, check_code=0)
+    _, err = scan.communicate(timeout=TIMEOUT)
+    assert scan.returncode == 0, err
+    partial, final = snapshot(copy), snapshot(cat)  # integrity and foreign keys checked there
+    assert 0 < len(partial["photos"]) < len(final["photos"])  # taken mid-scan
+    # Whole batches only: every photo in the copy has exactly its faces.
+    in_copy = {p[0] for p in partial["photos"]}
+    assert partial["faces"] == [f for f in final["faces"] if f[0] in in_copy]
+    cli("scan", photos, "--catalog", copy, *FAKE, "--quiet", check_code=0)  # the copy carries on
+    assert snapshot(copy)["faces"] == clean["symlink"]["faces"]
+
+
+def _count(catalog: Path, sql: str) -> int:
+    if not catalog.exists():
+        return 0
+    db = sqlite3.connect(catalog, timeout=5)
+    try:
+        return db.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # the schema is being created
+        return 0
+    finally:
+        db.close()

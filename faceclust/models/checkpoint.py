@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,14 +63,14 @@ def save_checkpoint(path: Path | str, state_dict: dict, meta: dict, architecture
     meta_json = json.dumps(meta, sort_keys=True)
     payload = {"format": FORMAT, "version": VERSION, "architecture": architecture, "state_dict": weights,
                "weights_sha256": weights_sha256(weights, meta_json), "meta": meta_json}
+    import io
+
+    from faceclust.safeio import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    data = io.BytesIO()
+    torch.save(payload, data)
+    atomic_write(path, data.getvalue())  # whole or nothing, never through a planted symlink
     return path
 
 

@@ -257,8 +257,12 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
                 if progress:
                     progress(done + 1, len(by_path))
         if cache_file is not None:
+            import io
+
+            from faceclust.safeio import atomic_write
+
             Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(cache_file).with_name(f".{Path(cache_file).name}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, keys=keys[ok], chips=chips[ok])
-            os.replace(tmp, cache_file)
+            data = io.BytesIO()
+            np.savez(data, keys=keys[ok], chips=chips[ok])
+            atomic_write(cache_file, data.getvalue())
     return chips, ok
