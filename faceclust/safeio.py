@@ -47,36 +47,71 @@ def read_photo_bytes(path: str | os.PathLike, *, stall_seconds: float | None = N
     """
     stall = READ_STALL_SECONDS if stall_seconds is None else stall_seconds
     limit = MAX_PHOTO_BYTES if max_bytes is None else max_bytes
-    state = {"progress": 0, "data": None, "error": None}
-    worker = threading.Thread(target=_read_into, args=(os.fspath(path), limit, state),
-                              name="faceclust-read", daemon=True)
-    worker.start()
+    job = _READERS.submit(os.fspath(path), limit)
     seen = -1
-    while True:
-        worker.join(stall)
-        if not worker.is_alive():
-            break
-        if state["progress"] == seen:
-            raise ImageError(f"no data for {stall:.0f} s (a slow or unresponsive network share?); "
+    while not job.done.wait(stall):
+        if job.progress == seen:
+            raise ImageError(f"no data for {stall:g} s (a slow or unresponsive network share?); "
                              "skipped, the next scan tries again")
-        seen = state["progress"]
-    if state["error"] is not None:
-        raise state["error"]
-    return state["data"]
+        seen = job.progress
+    if job.error is not None:
+        raise job.error
+    return job.data
 
 
-def _read_into(path: str, limit: int, state: dict) -> None:
-    try:
-        state["data"] = _read(path, limit, state)
-    except ImageError as exc:
-        state["error"] = exc
-    except OSError as exc:
-        state["error"] = ImageError(describe_os_error(exc, "cannot read file"))
-    except MemoryError:
-        state["error"] = ImageError("not enough memory to read this file")
+class _ReadJob:
+    def __init__(self, path: str, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.progress = 0
+        self.data: bytes | None = None
+        self.error: ImageError | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.data = _read(self.path, self.limit, self)
+        except ImageError as exc:
+            self.error = exc
+        except OSError as exc:
+            self.error = ImageError(describe_os_error(exc, "cannot read file"))
+        except MemoryError:
+            self.error = ImageError("not enough memory to read this file")
+        finally:
+            self.done.set()
 
 
-def _read(path: str, limit: int, state: dict) -> bytes:
+class _ReaderPool:
+    """Daemon threads that do the reads. A thread stuck in the kernel is simply never idle
+    again: the next read starts a new one, and a stuck thread never keeps the process alive."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self._jobs: "queue.SimpleQueue[_ReadJob]" = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, path: str, limit: int) -> _ReadJob:
+        job = _ReadJob(path, limit)
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._work, name="faceclust-read", daemon=True).start()
+        self._jobs.put(job)
+        return job
+
+    def _work(self) -> None:
+        while True:
+            self._jobs.get().run()
+            with self._lock:
+                self._idle += 1
+
+
+_READERS = _ReaderPool()
+
+
+def _read(path: str, limit: int, job: "_ReadJob") -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
     try:
@@ -98,7 +133,7 @@ def _read(path: str, limit: int, state: dict) -> bytes:
             if total > limit:
                 raise ImageError(f"file is too large (over {limit / 2**30:.0f} GiB)")
             chunks.append(chunk)
-            state["progress"] += 1
+            job.progress += 1
         return b"".join(chunks)
     finally:
         os.close(fd)

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MARKER_COLOURS, draw_photo
 from PIL import Image, ImageDraw
+
+from conftest import MARKER_COLOURS, draw_photo
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo") or not hasattr(os, "symlink"),
                                 reason="the corpus needs POSIX FIFOs and symbolic links")

@@ -200,3 +200,43 @@ def test_content_hash_identifies_bytes(tmp_path):
     c = draw_photo(tmp_path / "c.png", [(1, 5, 5, 20)])
     ha, hb, hc = (load_image(p).content_hash for p in (a, b, c))
     assert ha == hb != hc
+
+
+def test_a_read_that_stalls_is_given_up_with_a_clear_reason(tmp_path, monkeypatch):
+    """A hung network share blocks read() in the kernel; the scan must not wait forever."""
+    import threading
+    import time
+
+    from faceclust import safeio
+
+    photo = draw_photo(tmp_path / "slow.jpg", [(0, 10, 10, 40)])
+    release = threading.Event()
+    real_read = os.read
+
+    def hung_read(fd, n):
+        release.wait(30)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(safeio.os, "read", hung_read)
+    started = time.monotonic()
+    with pytest.raises(ImageError, match=r"no data for 0.3 s \(a slow or unresponsive network share\?\)"):
+        safeio.read_photo_bytes(photo, stall_seconds=0.3)
+    assert time.monotonic() - started < 5
+    release.set()
+    monkeypatch.undo()
+    assert safeio.read_photo_bytes(photo) == photo.read_bytes()  # a stuck reader never blocks the next
+
+
+def test_only_regular_files_are_read(tmp_path):
+    from faceclust import safeio
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # nobody writes: a blocking open would wait forever
+    with pytest.raises(ImageError, match="a FIFO"):
+        safeio.read_photo_bytes(fifo, stall_seconds=5)
+    with pytest.raises(ImageError, match="a folder"):
+        safeio.read_photo_bytes(tmp_path, stall_seconds=5)
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\0" * 2048)
+    with pytest.raises(ImageError, match="too large"):
+        safeio.read_photo_bytes(big, max_bytes=1024)
