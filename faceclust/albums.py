@@ -155,7 +155,8 @@ class AlbumWriter:
     def _write(self, plan: dict[str, tuple[str, int | None]]) -> AlbumSummary:
         manifest = self._load_manifest()
         self._replay_journal(manifest)
-        self._journal = open(self.root / JOURNAL, "a", encoding="utf-8")
+        # The replay saved what the journal said; this run's journal starts empty.
+        self._journal = open(self.root / JOURNAL, "w", encoding="utf-8")
         old_folders = {rel.split("/", 1)[0] for rel in manifest}
         summary = AlbumSummary(people=len({p for _, p in plan.values() if p is not None}))
         for rel in sorted(set(manifest) - set(plan)):

@@ -123,6 +123,11 @@ class HistoryMixin:
                 yield entry
             finally:
                 self.db.execute("DELETE FROM recording")
+            if not self.db.execute("SELECT 1 FROM undo_log WHERE history_id=? LIMIT 1", (entry.id,)).fetchone():
+                # Nothing changed (a nightly clustering with nothing new): no entry, so that
+                # 'undo' reverts what did change.
+                self.db.execute("DELETE FROM history WHERE id=?", (entry.id,))
+                return
             self.db.execute("UPDATE history SET description=?, details=? WHERE id=?",
                             (entry.description, json.dumps(entry.details, default=str), entry.id))
             self._forget_old_undo_data()

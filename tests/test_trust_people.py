@@ -212,3 +212,13 @@ def test_full_reclustering_keeps_person_ids(three):
         PeopleClusterer(cat, MODEL, ClusterOptions(full=True)).run()
         after = face_people(cat)
     assert {f: after[f] for f in before} == before
+
+
+def test_a_clustering_run_that_changes_nothing_leaves_no_history_entry(three):
+    path = three["path"]
+    name_person(path, str(three["ids"][0]), "Ann")
+    with Catalog(path) as cat:
+        PeopleClusterer(cat, MODEL, ClusterOptions()).run()  # nothing new: a nightly run
+    assert history(path)[0]["kind"] == "name"
+    undo(path)  # so 'undo' reverts the decision, not an empty run
+    assert _names(path)[three["ids"][0]] is None
