@@ -98,9 +98,17 @@ def main() -> None:
     Everything runs offline on the CPU with dlib's pretrained face models rebuilt in torch.
     Originals are only ever read.
     """
+    import os
+    import warnings
+
     from faceclust.memory import keep_freed_memory
 
     keep_freed_memory()
+    if not os.environ.get("FACECLUST_DEBUG"):
+        # Libraries' warnings (Pillow on odd EXIF tags, torch on deprecations) name source files
+        # and lines: Python internals, not something a user can act on. Problems a user can act
+        # on are reported by faceclust itself.
+        warnings.simplefilter("ignore")
 
 
 @main.command()

@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import stat
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -215,17 +214,17 @@ def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None) 
     if not data:
         raise ImageError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                return _decode_opened(im, data, scale_for, Image, ImageOps)
+        # No warnings.catch_warnings() here: it changes process-wide state and decode runs on
+        # several threads. The command line silences library warnings once, at start.
+        with Image.open(io.BytesIO(data)) as im:
+            return _decode_opened(im, data, scale_for, Image, ImageOps)
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image is too large to decode safely: {exc}") from exc
     except Image.UnidentifiedImageError:
         raise ImageError("not an image, or a format Pillow cannot read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         message = str(exc) or type(exc).__name__
-        if "truncated" in message or isinstance(exc, EOFError):
+        if "truncated" in message.lower() or isinstance(exc, EOFError):
             message = f"truncated or damaged file ({message})"
         raise ImageError(f"cannot decode: {message}") from exc
     except MemoryError as exc:
