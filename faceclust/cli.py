@@ -54,6 +54,10 @@ def scan_options(command):
                           "thorough; several times slower)."),
         option("--batch", "batch_photos", type=click.IntRange(min=1), default=None, show_default="32",
                      help="Photos per committed batch."),
+        option("--read-timeout", "stall_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+               show_default="60", metavar="SECONDS",
+               help="Give up on a photo or folder that delivers nothing for this long (a hung network share); "
+                    "the next scan tries again."),
         option("--prune", is_flag=True, default=None,
                      help="Mark missing photos gone even when most of a folder's photos vanished at once "
                           "(without it they are kept: an unmounted share or an emptied folder looks like that)."),
@@ -64,14 +68,15 @@ def scan_options(command):
     ])
 
 
-def _scan_options(batch_photos=None, model=None, prune=None, update_index=True, **detect):
+def _scan_options(batch_photos=None, model=None, prune=None, stall_seconds=None, update_index=True, **detect):
     """ScanOptions from the options of :func:`scan_options` (None or an absent flag: the
     library's default)."""
     from faceclust.detect import DetectOptions
     from faceclust.pipeline import ScanOptions
 
     detect = DetectOptions(**_given(**detect))
-    return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model, prune=prune),
+    return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model, prune=prune,
+                                stall_seconds=stall_seconds),
                        update_index=update_index)
 
 

@@ -22,6 +22,7 @@ from faceclust.detect import DetectOptions, Detector, detectors
 from faceclust.embed import DEFAULT_EMBEDDER, Embedder, embedders
 from faceclust.errors import FaceclustError, UsageProblem
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
+from faceclust.safeio import READ_STALL_SECONDS
 from faceclust.text import printable
 from faceclust.scan import LoadedImage, PhotoFile, ScalePolicy, content_hash, decode_image, read_file, walk_photos
 
@@ -36,6 +37,8 @@ class ScanOptions:
     decode_workers: int = 2
     update_index: bool = True
     prune: bool = False  # mark photos gone even when most of a folder vanished at once
+    # A photo or folder that delivers nothing for this long is given up (a hung network share).
+    stall_seconds: float = READ_STALL_SECONDS
 
     def __post_init__(self) -> None:
         if self.batch_photos < 1:
@@ -44,6 +47,8 @@ class ScanOptions:
             raise ValueError("decode_workers must be at least 1")
         if self.reembed_faces < 1:
             raise ValueError("reembed_faces must be at least 1")
+        if not self.stall_seconds > 0:
+            raise ValueError("stall_seconds must be above 0")
 
 
 # A scan that finds more than this share of a folder's catalogued photos missing, and more
@@ -181,6 +186,7 @@ class Scanner:
         self.model_id = embedder.identity()
         self.detect_identity = self.options.detect.identity(detector.identity())
         self.summary = ScanSummary()
+        self._walk_stalled = False
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -220,12 +226,51 @@ class Scanner:
         return self.summary
 
     def _walk(self, roots: list[Path]):
+        """The photo files under ``roots``. The walk runs on a watchdog's daemon thread: a
+        folder that stops answering (a hung network share) for ``stall_seconds`` ends the walk
+        with an error instead of hanging the scan; nothing is marked gone after such a walk."""
+        import queue
+        import threading
+
         from faceclust.scan import WalkError
 
         errors: list[WalkError] = []
         files = []
-        for f in walk_photos(roots, errors):
-            files.append(f)
+        found: "queue.Queue" = queue.Queue()
+        beat = {"count": 0, "at": roots[0] if roots else Path(".")}
+
+        def tick(path: Path) -> None:
+            beat["count"] += 1
+            beat["at"] = path
+
+        def walk() -> None:
+            try:
+                for f in walk_photos(roots, errors, on_progress=tick):
+                    found.put(f)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the scanning thread
+                found.put(exc)
+            else:
+                found.put(None)
+
+        threading.Thread(target=walk, name="faceclust-walk", daemon=True).start()
+        stall = self.options.stall_seconds
+        seen_beats = -1
+        while True:
+            try:
+                item = found.get(timeout=stall)
+            except queue.Empty:
+                if beat["count"] != seen_beats:  # slow but moving (a big folder of other files)
+                    seen_beats = beat["count"]
+                    continue
+                errors = [*errors, WalkError(Path(beat["at"]), f"no answer for {stall:g} s (a slow or "
+                          "unresponsive network share?); the walk stopped here, the next scan tries again")]
+                self._walk_stalled = True
+                break
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            files.append(item)
             if len(files) % 1000 == 0:
                 self.progress(ProgressEvent("walk", len(files), 0))
         self.progress(ProgressEvent("walk", len(files), len(files)))
@@ -276,7 +321,7 @@ class Scanner:
         t = time.perf_counter()
         out = _Prepared(f)
         try:
-            data = read_file(f.path)
+            data = read_file(f.path, self.options.stall_seconds)
             out.content_hash = content_hash(data)
             if state is not None and state.status in ("ok", "gone") \
                     and state.content_hash == out.content_hash and state.detect_identity == self.detect_identity:
@@ -406,7 +451,7 @@ class Scanner:
     def _reembed_chips(self, state: PhotoState, landmarks: np.ndarray, policy) -> np.ndarray | None:
         t = time.perf_counter()
         try:
-            data = read_file(Path(state.path))
+            data = read_file(Path(state.path), self.options.stall_seconds)
             if content_hash(data) != state.content_hash:
                 return None  # changed since: the next scan redoes it
             image = decode_image(data, Path(state.path), policy)
@@ -437,6 +482,8 @@ class Scanner:
         # Read the catalog again: rows re-pointed by a move now carry their new path.
         # A folder that could not be listed (an unmounted share, a permission change) says
         # nothing about its photos: they are not marked gone.
+        if self._walk_stalled:
+            return  # the walk did not see everything: it says nothing about missing photos
         blind = [str(e.path) for e in walk_errors]
         states = [s for s in self.catalog.photo_states().values() if s.status != "gone"]
         gone: set[int] = set()

@@ -72,16 +72,20 @@ def is_skipped_dir(name: str) -> bool:
     return name.startswith(".") or name.lower() in SKIPPED_DIRS
 
 
-def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None) -> Iterator[PhotoFile]:
+def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
+                on_progress: Callable[[Path], None] | None = None) -> Iterator[PhotoFile]:
     """Yield image files under ``roots`` recursively, in a stable order.
 
     Hidden and NAS system folders are skipped. Symlinked folders are followed once: a folder
     already visited (same device and inode) is not entered again, so symlink cycles end.
-    Unreadable folders are reported through ``errors`` and skipped.
+    Unreadable folders are reported through ``errors`` and skipped. ``on_progress(path)`` is
+    called before each folder is listed and each entry looked at (a watchdog's heartbeat).
     """
     seen_dirs: set[tuple[int, int]] = set()
+    tick = on_progress or (lambda path: None)
     for root in roots:
         root = Path(root)
+        tick(root)
         try:
             st = root.stat()
         except OSError as exc:
@@ -94,13 +98,15 @@ def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None) ->
         if not stat.S_ISDIR(st.st_mode):
             _report(errors, root, f"{file_kind(st.st_mode)}, not a photo file; skipped")
             continue
-        yield from _walk_dir(root, seen_dirs, errors)
+        yield from _walk_dir(root, seen_dirs, errors, tick)
 
 
-def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | None) -> Iterator[PhotoFile]:
+def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | None,
+              tick: Callable[[Path], None]) -> Iterator[PhotoFile]:
     stack = [top]
     while stack:
         folder = stack.pop()
+        tick(folder)
         try:
             st = folder.stat()
         except OSError as exc:
@@ -120,6 +126,7 @@ def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | N
             continue
         subdirs = []
         for entry in entries:
+            tick(folder)
             try:
                 if entry.is_dir(follow_symlinks=True):
                     if not is_skipped_dir(entry.name):
@@ -159,10 +166,10 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
-def read_file(path: Path) -> bytes:
+def read_file(path: Path, stall_seconds: float | None = None) -> bytes:
     """The bytes of a photo file: regular files only, never blocking forever (see
     :func:`faceclust.safeio.read_photo_bytes`). Raises :class:`ImageError`."""
-    return read_photo_bytes(path)
+    return read_photo_bytes(path, stall_seconds=stall_seconds)
 
 
 _HEIF_REGISTERED = False

@@ -373,3 +373,35 @@ def test_an_edit_that_makes_a_copy_of_another_photo_keeps_its_people(tmp_path):
     with Catalog(tmp_path / "c.sqlite") as cat:
         people = {Path(path).name: person for _f, path, *_, person in cat.faces_by_id(range(1, 100))}
     assert people == {"a.png": None, "b.png": anna}
+
+
+def test_a_folder_that_stops_answering_ends_the_walk_not_the_scan(tmp_path, monkeypatch):
+    """A hung network share blocks the folder listing in the kernel: the scan gives up on the
+    walk after the stall timeout, scans what it found, and marks nothing gone."""
+    import dataclasses
+    import threading
+    import time
+
+    from faceclust import scan as scan_module
+
+    good = library(tmp_path / "lib")  # sub0/ and sub1/
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    draw_photo(tmp_path / "lib" / "sub0" / "new.png", [(1, 40, 40, 40)])
+    release = threading.Event()
+    real_scandir = os.scandir
+
+    def hung_scandir(path):
+        if str(path).endswith("sub1"):
+            release.wait(30)
+        return real_scandir(path)
+
+    monkeypatch.setattr(scan_module.os, "scandir", hung_scandir)
+    started = time.monotonic()
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib", options=dataclasses.replace(OPTIONS, stall_seconds=0.5))
+    assert time.monotonic() - started < 10
+    release.set()
+    assert summary.new == 1 and summary.gone == 0  # sub1's photos were not seen, and not lost
+    assert any(path.endswith("sub1") and "no answer for 0.5 s" in message for path, message in summary.error_samples)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        states = cat.photo_states()
+        assert all(states[str(p)].status == "ok" for p in good)

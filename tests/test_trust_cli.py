@@ -63,6 +63,7 @@ def test_shown_defaults_are_the_librarys():
         ("scan", "detector"): detect.detector, ("scan", "min_face"): detect.min_face,
         ("scan", "max_side"): detect.max_side, ("scan", "min_score"): detect.min_score,
         ("scan", "precision"): detect.precision, ("scan", "batch_photos"): scan_options.batch_photos,
+        ("scan", "stall_seconds"): scan_options.stall_seconds,
         ("cluster", "method"): cluster.DEFAULT_METHOD, ("cluster", "min_faces"): cluster.DEFAULT_MIN_FACES,
         ("cluster", "min_face_size"): 0.0,
         ("search", "top"): search.DEFAULT_TOP, ("search", "threshold"): verify.DEFAULT_THRESHOLD,
