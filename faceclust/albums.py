@@ -31,7 +31,7 @@ MAX_NAME_BYTES = 120
 
 
 class AlbumError(OutputError):
-    pass
+    exit_code = 2  # an album folder that cannot be used as asked: choose another
 
 
 @dataclass
@@ -414,5 +414,19 @@ def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown
 
         leave_out = frozenset(photos_to_leave_out(catalog_path))
     with Catalog(catalog_path, create=False) as catalog:
-        plan = plan_albums(catalog.person_faces(), catalog.people(), include_unknown, leave_out)
+        rows = catalog.person_faces()
+        check_outside_photos(out, (row[2] for row in rows))
+        plan = plan_albums(rows, catalog.people(), include_unknown, leave_out)
     return writer.write(plan)
+
+
+def check_outside_photos(out: Path, photo_paths) -> None:
+    """The album folder must not hold catalogued photos (OUT being the photo folder, or a
+    folder above it): scans skip album folders, so the photos would seem to vanish."""
+    root = os.path.realpath(out)
+    prefix = root.rstrip(os.sep) + os.sep
+    for path in photo_paths:
+        folder = os.path.realpath(os.path.dirname(path))
+        if folder == root or folder.startswith(prefix):
+            raise AlbumError(f"{printable(out)} holds catalogued photos ({printable(path)}); albums go in a "
+                             "folder of their own, outside the photo folders (scans skip album folders)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +20,11 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
     from faceclust.pipeline import scan_library
     from faceclust.report import write_report
 
+    from faceclust.albums import check_outside_photos
+
     AlbumWriter(out, album_mode)  # a bad mode fails before an hour of scanning
+    for root in roots:  # so does an album folder that is (or holds) a photo folder
+        check_outside_photos(out, [os.path.join(os.path.abspath(root), "photo")])
     scanned = scan_library(catalog_path, roots, scan_options, progress)
     clustered = cluster_library(catalog_path, cluster_options)
     albums = write_albums(catalog_path, out, album_mode, include_unknown)

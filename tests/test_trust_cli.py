@@ -335,3 +335,17 @@ def test_heic_photos_work_in_dedupe_as_in_scan(tmp_path):
     assert dedupe.returncode == 0, dedupe.stderr
     groups = json.loads(dedupe.stdout)["photo_groups"]
     assert [sorted(Path(p).name for p in g["photos"]) for g in groups] == [["a.heic", "b.heic"]]
+
+
+def test_albums_never_go_into_the_photo_folder_itself(tmp_path):
+    photos, cat = two_people(tmp_path / "photos"), tmp_path / "c.sqlite"
+    for out in (photos, tmp_path):  # the photo folder, or a folder holding it
+        result = run("run", photos, "--out", out, "--catalog", cat, *FAKE)
+        assert result.exit_code == 2 and "outside the photo folders" in one_error_line(result)
+    assert not (photos / ".faceclust-albums.json").exists()
+    assert run("scan", photos, "--catalog", cat, *FAKE, "--quiet").exit_code == 0
+    refused = run("albums", photos, "--catalog", cat)
+    assert refused.exit_code == 2 and "holds catalogued photos" in one_error_line(refused)
+    inside = photos / "albums"  # a folder of its own inside the photo folder is fine
+    assert run("run", photos, "--out", inside, "--catalog", cat, *FAKE, "--quiet").exit_code == 0
+    assert json.loads(run("scan", photos, "--catalog", cat, *FAKE, "--json").output)["photos_seen"] == 6

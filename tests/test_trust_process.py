@@ -364,3 +364,23 @@ def _count(catalog: Path, sql: str) -> int:
         return 0
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_with_130_and_a_rerun_finishes(photos, clean, tmp_path, sig):
+    cat = tmp_path / "c.sqlite"
+    scan = start("scan", photos, "--catalog", cat, "--batch", "2", *FAKE, "--quiet", env={"FAKE_CLI_DELAY": "0.1"})
+    wait_for_lock(cat, "scan")
+    deadline = time.monotonic() + 60
+    while not _count(cat, "SELECT COUNT(*) FROM photos"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    scan.send_signal(sig)
+    _, err = scan.communicate(timeout=TIMEOUT)
+    assert scan.returncode == 130, err
+    assert err.strip() == "stopped; progress saved, run again to continue"
+    saved = _count(cat, "SELECT COUNT(*) FROM photos")
+    assert 0 < saved < len(clean["symlink"]["photos"])
+    assert _count(cat, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'") == 1
+    cli("scan", photos, "--catalog", cat, "--batch", "2", *FAKE, "--quiet", check_code=0)
+    assert snapshot(cat)["faces"] == clean["symlink"]["faces"]
