@@ -22,6 +22,7 @@ from faceclust.errors import FaceclustError, OutputError
 from faceclust.safeio import atomic_write, copy_regular_file
 from faceclust.text import printable, strip_unsafe
 
+from faceclust.scan import ALBUM_FILES
 from faceclust.scan import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
 MODES = ("symlink", "hardlink", "copy")
 UNKNOWN = "unknown"
@@ -83,9 +84,11 @@ def plan_albums(rows, people: list[dict], include_unknown: bool,
     folders: dict[int, str] = {}
     used: set[str] = {UNKNOWN}
     for pid in sorted(visible):
-        folder = safe_folder_name(visible[pid]["name"], pid)
-        if folder.lower() in used:
-            folder = f"{folder} ({pid})"
+        base = safe_folder_name(visible[pid]["name"], pid)
+        folder, k = base, 1
+        while folder.lower() in used:  # "Ann", "Ann (7)", "Ann (7-2)": never two people in one folder
+            folder = f"{base} ({pid})" if k == 1 else f"{base} ({pid}-{k})"
+            k += 1
         used.add(folder.lower())
         folders[pid] = folder
     photos_of: dict[str | None, set[str]] = defaultdict(set)
@@ -110,6 +113,7 @@ def plan_albums(rows, people: list[dict], include_unknown: bool,
 
 JOURNAL = ".faceclust-albums.journal"
 LOCK = ".faceclust-albums.lock"
+assert {MANIFEST, JOURNAL, LOCK} == ALBUM_FILES  # the scan skips folders holding any of them
 _TMP_PREFIX = ".faceclust-tmp-"
 
 
@@ -153,11 +157,15 @@ class AlbumWriter:
                 self._close()
 
     def _write(self, plan: dict[str, tuple[str, int | None]]) -> AlbumSummary:
+        had_manifest = self._own_file(MANIFEST) is not None
         manifest = self._load_manifest()
-        self._replay_journal(manifest)
-        # The replay saved what the journal said; this run's journal starts empty.
-        self._journal = open(self.root / JOURNAL, "w", encoding="utf-8")
         old_folders = {rel.split("/", 1)[0] for rel in manifest}
+        old_folders |= self._replay_journal(manifest)
+        if not had_manifest:
+            self._save_manifest(manifest)  # from the first moment, scans know OUT for an album folder
+        # The replay saved what the journal said; this run's journal starts empty.
+        self._journal = os.fdopen(self._open_own(JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w",
+                                  encoding="utf-8")
         summary = AlbumSummary(people=len({p for _, p in plan.values() if p is not None}))
         for rel in sorted(set(manifest) - set(plan)):
             self._remove(rel, manifest, summary)
@@ -319,43 +327,73 @@ class AlbumWriter:
 
     # -- manifest and journal -------------------------------------------------------------------
 
+    def _open_own(self, name: str, flags: int) -> int:
+        """A descriptor of faceclust's own file ``name`` in OUT: never through a symlink, never
+        blocking on a FIFO planted there, a regular file or an :class:`AlbumError`."""
+        path = self.root / name
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(name, flags, 0o666, dir_fd=self._root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                raise AlbumError(f"{printable(path)} is not faceclust's file (a symbolic link, FIFO or folder "
+                                 "is in its place); move it away") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise AlbumError(f"{printable(path)} is not faceclust's file (not a regular file); move it away")
+        os.set_blocking(fd, True)
+        return fd
+
+    def _own_file(self, name: str) -> str | None:
+        """The text of faceclust's file ``name`` in OUT, or None when there is none."""
+        try:
+            fd = self._open_own(name, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+
     def _load_manifest(self) -> dict:
-        path = self.root / MANIFEST
-        if not os.path.lexists(path):
+        text = self._own_file(MANIFEST)
+        if text is None:
             return {}
         try:
-            if os.path.islink(path):
-                raise ValueError("it is a symbolic link, not faceclust's file")
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return dict(data.get("entries", {}))
-        except (OSError, ValueError, AttributeError) as exc:
-            raise AlbumError(f"the album manifest {printable(path)} is unreadable ({exc}); "
+            return dict(json.loads(text).get("entries", {}))
+        except (ValueError, AttributeError) as exc:
+            raise AlbumError(f"the album manifest {printable(self.root / MANIFEST)} is unreadable ({exc}); "
                              "move it away to start afresh") from exc
 
-    def _replay_journal(self, manifest: dict) -> None:
+    def _replay_journal(self, manifest: dict) -> set[str]:
         """Finish the bookkeeping of a run that was killed: what it made is ours, what it was
-        making is cleaned up."""
-        path = self.root / JOURNAL
-        if not os.path.lexists(path) or os.path.islink(path):
-            return
+        making is cleaned up. Returns the folders the journal names (for empty-folder cleanup)."""
+        text = self._own_file(JOURNAL)
+        if text is None:
+            return set()
         pending: dict[str, dict] = {}
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # the line being written when the run was killed
-                if "add" in record:
-                    pending[record["add"]] = record
-                elif "added" in record:
-                    pending.pop(record["added"], None)
-                    manifest[record["added"]] = {k: record[k] for k in ("source", "mode", "size", "mtime_ns")}
-                elif "remove" in record:
-                    if self._lstat(record["remove"]) is None:
-                        manifest.pop(record["remove"], None)
+        folders: set[str] = set()
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the line being written when the run was killed
+            if not isinstance(record, dict):
+                continue
+            rel = record.get("add") or record.get("added") or record.get("remove")
+            if isinstance(rel, str):
+                folders.add(rel.split("/", 1)[0])
+            if "add" in record:
+                pending[record["add"]] = record
+            elif "added" in record:
+                pending.pop(record["added"], None)
+                manifest[record["added"]] = {k: record[k] for k in ("source", "mode", "size", "mtime_ns")}
+            elif "remove" in record:
+                if self._lstat(record["remove"]) is None:
+                    manifest.pop(record["remove"], None)
         for rel, record in pending.items():
             self._settle(rel, record, manifest)
         self._save_manifest(manifest)
+        return folders
 
     def _settle(self, rel: str, record: dict, manifest: dict) -> None:
         try:

@@ -164,6 +164,22 @@ def _relative_iou(a, size_a, b, size_b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def catalog_files(path: Path | str) -> list[Path]:
+    """The catalog and every file faceclust keeps beside it (journal, index, locks)."""
+    path = Path(path)
+    return [path, *(path.with_name(path.name + suffix) for suffix in (
+        "-wal", "-shm", "-journal", ".faiss", ".faiss.json", ".scan.lock", ".people.lock"))]
+
+
+def protected_outputs(catalog: "Catalog", output: Path | str) -> None:
+    """Refuse ``output`` when it is the catalog, a file beside it, or one of its photos."""
+    from faceclust.safeio import protect_inputs
+
+    photo = catalog.db.execute("SELECT path FROM photos WHERE path=CAST(? AS TEXT)",
+                               (sql_path(os.path.abspath(output)),)).fetchone()
+    protect_inputs(output, [*catalog_files(catalog.path), *([photo[0]] if photo else [])])
+
+
 def default_catalog_path() -> Path:
     """``$FACECLUST_CATALOG``, else ``$XDG_DATA_HOME/faceclust/catalog.sqlite``
     (``~/.local/share/faceclust/catalog.sqlite``)."""

@@ -74,7 +74,12 @@ def export_library(catalog_path, out: "Path | IO[str]", fmt: str = "csv",
     from faceclust.embed import catalog_model
     from faceclust.safeio import atomic_write
 
+    from faceclust.catalog import protected_outputs
+
     with Catalog(catalog_path, create=False) as catalog:
+        for target in (out, embeddings_path):
+            if isinstance(target, (str, Path)):
+                protected_outputs(catalog, target)
         model_id = catalog_model(catalog).model_id
         if not isinstance(out, (str, Path)):
             return export_faces(catalog, out, fmt, model_id, embeddings_path)

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Callable
 
-from faceclust.errors import LockTimeout
+from faceclust.errors import LockTimeout, UsageProblem
+
+
+class LockError(UsageProblem):
+    """Something that is not faceclust's lock file is where it keeps one."""
 
 DEFAULT_WAIT_SECONDS = 600.0
 POLL_SECONDS = 0.2
@@ -63,13 +68,20 @@ class FileLock:
             FileLock._held[self.path] += 1
             self._nested = True
             return self
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        flags = (os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_NONBLOCK", 0))
         try:
             fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EROFS, errno.EACCES):
                 return self  # a read-only place: nobody can write there either
+            if exc.errno == errno.ELOOP:
+                raise LockError(f"{self.path} is a symbolic link where faceclust keeps its lock file; "
+                                "remove it") from None
             raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LockError(f"{self.path} is not faceclust's lock file (not a regular file); remove it")
         started = time.monotonic()
         said = False
         while True:
@@ -88,8 +100,12 @@ class FileLock:
                         f"over {self.timeout:.0f} s; try again when it ends "
                         "(FACECLUST_LOCK_WAIT sets how long to wait)") from None
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, {current_command}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, {current_command}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise OSError(exc.errno, exc.strerror, self.path) from exc
         self.fd = fd
         FileLock._held[self.path] = 1
         return self

@@ -97,7 +97,10 @@ def write_report(catalog_path, out: Path) -> int:
     """Write the report to ``out``; returns the number of people shown."""
     from faceclust.catalog import Catalog
 
+    from faceclust.catalog import protected_outputs
+
     with Catalog(catalog_path, create=False) as catalog:
+        protected_outputs(catalog, out)
         rows, people = catalog.person_faces(), catalog.people()
     text = render_report(rows, people)
     # All or nothing, through a fresh temporary file: a symlink planted beside ``out`` (or at

@@ -19,7 +19,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+from typing import Iterable
+
 from faceclust.errors import ImageError
+from faceclust.text import printable
 
 # A photo read that delivers no data for this long is abandoned (the scan goes on). A 12 MP
 # JPEG arrives in well under a second even from a slow share; a minute of nothing is a hang.
@@ -170,25 +173,47 @@ def _umask() -> int:
 def atomic_write(path: str | os.PathLike, data: bytes | str, encoding: str = "utf-8") -> None:
     """Replace ``path`` with ``data`` in one step (all or nothing, even after a kill).
 
-    Raises ``OSError`` (the target's folder is missing or not writable, the disk is full...).
+    Raises ``OSError`` naming ``path`` (its folder is missing or not writable, the disk is
+    full...), never the temporary file's name.
     """
     if isinstance(data, str):
         data = data.encode(encoding)
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:60]}.", suffix=".tmp", dir=target.parent or ".")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".tmp", dir=target.parent or ".")
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        tmp = None
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, os.fspath(target)) from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def protect_inputs(output: str | os.PathLike, protected: "Iterable[str | os.PathLike]" = ()) -> None:
+    """Refuse an output path that would overwrite what faceclust reads: one of ``protected``
+    (a catalog and the files beside it, a catalogued photo), or any existing file named like a
+    photo. Raises :class:`OutputError`."""
+    from faceclust.errors import OutputError
+    from faceclust.scan import IMAGE_EXTENSIONS
+
+    real = os.path.realpath(output)
+    for path in protected:
+        if real == os.path.realpath(path):
+            raise OutputError(f"{printable(output)} is {printable(path)}, which faceclust reads (a catalog, its "
+                              "index or a photo); choose another file to write")
+    if os.path.lexists(output) and Path(output).suffix.lower() in IMAGE_EXTENSIONS:
+        raise OutputError(f"{printable(output)} exists and is named like a photo; faceclust never writes over "
+                          "photos, choose another file name")
 
 
 def copy_regular_file(source: str | os.PathLike, name: str, dir_fd: int) -> None:

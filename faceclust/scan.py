@@ -34,7 +34,9 @@ SKIPPED_DIRS = frozenset(
 
 
 # faceclust's own album folders hold links to photos already scanned: never scan them again.
+# Any of its files marks one (the lock and journal come first, before any photo is placed).
 ALBUM_MARKER = ".faceclust-albums.json"
+ALBUM_FILES = frozenset({ALBUM_MARKER, ".faceclust-albums.journal", ".faceclust-albums.lock"})
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | N
         except OSError as exc:
             _report(errors, folder, f"cannot list folder: {exc.strerror or exc}")
             continue
-        if any(entry.name == ALBUM_MARKER for entry in entries):
+        if any(entry.name in ALBUM_FILES for entry in entries):
             continue
         subdirs = []
         for entry in entries:

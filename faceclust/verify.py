@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from faceclust.embed import DEFAULT_EMBEDDER
-from faceclust.errors import FaceclustError
+from faceclust.errors import FaceclustError, UsageProblem
 
 DEFAULT_THRESHOLD = 0.6  # dlib's same-person distance for its ResNet descriptors
 CALIBRATION_FILE = "calibration.json"
@@ -317,7 +317,10 @@ def calibrate_library(catalog_path, labelled_dir: Path, out: Path, features: str
     max_negatives = DEFAULT_MAX_NEGATIVES if max_negatives is None else max_negatives
     if max_negatives < 1:
         raise ValueError("max_negatives must be at least 1")
+    from faceclust.catalog import protected_outputs
+
     with Catalog(catalog_path, create=False) as catalog:
+        protected_outputs(catalog, out)
         model_id = model_id or catalog_model(catalog).model_id
         faces = labelled_faces(catalog, Path(labelled_dir), model_id)
     i, j, same = labelled_pairs(faces.labels, max_negatives)
@@ -374,8 +377,8 @@ def _pick(faces: PhotoFaces, index: int | None) -> list[int]:
     if index is None:
         return list(range(len(faces)))
     if not 0 <= index < len(faces):
-        raise FaceclustError(f"{faces.path} has {len(faces)} face(s), numbered 0 to {len(faces) - 1} "
-                             f"from left to right; face {index} does not exist")
+        raise UsageProblem(f"{faces.path} has {len(faces)} face(s), numbered 0 to {len(faces) - 1} "
+                           f"from left to right; face {index} does not exist")
     return [index]
 
 

@@ -384,3 +384,67 @@ def test_ctrl_c_or_sigterm_stops_with_130_and_a_rerun_finishes(photos, clean, tm
     assert _count(cat, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'") == 1
     cli("scan", photos, "--catalog", cat, "--batch", "2", *FAKE, "--quiet", check_code=0)
     assert snapshot(cat)["faces"] == clean["symlink"]["faces"]
+
+
+@pytest.fixture
+def clustered(tmp_path):
+    photos = library(tmp_path / "photos", people=3, each=3)
+    cat = tmp_path / "c.sqlite"
+    cli("scan", photos, "--catalog", cat, *FAKE, "--quiet", check_code=0)
+    cli("cluster", "--catalog", cat, "--quiet", check_code=0)
+    return cat
+
+
+@pytest.mark.parametrize("name", [".faceclust-albums.json", ".faceclust-albums.journal", ".faceclust-albums.lock"])
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_faceclusts_own_files_in_out_are_never_followed_nor_waited_on(clustered, tmp_path, name, planted):
+    out = tmp_path / "albums"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    if planted == "symlink":
+        os.symlink(victim, out / name)
+    else:
+        os.mkfifo(out / name)  # an open that waits for a writer would hang forever
+    result = cli("albums", out, "--catalog", clustered)  # a hang fails through the timeout
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and ("remove it" in lines[0] or "move it away" in lines[0]), result.stderr
+    assert victim.read_text() == "precious"
+    assert not [p for p in out.iterdir() if p.name not in (name, ".faceclust-albums.lock")]  # nothing made
+
+
+def test_an_album_folder_inside_the_photos_is_skipped_by_scans_from_its_first_file(tmp_path):
+    """Killed while placing its first files, a first album run inside the photo folder must
+    already be an album folder to the next scan, or its copies would be catalogued as photos."""
+    photos = library(tmp_path / "photos", people=2, each=4)
+    cat, out = tmp_path / "c.sqlite", photos / "albums"
+    killed = cli("run", photos, "--out", out, "--mode", "copy", "--catalog", cat, *FAKE, "--quiet",
+                 env={"FAKE_CLI_KILL": "place:3"})
+    assert killed.returncode == -signal.SIGKILL
+    rescan = json.loads(cli("scan", photos, "--catalog", cat, *FAKE, "--json", check_code=0).stdout)
+    assert rescan["photos_seen"] == 9 and rescan["copied"] == 0
+    cli("albums", out, "--mode", "copy", "--catalog", cat, check_code=0)
+
+
+def test_two_people_never_share_an_album_folder_whatever_their_names(clustered, tmp_path):
+    people = [p["id"] for p in json.loads(cli("people", "--catalog", clustered, "--json").stdout)]
+    a, b, c = sorted(people)
+    for pid, name in ((a, "X"), (b, f"X ({c})"), (c, "X")):
+        cli("name", str(pid), name, "--catalog", clustered, check_code=0)
+    out = tmp_path / "albums"
+    cli("albums", out, "--catalog", clustered, check_code=0)
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 3 and "X" in folders and f"X ({c})" in folders
+    assert [len(list((out / f).iterdir())) for f in folders] == [4, 4, 4]  # 3 photos each and the group
+
+
+def test_a_kill_during_an_album_update_leaves_no_folder_a_clean_run_would_not(clustered, tmp_path):
+    out, reference = tmp_path / "albums", tmp_path / "reference"
+    cli("albums", out, "--catalog", clustered, check_code=0)
+    cli("name", "3", "Renamed", "--catalog", clustered, check_code=0)  # person-0003/ must go
+    killed = cli("albums", out, "--catalog", clustered, env={"FAKE_CLI_KILL": "journal:4"})
+    assert killed.returncode == -signal.SIGKILL
+    cli("albums", out, "--catalog", clustered, check_code=0)
+    cli("albums", reference, "--catalog", clustered, check_code=0)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())

@@ -238,7 +238,7 @@ def test_verify_command_json_and_text(photos, tmp_path, fake_default_embedder):
     assert "A1 vs B0: distance 0.000  same person  P(same) 0.998" in text
     assert "threshold 0.6; probability calibrated on tests" in text
     result = invoke(*args, "--face", "5")
-    assert result.exit_code == 1 and "face 5 does not exist" in result.output
+    assert result.exit_code == 2 and "face 5 does not exist" in result.output
     assert invoke(*args, "--face", "0", "--face", "0", "--face", "0").exit_code == 2
 
 

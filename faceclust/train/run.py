@@ -48,8 +48,22 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     max_faces_per_person = MAX_FACES_PER_PERSON if max_faces_per_person is None else max_faces_per_person
     if max_faces_per_person < 2:
         raise ValueError("max_faces_per_person must be at least 2")
-    if (data is None) == (catalog is None):
+    if data is None and catalog is None:
+        raise ValueError("give a folder of labelled photos (DATA, a sub-folder per person) or --catalog")
+    if data is not None and catalog is not None:
         raise ValueError("give either a folder of labelled photos or --catalog, not both")
+    from faceclust.safeio import protect_inputs
+
+    protected = []  # what training reads must never be what it writes
+    if catalog is not None:
+        from faceclust.catalog import catalog_files
+
+        protected = catalog_files(catalog)
+    protect_inputs(out, protected)
+    if data is not None and os.path.realpath(out).startswith(os.path.realpath(data).rstrip(os.sep) + os.sep):
+        from faceclust.errors import OutputError
+
+        raise OutputError(f"{out} is inside the labelled photos {data}; write the model somewhere else")
     options = options or TrainOptions()
     progress = progress or (lambda event: None)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "train"
