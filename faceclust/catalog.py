@@ -137,6 +137,22 @@ MIGRATIONS: list[str] = [
     """,
     # 5: the history of decisions and clustering runs, with what undoes each (see catalog_history)
     "history",
+    # 6: face ids are never reused either: an edited photo's new faces used to take the ids of
+    # the old ones, so a decision about face 17 (or its undo) could land on another face.
+    """
+    CREATE TABLE faces_v6 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        left REAL NOT NULL, top REAL NOT NULL, right REAL NOT NULL, bottom REAL NOT NULL,
+        score REAL NOT NULL,
+        landmarks BLOB NOT NULL
+    );
+    INSERT INTO faces_v6(id, photo_id, left, top, right, bottom, score, landmarks)
+        SELECT id, photo_id, left, top, right, bottom, score, landmarks FROM faces;
+    DROP TABLE faces;
+    ALTER TABLE faces_v6 RENAME TO faces;
+    CREATE INDEX faces_photo ON faces(photo_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -710,8 +726,8 @@ class Catalog(HistoryMixin):
                          clustered: Iterable[int]) -> dict[int, int]:
         """A clustering run's result in one transaction: ``new_people`` people are created, and
         ``rows`` (face, person, source) whose person is a placeholder ``-1 .. -new_people``
-        go to them. With ``replace`` every automatic assignment not in ``rows`` goes (a full
-        re-clustering); only what changes is written, so a run's undo data stays small.
+        go to them. With ``replace`` every assignment not in ``rows`` goes (a full
+        re-clustering, whose rows keep the user's decisions); only what changes is written, so a run's undo data stays small.
         Faces deleted meanwhile by a scan are left out. Returns placeholder -> person id."""
         now = time.time()
         with self.transaction():
@@ -720,8 +736,8 @@ class Catalog(HistoryMixin):
             wanted = {int(f): (mapping.get(int(p), int(p)), src) for f, p, src in rows}
             current = {r[0]: (r[1], r[2]) for r in self.db.execute(
                 "SELECT face_id, person_id, source FROM assignments")}
-            if replace:
-                stale = [(f,) for f, (_p, src) in current.items() if src != "user" and f not in wanted]
+            if replace:  # ``rows`` holds every assignment to keep, the user's included
+                stale = [(f,) for f in current if f not in wanted]
                 self.db.executemany("DELETE FROM assignments WHERE face_id=?", stale)
             changed = [(f, p, src, now, f) for f, (p, src) in wanted.items() if current.get(f) != (p, src)]
             self.db.executemany(
@@ -813,6 +829,16 @@ class Catalog(HistoryMixin):
             if row is not None:
                 out[int(face)] = (int(row[0]), row[1])
         return out
+
+    def shared_photos(self, people: Sequence[int]) -> list[tuple[str, list[int]]]:
+        """Photos where two or more of ``people`` have a face: (path, face ids), by path."""
+        marks = ",".join("?" * len(people))
+        rows = self.db.execute(
+            f"""SELECT p.path, group_concat(f.id) FROM assignments a JOIN faces f ON f.id = a.face_id
+                JOIN photos p ON p.id = f.photo_id WHERE a.person_id IN ({marks}) AND p.status = 'ok'
+                GROUP BY f.photo_id HAVING COUNT(DISTINCT a.person_id) > 1 ORDER BY p.path""",
+            [int(p) for p in people]).fetchall()
+        return [(path, sorted(int(f) for f in faces.split(","))) for path, faces in rows]
 
     def move_face(self, face_id: int, person_id: int) -> None:
         with self.transaction():

@@ -20,6 +20,7 @@ import numpy as np
 
 from faceclust.errors import NotFound, UsageProblem
 from faceclust.records import FaceTable, iso_time
+from faceclust.text import printable
 
 # Chord distance between L2-normalised descriptors, the clustering threshold; chosen by
 # benchmarks/bench_people.py (best BCubed F1 of 0.30-0.42 on both sets, see docs/benchmarks.md).
@@ -144,11 +145,16 @@ class PeopleClusterer:
         position = {int(f): i for i, f in enumerate(face_ids)}
         pinned: dict[int, list[int]] = defaultdict(list)
         current: dict[int, list[int]] = defaultdict(list)
-        for face, (person, source) in assigned.items():
+        pinned_photos: set[tuple[int, int]] = set()
+        for face, (person, source) in sorted(assigned.items()):
             if face in position:
                 current[person].append(position[face])
-                if source == "user":
+                photo = int(table.photo_ids[position[face]])
+                # A person holding two faces of one photo (merged by an older faceclust) pins
+                # one of them: the same-photo rule would otherwise make the pins impossible.
+                if source == "user" and (person, photo) not in pinned_photos:
                     pinned[person].append(position[face])
+                    pinned_photos.add((person, photo))
         cannot = self._cannot_link(pinned, current, rejected, position)
         labels = cluster_faces(table.vectors[rows], groups=table.photo_ids[rows],
                                method=self.options.method, min_faces=self.options.min_faces,
@@ -166,9 +172,16 @@ class PeopleClusterer:
                 continue
             source = "user" if assigned.get(face, (None, ""))[1] == "user" else "cluster"
             out.append((face, person, source))
-        # Faces the user placed but clustering could not use (too small now) stay where they are.
+        # Faces the user placed but clustering could not use (too small now) stay where they are,
+        # unless their person already has a face of that photo.
         placed = {f for f, _, _ in out}
-        out += [(f, p, s) for f, (p, s) in assigned.items() if s == "user" and f not in placed]
+        photo_of = dict(zip(table.face_ids.tolist(), table.photo_ids.tolist()))
+        taken = {(p, photo_of.get(f)) for f, p, _ in out}
+        for f, (p, s) in sorted(assigned.items()):
+            photo = photo_of.get(f)  # None: a face clustering does not see (its photo is hidden)
+            if s == "user" and f not in placed and (photo is None or (p, photo) not in taken):
+                out.append((f, p, s))
+                taken.add((p, photo))
         return out
 
     @staticmethod
@@ -380,6 +393,13 @@ def merge_people(catalog_path, target: str, sources: list[str], force: bool = Fa
             names = ", ".join(f"person {p} is {n!r}" for p, n in dropped)
             raise UsageProblem(f"merging would drop a name ({names}; the merged person keeps {kept!r}); "
                                "rename first, or give --force to keep that name")
+        clashes = catalog.shared_photos([into, *others])
+        if clashes:
+            photo, faces = clashes[0]
+            more = f" (and {len(clashes) - 1} more photos)" if len(clashes) > 1 else ""
+            raise UsageProblem(
+                f"these people are together in {printable(photo)}{more} (faces {faces[0]} and {faces[1]}): one person "
+                f"appears once in a photo; 'faceclust reject {faces[1]}' (or move it) first, then merge")
         catalog.merge_people(into, others)
         entry.description = (f"merge {', '.join(_label(people[p], p) for p in others)} into "
                              f"{_label(people[into], into)}")
