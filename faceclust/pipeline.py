@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -475,32 +475,45 @@ class Scanner:
 
     def _mark_gone(self, roots: list[Path], seen: set[str], walk_errors) -> None:
         """Photos of ``roots`` that are no longer there are marked gone (their album entries
-        go with them) -- unless too many vanished at once: more than PRUNE_SAFETY_SHARE of a
-        root's photos and more than PRUNE_SAFETY_COUNT look like an unmounted share or a
-        replaced folder, not like deletions, and are kept unless ``prune`` (rclone's
-        --max-delete is the model)."""
+        go with them) -- unless too many vanished at once from one folder that is still
+        there: more than PRUNE_SAFETY_SHARE of the catalogued photos under a root or any
+        folder below it, and more than PRUNE_SAFETY_COUNT, looks like an unmounted share or an
+        emptied mount point, not like deletions; they are kept unless ``prune`` (rclone's
+        --max-delete is the model). A folder deleted as a whole is a deletion."""
+        if self._walk_stalled:
+            return  # the walk did not see everything: it says nothing about missing photos
         # Read the catalog again: rows re-pointed by a move now carry their new path.
         # A folder that could not be listed (an unmounted share, a permission change) says
         # nothing about its photos: they are not marked gone.
-        if self._walk_stalled:
-            return  # the walk did not see everything: it says nothing about missing photos
         blind = [str(e.path) for e in walk_errors]
         states = [s for s in self.catalog.photo_states().values() if s.status != "gone"]
         gone: set[int] = set()
         for root in roots:
-            under = [s for s in states if _is_under(s.path, str(root))]
-            vanished = [s.id for s in under
+            root_text = str(root)
+            under = [s for s in states if _is_under(s.path, root_text)]
+            vanished = [s for s in under
                         if s.path not in seen and not any(_is_under(s.path, b) for b in blind)
                         and not os.path.lexists(s.path)]  # still there (a skipped folder): leave it
-            if (not self.options.prune and len(vanished) > PRUNE_SAFETY_COUNT
-                    and len(vanished) > PRUNE_SAFETY_SHARE * len(under)):
-                self.summary.kept_missing += len(vanished)
-                self.summary.warnings.append(
-                    f"{len(vanished)} of the {len(under)} catalogued photos under {printable(root)} are missing; "
-                    "they were kept with their people and albums (an unmounted share or an emptied "
-                    "folder looks like this). If they were deleted, run again with --prune.")
+            if not vanished:
                 continue
-            gone.update(vanished)
+            held, lost = Counter(), Counter()
+            for s in under:
+                held.update(_folders_between(s.path, root_text))
+            for s in vanished:
+                lost.update(_folders_between(s.path, root_text))
+            emptied = {folder for folder, n in lost.items()
+                       if n > PRUNE_SAFETY_COUNT and n > PRUNE_SAFETY_SHARE * held[folder] and os.path.isdir(folder)}
+            kept = [s for s in vanished if emptied & set(_folders_between(s.path, root_text))]
+            if kept and not self.options.prune:
+                self.summary.kept_missing += len(kept)
+                for folder in sorted(f for f in emptied if not any(f != g and _is_under(f, g) for g in emptied)):
+                    self.summary.warnings.append(
+                        f"{lost[folder]} of the {held[folder]} catalogued photos under {printable(folder)} are missing; "
+                        "they were kept with their people and albums (an unmounted share or an emptied "
+                        "folder looks like this). If they were deleted, run again with --prune.")
+                kept_ids = {s.id for s in kept}
+                vanished = [s for s in vanished if s.id not in kept_ids]
+            gone.update(s.id for s in vanished)
         self.summary.gone = self.catalog.mark_gone(sorted(gone))
 
     def _update_index(self) -> None:
@@ -515,6 +528,18 @@ class Scanner:
 
 def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _folders_between(path: str, root: str) -> list[str]:
+    """The folders holding ``path``, from its own up to ``root`` (included)."""
+    out = []
+    folder = os.path.dirname(path)
+    while _is_under(folder, root):
+        out.append(folder)
+        if folder == root.rstrip(os.sep) or os.path.dirname(folder) == folder:
+            break
+        folder = os.path.dirname(folder)
+    return out
 
 
 def scan_library(catalog_path: Path, roots: Sequence[Path], options: ScanOptions | None = None,

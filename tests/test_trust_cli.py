@@ -349,3 +349,20 @@ def test_albums_never_go_into_the_photo_folder_itself(tmp_path):
     inside = photos / "albums"  # a folder of its own inside the photo folder is fine
     assert run("run", photos, "--out", inside, "--catalog", cat, *FAKE, "--quiet").exit_code == 0
     assert json.loads(run("scan", photos, "--catalog", cat, *FAKE, "--json").output)["photos_seen"] == 6
+
+
+def test_an_emptied_mount_point_below_the_root_is_kept_and_a_deleted_folder_is_pruned(tmp_path):
+    lib, cat = tmp_path / "lib", tmp_path / "c.sqlite"
+    two_people(lib / "main", 10)
+    two_people(lib / "nas", 3)  # 6 photos: a share mounted inside the library
+    two_people(lib / "2019-party", 3)
+    assert run("scan", lib, "--catalog", cat, *FAKE, "--quiet").exit_code == 0
+    (lib / "nas").rename(tmp_path / "unmounted")
+    (lib / "nas").mkdir()  # the mount point stays, empty
+    for photo in (lib / "2019-party").iterdir():  # a folder the user deleted
+        photo.unlink()
+    (lib / "2019-party").rmdir()
+    result = run("scan", lib, "--catalog", cat, *FAKE, "--json")
+    summary = json.loads(result.stdout)
+    assert result.exit_code == 3 and summary["kept_missing"] == 6 and summary["gone"] == 6
+    assert f"6 of the 6 catalogued photos under {lib / 'nas'} are missing" in result.stderr
