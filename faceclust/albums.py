@@ -20,10 +20,10 @@ from pathlib import Path
 
 from faceclust.errors import FaceclustError, OutputError
 from faceclust.safeio import atomic_write, copy_regular_file
-from faceclust.text import printable, strip_unsafe
-
 from faceclust.scan import ALBUM_FILES
 from faceclust.scan import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
+from faceclust.text import printable, strip_unsafe
+
 MODES = ("symlink", "hardlink", "copy")
 UNKNOWN = "unknown"
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}

@@ -17,10 +17,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from faceclust.errors import CatalogError, NotFound, UsageProblem
-from faceclust.text import printable
 from faceclust.catalog_history import HISTORY_SCHEMA, HistoryMixin
+from faceclust.errors import CatalogError, NotFound, UsageProblem
 from faceclust.records import FaceArrays, FaceTable, PhotoResult, PhotoState, iso_time
+from faceclust.text import printable
 
 MIGRATIONS: list[str] = [
     # 1: photos, faces, embeddings, runs, errors

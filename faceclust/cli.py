@@ -8,6 +8,7 @@ Heavy modules (torch, faiss, numpy) are imported inside commands: ``--help`` sta
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from faceclust.cli_options import (
     ALBUM_MODES,
     CATALOG_META,
     DETECT_OPTIONS,
+    Finite,
     Registered,
     apply_options,
     catalog_option,
@@ -40,7 +42,7 @@ def scan_options(command):
                      help="Force the detection scale to 2**N (overrides --min-face; like --min-face, "
                           "a photo is enlarged only when nothing was found at its own size, "
                           "unless --thorough or --exact)."),
-        option("--min-score", type=float, default=None, show_default="0",
+        option("--min-score", type=Finite(), default=None, show_default="0",
                      help="Keep detections scoring above this."),
         option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default=None,
                      show_default="auto",
@@ -54,7 +56,7 @@ def scan_options(command):
                           "thorough; several times slower)."),
         option("--batch", "batch_photos", type=click.IntRange(min=1), default=None, show_default="32",
                      help="Photos per committed batch."),
-        option("--read-timeout", "stall_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+        option("--read-timeout", "stall_seconds", type=Finite(min=0, max=86400, min_open=True), default=None,
                show_default="60", metavar="SECONDS",
                help="Give up on a photo or folder that delivers nothing for this long (a hung network share); "
                     "the next scan tries again."),
@@ -85,9 +87,13 @@ class _Group(click.Group):
         from faceclust import locks
 
         locks.on_wait = lambda message: click.echo(printable(message), err=True)
-        locks.current_command = f"faceclust {ctx.invoked_subcommand or ''}".strip()
+        _stop_cleanly_on_sigterm()
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (``faceclust people | head -1``): stop quietly, as 'ls' does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(141) from None
         except BaseException as exc:  # noqa: BLE001 - every error a user can cause is one line
             translated = translate(exc, ctx.meta.get(CATALOG_META))
             if translated is None:
@@ -135,7 +141,6 @@ def scan(paths, catalog, no_index, quiet, as_json, **scan_args):
 
     options = _scan_options(update_index=not no_index, **scan_args)
     path = _catalog_path(catalog)
-    _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
         summary = scan_library(path, paths, options, progress).as_dict()
     _print_summary(summary, path, quiet, as_json)
@@ -203,7 +208,6 @@ def run(paths, out, catalog, mode, quiet, as_json, **scan_args):
     from faceclust.progress import ScanProgress
 
     path = _catalog_path(catalog)
-    _stop_cleanly_on_sigterm()
     with ScanProgress(enabled=not quiet and not as_json) as progress:
         summary = run_job(path, paths, out, _scan_options(**scan_args), album_mode=mode, progress=progress)
     if as_json:
@@ -273,10 +277,10 @@ def export(catalog, fmt, output, embeddings):
               default=None, show_default="agglomerative", help="Clusterer.")
 @option("--min-faces", type=click.IntRange(min=1), default=None, show_default="2",
               help="Faces a group needs to become a person; smaller groups stay unknown.")
-@option("--min-face-size", type=click.FloatRange(min=0), default=None, show_default="0",
+@option("--min-face-size", type=Finite(min=0), default=None, show_default="0",
               help="Leave faces narrower than this many pixels out of clustering.")
-@option("--min-score", type=float, default=None, help="Leave faces detected below this score out.")
-@option("--threshold", type=click.FloatRange(0, 2, min_open=True), default=None,
+@option("--min-score", type=Finite(), default=None, help="Leave faces detected below this score out.")
+@option("--threshold", type=Finite(0, 2, min_open=True), default=None,
               help="Distance threshold of the method: a chord distance between L2-normalised "
                    "descriptors, so at most 2 [default: the method's, 0.35 for agglomerative].")
 @option("--full", is_flag=True,

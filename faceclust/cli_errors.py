@@ -87,8 +87,8 @@ def sqlite_error_message(exc: sqlite3.Error, catalog) -> str:
 
 def translate(exc: BaseException, catalog=None) -> click.ClickException | None:
     """The click exception to raise for ``exc``; None to let it through (click's own)."""
-    if isinstance(exc, (click.ClickException, click.exceptions.Exit, click.Abort)):
-        return None
+    if isinstance(exc, (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit)):
+        return None  # click's own, or an exit already decided (rich exits on a broken pipe)
     if isinstance(exc, KeyboardInterrupt):
         return Stopped()
     if isinstance(exc, FaceclustError):

@@ -67,6 +67,21 @@ class Registered(click.ParamType):
         self.fail(f"{value!r} is not one of: {', '.join(registry.names())}", param, ctx)
 
 
+class Finite(click.FloatRange):
+    """A float range that also refuses NaN and infinity (click's FloatRange lets ``nan`` through:
+    every comparison with it is false)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 # Shown defaults are the library's (a test checks they agree); the options themselves default
 # to None, so the library's value is the one used.
 DETECT_OPTIONS = [
@@ -95,8 +110,15 @@ def catalog_path(catalog: Path | None) -> Path:
     """The catalog a command works on (remembered for error messages)."""
     from faceclust.catalog import default_catalog_path
 
+    from faceclust import locks
+    from faceclust.errors import UsageProblem
+
     path = catalog if catalog is not None else default_catalog_path()
+    if not str(path).strip() or Path(path) == Path("."):
+        raise UsageProblem("--catalog needs a file name (or leave it out for the default catalog)")
     context = click.get_current_context(silent=True)
     if context is not None:
         context.meta[CATALOG_META] = path
+        # Who holds a lock, as a second run sees it: "waiting for ... (pid N, faceclust scan)".
+        locks.current_command = f"faceclust {context.info_name}"
     return path

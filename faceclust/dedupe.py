@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 # Chosen by measurement (benchmarks/bench_find.py: 45 real photos, 360 copies, in the celeba_train
 # catalog). Copies lie farther from their original than one might think (median / 95th pct:
 # JPEG q90 0.05 / 0.13, q50 0.16 / 0.26, resized to 50% 0.20 / 0.29), as far as the nearest

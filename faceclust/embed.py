@@ -7,9 +7,9 @@ model later triggers re-embedding.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 

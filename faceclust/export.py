@@ -70,11 +70,9 @@ def export_library(catalog_path, out: "Path | IO[str]", fmt: str = "csv",
     ``out``, written whole or not at all. Returns the row count."""
     import io
 
-    from faceclust.catalog import Catalog
+    from faceclust.catalog import Catalog, protected_outputs
     from faceclust.embed import catalog_model
     from faceclust.safeio import atomic_write
-
-    from faceclust.catalog import protected_outputs
 
     with Catalog(catalog_path, create=False) as catalog:
         for target in (out, embeddings_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli_options import catalog_option, detect_options, json_option, option
+from faceclust.cli_options import Finite, catalog_option, detect_options, json_option, option
 from faceclust.cli_options import catalog_path as _catalog_path
 from faceclust.cli_options import given as _given
 from faceclust.text import printable
@@ -38,11 +38,11 @@ def _detect(detector, min_face):
 @option("--face", "faces", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Compare only face N of PHOTO_A (faces are numbered from 0, left to right); "
                    "give it twice to pick the face of PHOTO_B too.")
-@option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
+@option("--threshold", type=Finite(min=0, min_open=True), default=None, show_default="0.6",
               help="Same person below this distance.")
 @option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Calibration file from 'faceclust calibrate' [default: the one shipped for the model].")
-@option("--prior", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@option("--prior", type=Finite(0, 1, min_open=True, max_open=True), default=None,
               show_default="0.5", help="Prior probability that the two are the same person.")
 @option("--model", default=None, metavar="MODEL.pt",
               help="Embed with a fine-tuned model from 'faceclust train' (its validated threshold scale "
@@ -84,7 +84,7 @@ def verify(photo_a, photo_b, faces, threshold, calibration, prior, model, detect
 @catalog_option
 @option("--top", type=click.IntRange(min=1), default=None, show_default="10",
               help="Matches listed per face, nearest first.")
-@option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None, show_default="0.6",
+@option("--threshold", type=Finite(min=0, min_open=True), default=None, show_default="0.6",
               help="Only catalogued faces closer than this distance.")
 @option("--person", default=None, help="Instead of a photo: list the photos of PERSON (an id or a name).")
 @detect_options
@@ -127,7 +127,7 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
 
 @click.command()
 @catalog_option
-@option("--face-distance", type=click.FloatRange(0, 0.6, min_open=True, max_open=True), default=None,
+@option("--face-distance", type=Finite(0, 0.6, min_open=True, max_open=True), default=None,
               show_default="0.25", help="Faces closer than this are near-identical (same person is 0.6).")
 @json_option
 def dedupe(catalog, face_distance, as_json):

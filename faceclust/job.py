@@ -15,12 +15,10 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
 
     The report goes to ``OUT/faceclust-report.html``, next to the person folders.
     """
-    from faceclust.albums import AlbumWriter, write_albums
+    from faceclust.albums import AlbumWriter, check_outside_photos, write_albums
     from faceclust.people import cluster_library
     from faceclust.pipeline import scan_library
     from faceclust.report import write_report
-
-    from faceclust.albums import check_outside_photos
 
     AlbumWriter(out, album_mode)  # a bad mode fails before an hour of scanning
     for root in roots:  # so does an album folder that is (or holds) a photo folder

@@ -298,7 +298,6 @@ def cluster_library(catalog_path, options: ClusterOptions | None = None, model_i
 
     from faceclust.catalog import Catalog
     from faceclust.embed import catalog_model
-
     from faceclust.locks import catalog_lock
 
     options = options or ClusterOptions()
@@ -358,6 +357,8 @@ def name_person(catalog_path, ref: str, name: str) -> Decision:
     name = name.strip()
     if not name:
         raise UsageProblem("a name cannot be empty")
+    if name.isdigit():
+        raise UsageProblem(f"a name cannot be only digits ({name!r} would read as a person id); add a letter")
     with _deciding(catalog_path) as catalog, catalog.recorded("name", "name") as entry:
         person = catalog.resolve_person(ref)
         before = catalog.person(person)

@@ -23,8 +23,16 @@ from faceclust.embed import DEFAULT_EMBEDDER, Embedder, embedders
 from faceclust.errors import FaceclustError, UsageProblem
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
 from faceclust.safeio import READ_STALL_SECONDS
+from faceclust.scan import (
+    LoadedImage,
+    PhotoFile,
+    ScalePolicy,
+    content_hash,
+    decode_image,
+    read_file,
+    walk_photos,
+)
 from faceclust.text import printable
-from faceclust.scan import LoadedImage, PhotoFile, ScalePolicy, content_hash, decode_image, read_file, walk_photos
 
 
 @dataclass(frozen=True)
@@ -546,7 +554,6 @@ def scan_library(catalog_path: Path, roots: Sequence[Path], options: ScanOptions
                  progress: ProgressCallback | None = None) -> ScanSummary:
     """Scan ``roots`` into the catalog at ``catalog_path`` and refresh its index."""
     from faceclust.catalog import Catalog
-
     from faceclust.locks import catalog_lock
 
     check_roots(roots)
@@ -572,9 +579,8 @@ def find_faces_in_file(path: Path, detect: DetectOptions | None = None, embedder
     """Faces of one photo that need not be in any catalog (verify, search): boxes and landmarks
     in the photo's own (orientation-corrected) pixels, embeddings from ``embedder``.
     Raises ImageError for a file that cannot be read. Pass ``finder`` to reuse loaded models."""
-    from faceclust.scan import load_image
-
     from faceclust.errors import ImageError
+    from faceclust.scan import load_image
 
     finder = finder or FaceFinder.create(detect, embedder)
     try:

@@ -95,9 +95,7 @@ def render_report(rows, people: list[dict], title: str = "faceclust") -> str:
 
 def write_report(catalog_path, out: Path) -> int:
     """Write the report to ``out``; returns the number of people shown."""
-    from faceclust.catalog import Catalog
-
-    from faceclust.catalog import protected_outputs
+    from faceclust.catalog import Catalog, protected_outputs
 
     with Catalog(catalog_path, create=False) as catalog:
         protected_outputs(catalog, out)

@@ -18,7 +18,6 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
-
 from typing import Iterable
 
 from faceclust.errors import ImageError

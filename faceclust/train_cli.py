@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli_options import detect_options, json_option, option, quiet_option
+from faceclust.cli_options import Finite, detect_options, json_option, option, quiet_option
 from faceclust.cli_options import given as _given
 
 
@@ -33,27 +33,27 @@ from faceclust.cli_options import given as _given
 @option("--k", "k", type=click.IntRange(min=2), default=None, show_default="4", help="Faces per person in a batch.")
 @option("--extras", type=click.IntRange(min=0), default=None, show_default="64",
               help="Random extra faces per batch, more negatives.")
-@option("--margin", type=click.FloatRange(0, 4, min_open=True, max_open=True), default=None, show_default="0.2",
+@option("--margin", type=Finite(0, 4, min_open=True, max_open=True), default=None, show_default="0.2",
               help="Triplet margin α on squared distances.")
 @option("--mining", type=click.Choice(["semihard", "hard", "all"]), default=None, show_default="semihard",
               help="Negatives per anchor-positive pair.")
-@option("--lr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, show_default="1e-5",
+@option("--lr", type=Finite(0, 1, min_open=True, max_open=True), default=None, show_default="1e-5",
               help="Learning rate.")
 @option("--schedule", type=click.Choice(["cosine", "constant", "step"]), default=None, show_default="cosine",
               help="Learning-rate schedule.")
-@option("--weight-decay", type=click.FloatRange(min=0), default=None, show_default="1e-4", help="AdamW weight decay.")
+@option("--weight-decay", type=Finite(min=0), default=None, show_default="1e-4", help="AdamW weight decay.")
 @option("--freeze", type=click.IntRange(0, 14), default=None, show_default="7",
               help="Residual blocks (of 14, with the stem) left unchanged.")
 @option("--augment/--no-augment", default=None,
               help="Flip, small rotations, shifts, colour jitter [default: off, see docs/training.md].")
-@option("--distill", type=click.FloatRange(min=0), default=None, show_default="1",
+@option("--distill", type=Finite(min=0), default=None, show_default="1",
               help="Weight of keeping descriptors close to the starting model's; 0 turns it off.")
 @option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=None, show_default="adamw", help="Optimizer.")
 @option("--patience", type=click.IntRange(min=1), default=None, show_default="4",
               help="Stop after this many epochs without a better validation.")
 @option("--val-identities", type=click.IntRange(min=0), default=None,
               help="People held out for validation [default: a fifth of them when there are 10 or more].")
-@option("--val-photos", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@option("--val-photos", type=Finite(0, 1, min_open=True, max_open=True), default=None,
               help="Instead, hold out this fraction of every person's photos (e.g. 0.3): validates on new "
                    "photos of the people trained on.")
 @option("--seed", type=int, default=None, show_default="0", help="Random seed.")

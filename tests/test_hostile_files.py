@@ -502,10 +502,10 @@ def test_a_file_swapped_for_a_fifo_or_deleted_after_the_walk(tmp_path, monkeypat
     real_walk = pipeline.walk_photos
     walked = []
 
-    def walk_then_swap(roots, errors=None):
+    def walk_then_swap(roots, errors=None, **options):
         # Only once the walk has seen every file as a regular one: the race the reader
         # must survive (a FIFO opened blocking waits forever for a writer).
-        walked.extend(real_walk(roots, errors))
+        walked.extend(real_walk(roots, errors, **options))
         os.unlink(swapped)
         os.mkfifo(swapped)
         os.unlink(deleted)

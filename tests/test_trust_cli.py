@@ -4,6 +4,7 @@ terminal can show safely, photo folders that vanish, file names that are not UTF
 from __future__ import annotations
 
 import json
+import time
 import os
 import sqlite3
 import subprocess
@@ -366,3 +367,52 @@ def test_an_emptied_mount_point_below_the_root_is_kept_and_a_deleted_folder_is_p
     summary = json.loads(result.stdout)
     assert result.exit_code == 3 and summary["kept_missing"] == 6 and summary["gone"] == 6
     assert f"6 of the 6 catalogued photos under {lib / 'nas'} are missing" in result.stderr
+
+
+def test_the_lock_holder_is_named_with_its_command(scanned, monkeypatch):
+    monkeypatch.setenv("FACECLUST_LOCK_WAIT", "0.3")
+    holder = subprocess.Popen([sys.executable, str(FAKE_CLI), "scan", str(scanned.parent / "photos"), "--catalog",
+                               str(scanned), *FAKE, "--quiet"], env={**os.environ, "FAKE_CLI_DELAY": "0.5"})
+    try:
+        lock = scanned.with_name(scanned.name + ".scan.lock")
+        deadline = time.monotonic() + 30
+        while not (lock.exists() and f"pid {holder.pid}," in lock.read_text()):  # not the last holder's
+            assert time.monotonic() < deadline, lock.read_text()
+            time.sleep(0.05)
+        assert lock.read_text().strip() == f"pid {holder.pid}, faceclust scan"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_name_of_digits_only_is_refused_as_it_would_read_as_an_id(scanned):
+    result = run("name", "1", "12", "--catalog", scanned)
+    assert result.exit_code == 2 and "only digits" in one_error_line(result)
+    assert run("name", "1", "2Pac", "--catalog", scanned).exit_code == 0
+
+
+@pytest.mark.parametrize("args", [["cluster", "--threshold", "nan", "--full"], ["cluster", "--min-score", "inf"],
+                                  ["scan", ".", "--read-timeout", "inf"], ["search", "--person", "1", "--threshold", "nan"]])
+def test_nan_and_infinity_are_refused_like_any_bad_number(scanned, args):
+    result = run(*args, "--catalog", scanned)
+    assert result.exit_code == 2 and "is not a finite number" in result.output
+
+
+def test_an_empty_catalog_name_is_a_usage_error(tmp_path):
+    result = run("status", "--catalog", "")
+    assert result.exit_code == 2 and "--catalog needs a file name" in one_error_line(result)
+
+
+@pytest.mark.parametrize("command", [["export"], ["people"], ["status"], ["history"]])
+def test_a_closed_pipe_ends_the_output_quietly(scanned, command):
+    """``faceclust people | head -1``: the reader is gone before all is written."""
+    read, write = os.pipe()
+    os.close(read)  # every write now fails with EPIPE
+    try:
+        result = subprocess.run([sys.executable, str(FAKE_CLI), *command, "--catalog", str(scanned)],
+                                stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert result.returncode != 0
+    for noise in ("Traceback", "internal error", "Exception ignored", "Broken pipe"):
+        assert noise not in result.stderr, result.stderr

@@ -51,7 +51,12 @@ def bf16_supported() -> bool:
 
 
 def _qconfig_mapping():
-    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig, QConfigMapping
+    from torch.ao.quantization import (
+        MinMaxObserver,
+        PerChannelMinMaxObserver,
+        QConfig,
+        QConfigMapping,
+    )
 
     activation = MinMaxObserver.with_args(dtype=torch.quint8, reduce_range=False)
     weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)

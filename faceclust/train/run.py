@@ -16,8 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from faceclust.train.data import LabelledFaces, TrainingDataError, faces_from_folders, faces_from_people, load_chips
-from faceclust.train.trainer import TrainOptions, TrainResult, Trainer
+from faceclust.train.data import (
+    LabelledFaces,
+    TrainingDataError,
+    faces_from_folders,
+    faces_from_people,
+    load_chips,
+)
+from faceclust.train.trainer import Trainer, TrainOptions, TrainResult
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +48,6 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     from faceclust.catalog import Catalog
     from faceclust.embed import ModelChoice, catalog_model
     from faceclust.pipeline import FaceFinder, ScanOptions, scan_library
-
     from faceclust.train.data import MAX_FACES_PER_PERSON
 
     max_faces_per_person = MAX_FACES_PER_PERSON if max_faces_per_person is None else max_faces_per_person
