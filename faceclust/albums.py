@@ -458,13 +458,21 @@ def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown
     return writer.write(plan)
 
 
-def check_outside_photos(out: Path, photo_paths) -> None:
-    """The album folder must not hold catalogued photos (OUT being the photo folder, or a
-    folder above it): scans skip album folders, so the photos would seem to vanish."""
+def check_outside_photos(out: Path, photo_paths=(), photo_folders=()) -> None:
+    """The album folder must not hold catalogued photos or photo folders (OUT being the photo
+    folder, or a folder above it): scans skip album folders, so the photos would vanish."""
     root = os.path.realpath(out)
     prefix = root.rstrip(os.sep) + os.sep
+
+    def inside(folder: str) -> bool:
+        folder = os.path.realpath(folder)
+        return folder == root or folder.startswith(prefix)
+
     for path in photo_paths:
-        folder = os.path.realpath(os.path.dirname(path))
-        if folder == root or folder.startswith(prefix):
+        if inside(os.path.dirname(path)):
             raise AlbumError(f"{printable(out)} holds catalogued photos ({printable(path)}); albums go in a "
+                             "folder of their own, outside the photo folders (scans skip album folders)")
+    for folder in photo_folders:
+        if inside(folder):
+            raise AlbumError(f"{printable(out)} is or holds the photo folder {printable(folder)}; albums go in a "
                              "folder of their own, outside the photo folders (scans skip album folders)")

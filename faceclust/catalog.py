@@ -153,6 +153,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE faces_v6 RENAME TO faces;
     CREATE INDEX faces_photo ON faces(photo_id);
     """,
+    # 7: other paths to a catalogued photo's own file (a hard link, a symlinked file, the same
+    # folder reached through a second path such as Synology's /var/services/photo): not a copy
+    # to catalogue twice, but remembered so an unchanged one is not read again.
+    """
+    CREATE TABLE aliases (
+        path TEXT PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -242,6 +253,30 @@ def backup_catalog(source: Path | str, destination: Path | str) -> int:
     return destination.stat().st_size
 
 
+def _reason(exc: OSError) -> str:
+    import errno
+
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "a part of its path is a file, not a folder; check the path"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; choose a place you can write to"
+    if exc.errno == errno.EROFS:
+        return "the filesystem is read-only; choose a writable place"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _open_problem(path: Path, exc: sqlite3.Error) -> str:
+    """Why SQLite could not open ``path``, in words (it only says "unable to open")."""
+    if len(path.name.encode("utf-8", "surrogateescape")) > 255:
+        return "the file name is too long for the filesystem"
+    folder = path.parent if str(path.parent) else Path(".")
+    if not os.access(folder, os.W_OK | os.X_OK) and not path.exists():
+        return "the folder is not writable; choose a place you can write to"
+    if path.exists() and not os.access(path, os.R_OK):
+        return "permission denied; check the file's permissions"
+    return f"{exc}; check the path and its permissions"
+
+
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (triggers hold ';' inside BEGIN ... END)."""
     out, current = [], ""
@@ -283,23 +318,72 @@ class Catalog(HistoryMixin):
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
         self.path = Path(path)
+        self.read_only = False
+        if self.path.is_dir():
+            raise UsageProblem(f"{printable(self.path)} is a folder; the catalog is a file (give a file name)")
         if not create and not self.path.exists():
-            raise CatalogError(f"no catalog at {self.path}; run 'faceclust scan PHOTOS --catalog {self.path}' first")
+            raise NotFound(f"no catalog at {printable(self.path)}; run 'faceclust scan PHOTOS --catalog "
+                           f"{printable(self.path)}' first")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_SECONDS)
-            self.db.text_factory = _text
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            # INSERT OR REPLACE then fires the delete triggers of the row it replaces: the
-            # history's undo data (catalog_history) sees the old row.
-            self.db.execute("PRAGMA recursive_triggers=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot open catalog {self.path}: {exc}; is it a faceclust catalog?") from exc
         except OSError as exc:
-            raise CatalogError(f"cannot create catalog {self.path}: {exc}") from exc
+            raise CatalogError(f"cannot create the catalog {printable(self.path)}: {_reason(exc)}") from exc
+        try:
+            self._connect()
+        except sqlite3.OperationalError as exc:
+            if not self.path.exists():
+                raise CatalogError(f"cannot create the catalog {printable(self.path)}: {_open_problem(self.path, exc)}") from exc
+            self._connect_read_only(exc)
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"{printable(self.path)} is not a faceclust catalog ({exc}); give the catalog's "
+                               "file, or a new name to start one") from exc
+
+    def _connect(self) -> None:
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_SECONDS)
+        self.db.text_factory = _text
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self._configure()
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _configure(self) -> None:
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        # INSERT OR REPLACE then fires the delete triggers of the row it replaces: the
+        # history's undo data (catalog_history) sees the old row.
+        self.db.execute("PRAGMA recursive_triggers=ON")
+
+    def _connect_read_only(self, first: sqlite3.Error) -> None:
+        """A catalog this process cannot write (a read-only share, another user's file): open
+        it for reading; a command that writes then fails with a clear "read-only" message."""
+        from urllib.parse import quote
+
+        uri = "file:" + quote(os.path.abspath(self.path))
+        for options in ("?mode=ro", "?mode=ro&immutable=1"):  # immutable: no -shm can be made
+            try:
+                self.db = sqlite3.connect(uri + options, uri=True, isolation_level=None, timeout=BUSY_SECONDS)
+                self.db.text_factory = _text
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+                self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError:
+                try:
+                    self.db.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                continue
+            self._configure()
+            self.read_only = True
+            if version < SCHEMA_VERSION:
+                self.db.close()
+                raise CatalogError(f"the catalog {printable(self.path)} is read-only here and from an older "
+                                   "faceclust; open it once where it can be written to, to upgrade it")
+            if version > SCHEMA_VERSION:
+                self._migrate()  # says: upgrade faceclust
+            return
+        raise CatalogError(f"cannot open the catalog {printable(self.path)}: {_open_problem(self.path, first)}") from first
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -468,6 +552,7 @@ class Catalog(HistoryMixin):
             (sql_path(r.path), r.size, r.mtime_ns, r.content_hash, r.width, r.height, status, r.error,
              detect_identity, run_id, now),
         )
+        self.db.execute("DELETE FROM aliases WHERE path=CAST(? AS TEXT)", (sql_path(r.path),))  # a photo now
         return int(self.db.execute("SELECT id FROM photos WHERE path=CAST(? AS TEXT)",
                                    (sql_path(r.path),)).fetchone()[0])
 
@@ -569,11 +654,24 @@ class Catalog(HistoryMixin):
     def _write_moved(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
         # A stale row at the new path (an earlier error, a deleted file) gives way to the moved one.
         self.db.execute("DELETE FROM photos WHERE path=CAST(? AS TEXT) AND id<>?", (sql_path(r.path), r.source_id))
+        self.db.execute("DELETE FROM aliases WHERE path=CAST(? AS TEXT)", (sql_path(r.path),))
         self.db.execute(
             "UPDATE photos SET path=CAST(? AS TEXT), size=?, mtime_ns=?, status='ok', error=NULL, run_id=?, "
             "updated_at=? WHERE id=?",
             (sql_path(r.path), r.size, r.mtime_ns, run_id, now, r.source_id),
         )
+
+    def _write_alias(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
+        # A path catalogued as a photo of its own before (now the same file as another): gone.
+        self.db.execute("UPDATE photos SET status='gone', updated_at=? WHERE path=CAST(? AS TEXT) AND id<>?",
+                        (now, sql_path(r.path), r.source_id))
+        self.db.execute("INSERT OR REPLACE INTO aliases(path, photo_id, size, mtime_ns) VALUES "
+                        "(CAST(? AS TEXT), ?, ?, ?)", (sql_path(r.path), r.source_id, r.size, r.mtime_ns))
+
+    def aliases(self) -> dict[str, tuple[int, int, int]]:
+        """path -> (photo id, size, mtime_ns) of other paths to catalogued photos' files."""
+        return {r[0]: (r[1], r[2], r[3]) for r in self.db.execute(
+            "SELECT path, photo_id, size, mtime_ns FROM aliases")}
 
     def _write_touched(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
         self.db.execute("UPDATE photos SET size=?, mtime_ns=?, status='ok', error=NULL, run_id=?, updated_at=? "
@@ -936,6 +1034,7 @@ _WRITERS = {
     "moved": Catalog._write_moved,
     "copied": Catalog._write_copied,
     "touched": Catalog._write_touched,
+    "alias": Catalog._write_alias,
 }
 
 

@@ -36,7 +36,8 @@ _OS_HINTS = {
     errno.EROFS: "the filesystem is read-only; choose a writable place",
     errno.ENOTDIR: "a part of the path is not a folder; check the path",
     errno.EISDIR: "that is a folder; give a file name",
-    errno.EEXIST: "it exists already; choose another name",
+    errno.EEXIST: "a file is in the way (is a part of the path a file, not a folder?); check the path",
+    errno.ELOOP: "a symbolic link is in the way (faceclust does not follow one here); remove it",
     errno.ENAMETOOLONG: "the name is too long for the filesystem",
     errno.EIO: "input/output error (a failing disk or share?); check the disk and run again",
 }

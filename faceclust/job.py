@@ -21,8 +21,8 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
     from faceclust.report import write_report
 
     AlbumWriter(out, album_mode)  # a bad mode fails before an hour of scanning
-    for root in roots:  # so does an album folder that is (or holds) a photo folder
-        check_outside_photos(out, [os.path.join(os.path.abspath(root), "photo")])
+    # So does an album folder that is (or holds) a photo folder.
+    check_outside_photos(out, photo_folders=[r for r in roots if os.path.isdir(r)])
     scanned = scan_library(catalog_path, roots, scan_options, progress)
     clustered = cluster_library(catalog_path, cluster_options)
     albums = write_albums(catalog_path, out, album_mode, include_unknown)

@@ -209,11 +209,17 @@ class Scanner:
         try:
             files, walk_errors = self._walk(roots)
             states = self.catalog.photo_states()
-            todo = [f for f in files if not self._unchanged(states.get(str(f.path)), f)]
+            by_id = {s.id: s for s in states.values()}
+            aliases = self.catalog.aliases()
+            new_aliases = [f for f in files if f.same_as is not None
+                           and not self._known_alias(aliases.get(str(f.path)), f, by_id)]
+            todo = [f for f in files if f.same_as is None and not self._unchanged(states.get(str(f.path)), f)
+                    and not self._known_alias(aliases.get(str(f.path)), f, by_id)]
             self.summary.photos_seen = len(files)
-            self.summary.unchanged = len(files) - len(todo)
+            self.summary.unchanged = len(files) - len(todo) - len(new_aliases)
             seen = {str(f.path) for f in files}
             self._process(todo, states, seen)
+            self._record_walk_aliases(new_aliases)
             self._reembed()
             if self.model is not None:
                 # Only now: an interrupted switch leaves the catalog on its old, complete model.
@@ -292,6 +298,31 @@ class Scanner:
             for path, message in new:
                 self._note_error(path, message)
         return files, errors
+
+    def _record_walk_aliases(self, files: list[PhotoFile]) -> None:
+        """Paths this walk found to a file it had already found: remembered with that photo."""
+        if not files:
+            return
+        states = self.catalog.photo_states()
+        aliases = self.catalog.aliases()  # the first path may itself be another path to a photo
+        results = []
+        for f in files:
+            target = states.get(str(f.same_as))
+            photo_id = target.id if target is not None and target.status == "ok" else None
+            if photo_id is None and str(f.same_as) in aliases:
+                photo_id = aliases[str(f.same_as)][0]
+            if photo_id is not None:
+                results.append(PhotoResult("alias", str(f.path), f.size, f.mtime_ns, source_id=photo_id))
+        self.catalog.write_results(results, self.model_id, self.detect_identity, self.run_id)
+        self.summary.aliases += len(results)
+
+    @staticmethod
+    def _known_alias(alias: tuple | None, f: PhotoFile, photos: dict[int, PhotoState]) -> bool:
+        """An unchanged other path to a photo that is still catalogued and still there."""
+        if alias is None or (alias[1], alias[2]) != (f.size, f.mtime_ns):
+            return False
+        target = photos.get(alias[0])
+        return target is not None and target.status == "ok" and os.path.lexists(target.path)
 
     def _unchanged(self, state: PhotoState | None, f: PhotoFile) -> bool:
         return (state is not None and state.status == "ok" and state.size == f.size
@@ -385,6 +416,10 @@ class Scanner:
             self.summary.new += 1
 
     def _relink(self, p: _Prepared, base: dict, seen: set[str], claimed: set[int]) -> PhotoResult:
+        for cand in p.candidates:
+            if cand.status == "ok" and _same_file(str(p.file.path), cand.path):
+                self.summary.aliases += 1  # the same file by another path: catalogued once
+                return PhotoResult("alias", source_id=cand.id, **base)
         for cand in p.candidates:
             if cand.id not in claimed and cand.path not in seen and not os.path.lexists(cand.path):
                 claimed.add(cand.id)
@@ -532,6 +567,13 @@ class Scanner:
         open_index(self.catalog, self.model_id)
         self.timer.add("index", t)
         self.progress(ProgressEvent("index", 1, 1))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -158,10 +158,10 @@ def print_scan_summary(summary: dict, catalog: Path) -> None:
 
     console = Console()
     table = Table(title=_safe(f"scan of {catalog}"), show_header=False)
-    for key in ("photos_seen", "unchanged", "new", "changed", "moved", "copied", "reembedded",
+    for key in ("photos_seen", "unchanged", "new", "changed", "moved", "copied", "aliases", "reembedded",
                 "gone", "kept_missing", "errors", "known_errors", "faces_found", "photos_with_faces",
                 "photos_per_second"):
-        if key in ("kept_missing", "known_errors") and not summary.get(key):
+        if key in ("kept_missing", "known_errors", "aliases") and not summary.get(key):
             continue
         table.add_row(key.replace("_", " "), str(summary.get(key, 0)))
     table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")

@@ -71,7 +71,8 @@ class PhotoResult:
 
     kind: "faces" (decoded and detected), "error", "moved" (same bytes as ``source_id`` whose
     path disappeared: the row is re-pointed and keeps its faces), "copied" (same bytes as
-    ``source_id``, which still exists: the faces are copied), "touched" (same bytes, new mtime).
+    ``source_id``, which still exists: the faces are copied), "touched" (same bytes, new mtime),
+    "alias" (the very file of ``source_id``, by another path: remembered, not catalogued).
     """
 
     kind: str
@@ -95,6 +96,7 @@ class ScanSummary:
     changed: int = 0
     moved: int = 0
     copied: int = 0
+    aliases: int = 0  # other paths to a catalogued photo's own file (hard or symbolic links)
     reembedded: int = 0
     errors: int = 0  # files that failed this run, for the first time or in a new way
     known_errors: int = 0  # files that failed before the same way and are unchanged

@@ -41,11 +41,13 @@ ALBUM_FILES = frozenset({ALBUM_MARKER, ".faceclust-albums.journal", ".faceclust-
 
 @dataclass(frozen=True)
 class PhotoFile:
-    """A candidate image found on disk."""
+    """A candidate image found on disk. ``same_as``: an earlier path of this walk to the very
+    same file (a hard link, a symlinked file, a folder reached twice)."""
 
     path: Path
     size: int
     mtime_ns: int
+    same_as: Path | None = None
 
 
 @dataclass
@@ -84,7 +86,13 @@ def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
     called before each folder is listed and each entry looked at (a watchdog's heartbeat).
     """
     seen_dirs: set[tuple[int, int]] = set()
+    seen_files: dict[tuple[int, int], Path] = {}
     tick = on_progress or (lambda path: None)
+
+    def once(path: Path, st: os.stat_result) -> PhotoFile:
+        first = seen_files.setdefault((st.st_dev, st.st_ino), path)
+        return PhotoFile(path, st.st_size, st.st_mtime_ns, None if first == path else first)
+
     for root in roots:
         root = Path(root)
         tick(root)
@@ -95,16 +103,16 @@ def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
             continue
         if stat.S_ISREG(st.st_mode):
             if root.suffix.lower() in IMAGE_EXTENSIONS:
-                yield PhotoFile(root, st.st_size, st.st_mtime_ns)
+                yield once(root, st)
             continue
         if not stat.S_ISDIR(st.st_mode):
             _report(errors, root, f"{file_kind(st.st_mode)}, not a photo file; skipped")
             continue
-        yield from _walk_dir(root, seen_dirs, errors, tick)
+        yield from _walk_dir(root, seen_dirs, errors, tick, once)
 
 
 def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | None,
-              tick: Callable[[Path], None]) -> Iterator[PhotoFile]:
+              tick: Callable[[Path], None], once: Callable) -> Iterator[PhotoFile]:
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -141,7 +149,7 @@ def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | N
                 _report(errors, Path(entry.path), _stat_error(Path(entry.path), exc))
                 continue
             if stat.S_ISREG(est.st_mode):
-                yield PhotoFile(Path(entry.path), est.st_size, est.st_mtime_ns)
+                yield once(Path(entry.path), est)
             else:  # a FIFO, device or socket named like a photo: opening it could block
                 _report(errors, Path(entry.path), f"{file_kind(est.st_mode)}, not a photo file; skipped")
         # Reversed so that popping from the stack visits folders in name order.

@@ -93,7 +93,7 @@ def test_catalog_from_environment(tmp_path, lib, monkeypatch):
 
 def test_status_of_a_missing_catalog_says_what_to_do(tmp_path):
     result = run("status", "--catalog", tmp_path / "none.sqlite")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "faceclust scan" in result.output
 
 

@@ -405,3 +405,27 @@ def test_a_folder_that_stops_answering_ends_the_walk_not_the_scan(tmp_path, monk
     with Catalog(tmp_path / "c.sqlite") as cat:
         states = cat.photo_states()
         assert all(states[str(p)].status == "ok" for p in good)
+
+
+def test_one_file_by_several_paths_is_catalogued_once(tmp_path):
+    """A hard link, a symlinked file, the same folder reached through a second path (a NAS's
+    /volume1/photo and /var/services/photo): one photo, not copies with faces twice."""
+    good = library(tmp_path / "lib", 4)
+    os.link(good[0], tmp_path / "lib" / "hardlink.png")
+    os.symlink(good[1], tmp_path / "lib" / "favourite.png")
+    os.symlink(tmp_path / "lib", tmp_path / "same-lib")
+    first = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert first.new == 4 and first.aliases == 2 and first.copied == 0
+    other_path = scan(tmp_path / "c.sqlite", tmp_path / "same-lib")
+    assert other_path.aliases == 6 and other_path.new == other_path.copied == 0
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.counts()["photos"] == 4 and cat.counts()["faces"] == first.faces_found
+    again = scan(tmp_path / "c.sqlite", tmp_path / "same-lib")
+    assert again.unchanged == 6 and again.new == again.aliases == 0  # not read again
+    with Catalog(tmp_path / "c.sqlite") as cat:  # in name order, the hard link came first
+        assert cat.photo_states()[str(tmp_path / "lib" / "hardlink.png")].status == "ok"
+    os.unlink(tmp_path / "lib" / "hardlink.png")  # that name goes: the other one is the photo now
+    after = scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    assert after.moved == 1 and after.gone == 0
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.photo_states()[str(good[0])].status == "ok" and cat.counts()["photos"] == 4

@@ -242,7 +242,7 @@ def test_a_file_that_is_not_a_catalog_is_one_line(tmp_path):
     fake = tmp_path / "c.sqlite"
     fake.write_text("not a database, just text " * 100)
     result = run("status", "--catalog", fake)
-    assert result.exit_code == 1 and "is it a faceclust catalog" in one_error_line(result)
+    assert result.exit_code == 1 and "is not a faceclust catalog" in one_error_line(result)
 
 
 def test_a_full_disk_is_one_line_and_the_catalog_stays_usable(scanned, tmp_path, monkeypatch):
@@ -342,7 +342,8 @@ def test_albums_never_go_into_the_photo_folder_itself(tmp_path):
     photos, cat = two_people(tmp_path / "photos"), tmp_path / "c.sqlite"
     for out in (photos, tmp_path):  # the photo folder, or a folder holding it
         result = run("run", photos, "--out", out, "--catalog", cat, *FAKE)
-        assert result.exit_code == 2 and "outside the photo folders" in one_error_line(result)
+        line = one_error_line(result)
+        assert result.exit_code == 2 and "outside the photo folders" in line and f"photo folder {photos}" in line
     assert not (photos / ".faceclust-albums.json").exists()
     assert run("scan", photos, "--catalog", cat, *FAKE, "--quiet").exit_code == 0
     refused = run("albums", photos, "--catalog", cat)

@@ -448,3 +448,23 @@ def test_a_kill_during_an_album_update_leaves_no_folder_a_clean_run_would_not(cl
     cli("albums", out, "--catalog", clustered, check_code=0)
     cli("albums", reference, "--catalog", clustered, check_code=0)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
+
+
+def test_a_read_only_catalog_can_still_be_read(clustered, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    for path in clustered.parent.glob("c.sqlite*"):
+        if not path.name.endswith(".lock"):
+            path.rename(folder / path.name)
+    cat = folder / "c.sqlite"
+    undo_mount = _read_only(folder)
+    try:
+        for args in (["status", "--json"], ["people"], ["history"], ["export"], ["dedupe"],
+                     ["backup", tmp_path / "copy.sqlite"]):
+            cli(*args, "--catalog", cat, check_code=0)
+        refused = cli("name", "1", "Ann", "--catalog", cat)
+        assert refused.returncode == 1 and "read-only" in refused.stderr, refused.stderr
+        assert len([line for line in refused.stderr.splitlines() if line.strip()]) == 1
+    finally:
+        undo_mount()
+    assert json.loads(cli("status", "--json", "--catalog", tmp_path / "copy.sqlite", check_code=0).stdout)["people"] == 3

@@ -88,9 +88,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError,
             TypeError, KeyError, IndexError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFormatError(f"{path} is not a faceclust model checkpoint (or holds more than "
-                               f"weights and was refused): {first}; {hint}") from exc
+        # torch's own message would advise weights_only=False: exactly what must not be done
+        # with a file of unknown origin. Say what it is instead.
+        raise ModelFormatError(f"{path} is not a faceclust model checkpoint (not a weights file, or one "
+                               f"holding more than weights, which is refused); {hint}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFormatError(f"{path} is a torch file but not a faceclust model checkpoint; {hint}")
     if payload.get("version") != VERSION:
