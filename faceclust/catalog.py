@@ -231,8 +231,11 @@ def backup_catalog(source: Path | str, destination: Path | str) -> int:
         raise UsageProblem(f"{printable(destination)} exists already; a backup never overwrites a file, "
                            "choose a new name")
     with Catalog(source, create=False) as catalog:
-        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name[:60]}.", suffix=".tmp",
-                                   dir=destination.parent if str(destination.parent) else ".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{destination.name[:40]}.", suffix=".tmp",
+                                       dir=destination.parent if str(destination.parent) else ".")
+        except OSError as exc:  # named after the backup asked for, not the temporary file
+            raise OSError(exc.errno, exc.strerror, os.fspath(destination)) from exc
         os.close(fd)
         try:
             copy = sqlite3.connect(tmp)
@@ -435,7 +438,10 @@ class Catalog(HistoryMixin):
     # -- runs and errors -------------------------------------------------------------------
 
     def start_run(self, command: str, options: dict) -> int:
+        """A new run. The caller holds the lock of ``command``: an earlier run of it that is
+        still 'running' was killed (SIGKILL, power cut) and is marked so."""
         with self.transaction():
+            self.db.execute("UPDATE runs SET status='killed' WHERE status='running' AND command=?", (command,))
             cur = self.db.execute(
                 "INSERT INTO runs(command, options, started_at) VALUES (?, ?, ?)",
                 (command, json.dumps(options, default=str), time.time()),

@@ -38,11 +38,14 @@ def catalog_status(catalog_path: Path) -> dict:
     from faceclust.catalog import Catalog
     from faceclust.embed import catalog_model
     from faceclust.errors import FaceclustError
+    from faceclust.locks import catalog_lock
 
     with Catalog(catalog_path, create=False) as cat:
         counts = cat.counts()
         counts["files_with_errors"] = [{"path": p, "error": e} for p, e in cat.photo_errors(20)]
-        counts["last_run"] = cat.last_run()
+        counts["last_run"] = last = cat.last_run()
+        if last and last["status"] == "running" and not catalog_lock(cat.path, "scan").held_elsewhere():
+            last["status"] = "killed"  # nobody holds the scan lock: that run did not finish
         try:
             model = catalog_model(cat)
             counts["model"] = {"model_id": model.model_id, "checkpoint": model.checkpoint,

@@ -110,6 +110,26 @@ class FileLock:
         FileLock._held[self.path] = 1
         return self
 
+    def held_elsewhere(self) -> str | None:
+        """Who holds this lock now (another process), without taking it; None if nobody."""
+        import fcntl
+
+        if self.path in FileLock._held:
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return None
+
     def __exit__(self, *exc) -> None:
         if self._nested:
             FileLock._held[self.path] -= 1

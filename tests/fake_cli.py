@@ -8,7 +8,8 @@ The fake embedder also stands in for the default embedder, as in ``test_cli``.
 Two environment variables let tests reach exact moments of a real process:
 
 * ``FAKE_CLI_KILL=WHAT:N`` kills the process with SIGKILL at the N-th (from 1) of: ``commit``
-  (right after a catalog transaction commits), ``clustering`` (inside the clustering run's
+  (right after a catalog transaction commits; a new catalog's migrations come first), ``batch``
+  (right after a scan batch is committed), ``clustering`` (inside the clustering run's
   transaction, before its commit), ``place`` (an album file made, before it is recorded),
   ``journal`` (right after an album journal line).
 * ``FAKE_CLI_DELAY=SECONDS`` makes each fake detection take that long (a scan long enough for
@@ -75,6 +76,8 @@ def install_kill_point(spec: str) -> None:
                 count()
 
         catalog._Transaction.__exit__ = exit_then_count
+    elif what == "batch":
+        after(catalog.Catalog, "write_results")  # a scan batch, committed
     elif what == "clustering":
         after(catalog.Catalog, "write_clustering")  # still inside the recorded transaction
     elif what == "place":

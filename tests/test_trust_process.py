@@ -108,10 +108,11 @@ def clean(photos, tmp_path_factory):
     return refs
 
 
-# Kill points: right after the 1st, 3rd and 6th commit (scan batches), inside the clustering
-# transaction, after a file was placed in an album but before it was recorded, and after album
-# journal lines; then SIGKILL at random moments of the whole run.
-KILL_POINTS = [("commit:1", "symlink"), ("commit:3", "symlink"), ("commit:6", "copy"),
+# Kill points: while a new catalog is being created (its 3rd migration), right after the 1st,
+# 3rd and 6th scan batch is committed, inside the clustering transaction, after a file was
+# placed in an album but before it was recorded, and after album journal lines; then SIGKILL
+# at random moments of the whole run.
+KILL_POINTS = [("commit:3", "symlink"), ("batch:1", "symlink"), ("batch:3", "symlink"), ("batch:6", "copy"),
                ("clustering:1", "symlink"), ("place:1", "copy"), ("place:7", "symlink"),
                ("journal:2", "copy"), ("journal:9", "symlink")]
 
@@ -468,3 +469,14 @@ def test_a_read_only_catalog_can_still_be_read(clustered, tmp_path):
     finally:
         undo_mount()
     assert json.loads(cli("status", "--json", "--catalog", tmp_path / "copy.sqlite", check_code=0).stdout)["people"] == 3
+
+
+def test_a_killed_scan_is_shown_as_killed_not_running(photos, tmp_path):
+    cat = tmp_path / "c.sqlite"
+    killed = cli("scan", photos, "--catalog", cat, "--batch", "4", *FAKE, "--quiet", env={"FAKE_CLI_KILL": "batch:3"})
+    assert killed.returncode == -signal.SIGKILL
+    status = json.loads(cli("status", "--json", "--catalog", cat, check_code=0).stdout)
+    assert status["last_run"]["status"] == "killed"
+    cli("scan", photos, "--catalog", cat, *FAKE, "--quiet", check_code=0)
+    assert _count(cat, "SELECT COUNT(*) FROM runs WHERE status = 'running'") == 0
+    assert _count(cat, "SELECT COUNT(*) FROM runs WHERE status = 'killed'") == 1
