@@ -152,4 +152,5 @@ def _holder(fd: int) -> str:
 def catalog_lock(catalog_path: str | os.PathLike, part: str) -> FileLock:
     """The lock on one part of a catalog: ``scan`` or ``people``."""
     path = Path(catalog_path)
-    return FileLock(path.with_name(f"{path.name}.{part}.lock"), f"the catalog {path} ({part})")
+    what = {"scan": f"the catalog {path}", "people": f"the people of the catalog {path}"}.get(part, f"{path} ({part})")
+    return FileLock(path.with_name(f"{path.name}.{part}.lock"), what)

@@ -278,9 +278,9 @@ def test_a_busy_catalog_waits_says_for_whom_then_fails_with_one_line(scanned, mo
         holder.kill()
         holder.wait()
     assert result.exit_code == 1
-    assert f"waiting for another faceclust run on the catalog {scanned} (people) (pid {holder.pid}, faceclust cluster)" \
+    assert f"waiting for another faceclust run on the people of the catalog {scanned} (pid {holder.pid}, faceclust cluster)" \
         in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: the catalog")
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: the people of the catalog")
     assert "busy" in result.stderr and "Traceback" not in result.output
     assert locks.FileLock._held == {}
     assert run("name", "1", "Ann", "--catalog", scanned).exit_code == 0  # the holder is gone: no stale lock
