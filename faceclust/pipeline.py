@@ -258,9 +258,14 @@ class Scanner:
             beat["at"] = path
 
         def walk() -> None:
+            chunk: list[PhotoFile] = []  # handed over in chunks: a hand-over per file costs more than the walk
             try:
                 for f in walk_photos(roots, errors, on_progress=tick):
-                    found.put(f)
+                    chunk.append(f)
+                    if len(chunk) >= 512:
+                        found.put(chunk)
+                        chunk = []
+                found.put(chunk)
             except BaseException as exc:  # noqa: BLE001 - raised again in the scanning thread
                 found.put(exc)
             else:
@@ -284,9 +289,8 @@ class Scanner:
                 break
             if isinstance(item, BaseException):
                 raise item
-            files.append(item)
-            if len(files) % 1000 == 0:
-                self.progress(ProgressEvent("walk", len(files), 0))
+            files.extend(item)
+            self.progress(ProgressEvent("walk", len(files), 0))
         self.progress(ProgressEvent("walk", len(files), len(files)))
         if errors:
             # A folder or odd file that failed the same way before is not a new error tonight.
