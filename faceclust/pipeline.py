@@ -243,14 +243,14 @@ class Scanner:
         """The photo files under ``roots``. The walk runs on a watchdog's daemon thread: a
         folder that stops answering (a hung network share) for ``stall_seconds`` ends the walk
         with an error instead of hanging the scan; nothing is marked gone after such a walk."""
-        import queue
         import threading
 
         from faceclust.scan import WalkError
 
         errors: list[WalkError] = []
-        files = []
-        found: "queue.Queue" = queue.Queue()
+        files: list[PhotoFile] = []  # the walker appends; what it found stays found if it hangs
+        outcome: dict = {}
+        finished = threading.Event()
         beat = {"count": 0, "at": roots[0] if roots else Path(".")}
 
         def tick(path: Path) -> None:
@@ -258,39 +258,28 @@ class Scanner:
             beat["at"] = path
 
         def walk() -> None:
-            chunk: list[PhotoFile] = []  # handed over in chunks: a hand-over per file costs more than the walk
             try:
-                for f in walk_photos(roots, errors, on_progress=tick):
-                    chunk.append(f)
-                    if len(chunk) >= 512:
-                        found.put(chunk)
-                        chunk = []
-                found.put(chunk)
+                files.extend(walk_photos(roots, errors, on_progress=tick))
             except BaseException as exc:  # noqa: BLE001 - raised again in the scanning thread
-                found.put(exc)
-            else:
-                found.put(None)
+                outcome["error"] = exc
+            finally:
+                finished.set()
 
         threading.Thread(target=walk, name="faceclust-walk", daemon=True).start()
         stall = self.options.stall_seconds
         seen_beats = -1
-        while True:
-            try:
-                item = found.get(timeout=stall)
-            except queue.Empty:
-                if beat["count"] != seen_beats:  # slow but moving (a big folder of other files)
-                    seen_beats = beat["count"]
-                    continue
+        while not finished.wait(min(stall, 1.0)):
+            self.progress(ProgressEvent("walk", len(files), 0))
+            if beat["count"] != seen_beats:  # slow but moving (a big folder of other files)
+                seen_beats, quiet_since = beat["count"], time.monotonic()
+            elif time.monotonic() - quiet_since >= stall:
                 errors = [*errors, WalkError(Path(beat["at"]), f"no answer for {stall:g} s (a slow or "
                           "unresponsive network share?); the walk stopped here, the next scan tries again")]
                 self._walk_stalled = True
+                files = list(files)  # a snapshot: the stuck walker may still append later
                 break
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            files.extend(item)
-            self.progress(ProgressEvent("walk", len(files), 0))
+        if "error" in outcome:
+            raise outcome["error"]
         self.progress(ProgressEvent("walk", len(files), len(files)))
         if errors:
             # A folder or odd file that failed the same way before is not a new error tonight.
