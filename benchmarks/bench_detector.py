@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceclust.models.files import DETECTOR_FILE, model_path
 from faceclust.models import quantize
+from faceclust.models.files import DETECTOR_FILE, model_path
 from faceclust.models.mmod import MMODDetector
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

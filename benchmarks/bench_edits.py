@@ -19,8 +19,8 @@ from PIL import Image, ImageEnhance
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from faceclust.pipeline import FaceFinder  # noqa: E402
-from faceclust.scan import decode_image  # noqa: E402
+from faceclust.faces.finder import FaceFinder  # noqa: E402
+from faceclust.photos.decode import decode_image  # noqa: E402
 
 finder = FaceFinder.create()
 photos = sorted((ROOT.parent / "shared" / "data" / "celeba_train").rglob("*.jpg"))

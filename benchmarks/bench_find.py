@@ -43,9 +43,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from faceclust.catalog import Catalog  # noqa: E402
-from faceclust.verify import (DEFAULT_FEATURES, FEATURE_SETS, best_accuracy, brier_score, expected_calibration_error,  # noqa: E402
-                              fit_calibration, labelled_faces, labelled_pairs, load_calibration,
-                              reliability_table)
+from faceclust.verify import (  # noqa: E402
+    DEFAULT_FEATURES,
+    FEATURE_SETS,
+    best_accuracy,
+    brier_score,
+    expected_calibration_error,
+    fit_calibration,
+    labelled_faces,
+    labelled_pairs,
+    load_calibration,
+    reliability_table,
+)
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -69,7 +78,7 @@ def copy_catalog(source: Path, workdir: Path, name: str) -> Path:
 
 
 def model_id() -> str:
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     return embedders.create(DEFAULT_EMBEDDER).identity()
 
@@ -216,8 +225,8 @@ def section_verify(args, workdir: Path) -> str:
 
 
 def section_search(args, workdir: Path) -> str:
+    from faceclust.faces.finder import FaceFinder
     from faceclust.search import search_catalog
-    from faceclust.pipeline import FaceFinder
 
     cat_path = copy_catalog(args.celeba_catalog, workdir, "celeba_search.sqlite")
     folder = args.shared_data / "celeba_train"
@@ -435,8 +444,13 @@ def pick_originals(catalog_path: Path, shared: Path, count: int) -> list[Path]:
 
 
 def section_dedupe(args, workdir: Path) -> str:
-    from faceclust.dedupe import DEFAULT_MIN_SIMILARITY, DedupeOptions, DuplicateFinder, find_duplicates
-    from faceclust.pipeline import scan_library
+    from faceclust.dedupe import (
+        DEFAULT_MIN_SIMILARITY,
+        DedupeOptions,
+        DuplicateFinder,
+        find_duplicates,
+    )
+    from faceclust.scan.scanner import scan_library
 
     mid = model_id()
     plain_path = copy_catalog(args.celeba_catalog, workdir, "celeba_dedupe_time.sqlite")

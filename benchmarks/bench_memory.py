@@ -25,7 +25,7 @@ from pathlib import Path
 if sys.argv[1] == "keep":
     from faceclust.memory import keep_freed_memory
     assert keep_freed_memory()
-from faceclust.pipeline import ScanOptions, scan_library
+from faceclust.scan.scanner import ScanOptions, scan_library
 start = time.perf_counter()
 scan_library(Path(sys.argv[2]), [Path(sys.argv[3])], ScanOptions(update_index=False))
 print(time.perf_counter() - start)
@@ -49,7 +49,7 @@ def main() -> None:
                 seconds[mode].append(float(out.stdout.strip().splitlines()[-1]))
                 print(f"round {round_}: {mode}: {seconds[mode][-1]:.2f} s", file=sys.stderr, flush=True)
     median = {mode: statistics.median(values) for mode, values in seconds.items()}
-    print(f"| photos | glibc default (s, each round) | freed memory kept (s, each round) | ratio of medians |")
+    print("| photos | glibc default (s, each round) | freed memory kept (s, each round) | ratio of medians |")
     print("|---|---|---|---|")
     print(f"| {args.photos} at 2048x1536 | {', '.join(f'{v:.2f}' for v in seconds['default'])} | "
           f"{', '.join(f'{v:.2f}' for v in seconds['keep'])} | {median['default'] / median['keep']:.2f}x |")

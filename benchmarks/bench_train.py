@@ -31,9 +31,9 @@ SHARED = ROOT.parent / "shared" / "data"
 def lfw_figures(models: dict[str, Path | None], cache_dir: Path) -> dict[str, dict]:
     """Verification on lfw_dev (all pairs of one face per photo) for each model."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import ModelChoice
+    from faceclust.faces.embed import ModelChoice
     from faceclust.models.resnet import load_resnet
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.scan.scanner import ScanOptions, scan_library
     from faceclust.train.data import faces_from_folders, load_chips
     from faceclust.train.trainer import Trainer
     from faceclust.train.validate import validate

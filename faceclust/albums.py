@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceclust.errors import FaceclustError, OutputError
-from faceclust.safeio import atomic_write, copy_regular_file
-from faceclust.scan import ALBUM_FILES
-from faceclust.scan import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
+from faceclust.files import atomic_write, copy_regular_file
+from faceclust.photos.walk import ALBUM_FILES
+from faceclust.photos.walk import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
 from faceclust.text import printable, strip_unsafe
 
 MODES = ("symlink", "hardlink", "copy")
@@ -433,7 +433,7 @@ class AlbumWriter:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
-        from faceclust.safeio import describe_os_error
+        from faceclust.files import describe_os_error
 
         return describe_os_error(exc, "cannot write")
     return str(exc)

@@ -200,7 +200,7 @@ def catalog_files(path: Path | str) -> list[Path]:
 
 def protected_outputs(catalog: "Catalog", output: Path | str) -> None:
     """Refuse ``output`` when it is the catalog, a file beside it, or one of its photos."""
-    from faceclust.safeio import protect_inputs
+    from faceclust.photos.protect import protect_inputs
 
     photo = catalog.db.execute("SELECT path FROM photos WHERE path=CAST(? AS TEXT)",
                                (sql_path(os.path.abspath(output)),)).fetchone()

@@ -73,8 +73,8 @@ def scan_options(command):
 def _scan_options(batch_photos=None, model=None, prune=None, stall_seconds=None, update_index=True, **detect):
     """ScanOptions from the options of :func:`scan_options` (None or an absent flag: the
     library's default)."""
-    from faceclust.detect import DetectOptions
-    from faceclust.pipeline import ScanOptions
+    from faceclust.faces.detect import DetectOptions
+    from faceclust.scan.scanner import ScanOptions
 
     detect = DetectOptions(**_given(**detect))
     return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model, prune=prune,
@@ -136,8 +136,8 @@ def scan(paths, catalog, no_index, quiet, as_json, **scan_args):
     faces, and a killed scan continues where it stopped. Unreadable files are recorded and
     counted; they do not stop the scan.
     """
-    from faceclust.pipeline import scan_library
     from faceclust.progress import ScanProgress
+    from faceclust.scan.scanner import scan_library
 
     options = _scan_options(update_index=not no_index, **scan_args)
     path = _catalog_path(catalog)

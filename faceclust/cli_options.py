@@ -85,7 +85,7 @@ class Finite(click.FloatRange):
 # Shown defaults are the library's (a test checks they agree); the options themselves default
 # to None, so the library's value is the one used.
 DETECT_OPTIONS = [
-    option("--detector", type=Registered("faceclust.detect:detectors", ("mmod", "hog")), default=None,
+    option("--detector", type=Registered("faceclust.faces.detect:detectors", ("mmod", "hog")), default=None,
                  show_default="mmod", help="Face detector: mmod (any angle) or hog (fast, frontal)."),
     option("--min-face", type=click.IntRange(min=8), default=None, show_default="40",
                  help="Smallest face wanted, in pixels of the photo."),
@@ -108,9 +108,8 @@ ALBUM_MODES = ("symlink", "hardlink", "copy")  # as faceclust.albums.MODES (not 
 
 def catalog_path(catalog: Path | None) -> Path:
     """The catalog a command works on (remembered for error messages)."""
-    from faceclust.catalog import default_catalog_path
-
     from faceclust import locks
+    from faceclust.catalog import default_catalog_path
     from faceclust.errors import UsageProblem
 
     path = catalog if catalog is not None else default_catalog_path()

@@ -161,7 +161,8 @@ def _read_photo(path: str) -> bytes:
     """A candidate's bytes, as the scan reads them (HEIC opener, no blocking on odd files)."""
     from pathlib import Path
 
-    from faceclust.scan import ensure_opener, read_file
+    from faceclust.photos.decode import read_file
+    from faceclust.photos.formats import ensure_opener
 
     ensure_opener(Path(path))
     return read_file(Path(path))
@@ -372,7 +373,7 @@ def find_duplicates(catalog, model_id: str, options: DedupeOptions | None = None
 def dedupe_library(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None) -> DedupeReport:
     """Duplicate faces and photos of the catalog at ``catalog_path`` (reads only)."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import catalog_model
+    from faceclust.faces.embed import catalog_model
 
     with Catalog(catalog_path, create=False) as catalog:
         return find_duplicates(catalog, model_id or catalog_model(catalog).model_id, options)

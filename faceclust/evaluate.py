@@ -59,14 +59,14 @@ def evaluate_catalog(catalog, labelled_dir: Path, model_id: str) -> dict:
 
 
 def _image_files(root: Path):
-    from faceclust.scan import walk_photos
+    from faceclust.photos.walk import walk_photos
 
     return walk_photos([Path(root)])
 
 
 def evaluate_library(catalog_path, labelled_dir: Path, model_id: str | None = None) -> dict:
     from faceclust.catalog import Catalog
-    from faceclust.embed import catalog_model
+    from faceclust.faces.embed import catalog_model
 
     with Catalog(catalog_path, create=False) as catalog:
         return evaluate_catalog(catalog, Path(labelled_dir), model_id or catalog_model(catalog).model_id)

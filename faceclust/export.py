@@ -47,7 +47,7 @@ def export_faces(catalog, out: IO[str], fmt: str = "csv", model_id: str | None =
     if embeddings_path is not None:
         import io
 
-        from faceclust.safeio import atomic_write
+        from faceclust.files import atomic_write
 
         data = io.BytesIO()
         np.save(data, _stack(vectors))
@@ -71,8 +71,8 @@ def export_library(catalog_path, out: "Path | IO[str]", fmt: str = "csv",
     import io
 
     from faceclust.catalog import Catalog, protected_outputs
-    from faceclust.embed import catalog_model
-    from faceclust.safeio import atomic_write
+    from faceclust.faces.embed import catalog_model
+    from faceclust.files import atomic_write
 
     with Catalog(catalog_path, create=False) as catalog:
         for target in (out, embeddings_path):

@@ -27,7 +27,7 @@ def _say(text: str, err: bool = False) -> None:
 
 
 def _detect(detector, min_face):
-    from faceclust.detect import DetectOptions
+    from faceclust.faces.detect import DetectOptions
 
     return DetectOptions(**_given(detector=detector, min_face=min_face))
 

@@ -77,7 +77,7 @@ class FaceIndex:
     def save(self, catalog_path: Path) -> None:
         import faiss
 
-        from faceclust.safeio import atomic_write
+        from faceclust.files import atomic_write
 
         index_file, meta_file = index_paths(catalog_path)
         # Serialised here and written through a fresh temporary file (never through a name a

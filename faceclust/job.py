@@ -17,8 +17,8 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
     """
     from faceclust.albums import AlbumWriter, check_outside_photos, write_albums
     from faceclust.people import cluster_library
-    from faceclust.pipeline import scan_library
     from faceclust.report import write_report
+    from faceclust.scan.scanner import scan_library
 
     AlbumWriter(out, album_mode)  # a bad mode fails before an hour of scanning
     # So does an album folder that is (or holds) a photo folder.
@@ -36,8 +36,8 @@ def catalog_status(catalog_path: Path) -> dict:
     """What ``faceclust status`` shows: counts, people, the model, the files that could not be
     read at their last scan (the first 20), the last run (times in ISO 8601)."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import catalog_model
     from faceclust.errors import FaceclustError
+    from faceclust.faces.embed import catalog_model
     from faceclust.locks import catalog_lock
 
     with Catalog(catalog_path, create=False) as cat:

@@ -297,7 +297,7 @@ def cluster_library(catalog_path, options: ClusterOptions | None = None, model_i
     import dataclasses
 
     from faceclust.catalog import Catalog
-    from faceclust.embed import catalog_model
+    from faceclust.faces.embed import catalog_model
     from faceclust.locks import catalog_lock
 
     options = options or ClusterOptions()

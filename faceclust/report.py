@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from faceclust.errors import FaceclustError
-from faceclust.safeio import atomic_write
+from faceclust.files import atomic_write
 from faceclust.text import printable, strip_unsafe
 
 THUMB = 96
@@ -35,7 +35,7 @@ def _thumbnail(path: str, box: tuple[float, float, float, float], cache: dict) -
     """A data: URI of the face's crop, or None when the photo cannot be read any more."""
     from PIL import Image
 
-    from faceclust.scan import load_image, max_side_policy
+    from faceclust.photos.decode import load_image, max_side_policy
 
     try:
         if path not in cache:

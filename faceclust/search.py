@@ -144,7 +144,7 @@ def search_catalog(catalog, photo: Path, *, top: int = DEFAULT_TOP, threshold: f
     names another; the default threshold is scaled for a fine-tuned model."""
     import os
 
-    from faceclust.embed import ModelChoice, catalog_model
+    from faceclust.faces.embed import ModelChoice, catalog_model
     from faceclust.index import open_index
 
     model = catalog_model(catalog) if embedder is None else ModelChoice.resolve(embedder)
@@ -153,7 +153,7 @@ def search_catalog(catalog, photo: Path, *, top: int = DEFAULT_TOP, threshold: f
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     if finder is None:
-        from faceclust.pipeline import FaceFinder
+        from faceclust.faces.finder import FaceFinder
 
         finder = FaceFinder.create(detect, model.create())
     query = photo_faces(Path(photo), finder)

@@ -72,7 +72,7 @@ def train(data, catalog, max_faces_per_person, out, epochs, steps_per_epoch, p, 
     the people you named. Some people are held out to validate each epoch; the best epoch is
     written to --out. Use the model with 'faceclust scan PHOTOS --model MODEL.pt'.
     """
-    from faceclust.detect import DetectOptions
+    from faceclust.faces.detect import DetectOptions
     from faceclust.progress import TrainProgress, print_train_summary
     from faceclust.train.run import train_model
     from faceclust.train.trainer import TrainOptions

@@ -28,8 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from faceclust.embed import DEFAULT_EMBEDDER
 from faceclust.errors import FaceclustError, UsageProblem
+from faceclust.faces.embed import DEFAULT_EMBEDDER
 
 DEFAULT_THRESHOLD = 0.6  # dlib's same-person distance for its ResNet descriptors
 CALIBRATION_FILE = "calibration.json"
@@ -114,7 +114,7 @@ class Calibration:
             raise CalibrationError(f"not a faceclust calibration ({exc}); fit one with 'faceclust calibrate'") from exc
 
     def save(self, path: Path) -> None:
-        from faceclust.safeio import atomic_write
+        from faceclust.files import atomic_write
 
         atomic_write(Path(path), json.dumps(self.as_dict(), indent=2) + "\n")
 
@@ -311,7 +311,7 @@ def calibrate_library(catalog_path, labelled_dir: Path, out: Path, features: str
     """Fit the calibration on the faces of ``labelled_dir`` (scanned into the catalog) and
     write it to ``out``. Returns a summary: pairs used, Brier score on those pairs."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import catalog_model
+    from faceclust.faces.embed import catalog_model
 
     features = features or DEFAULT_FEATURES
     max_negatives = DEFAULT_MAX_NEGATIVES if max_negatives is None else max_negatives
@@ -363,7 +363,7 @@ class PhotoFaces:
 
 def photo_faces(path: Path, finder) -> PhotoFaces:
     """Detect and embed the faces of a photo (in a catalog or not); raise NoFaceError if none."""
-    from faceclust.pipeline import find_faces_in_file
+    from faceclust.faces.finder import find_faces_in_file
 
     found = find_faces_in_file(Path(path), finder=finder)
     if len(found) == 0:
@@ -413,7 +413,7 @@ def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, fa
     rather than a wrong one.
     """
     choice = None
-    from faceclust.embed import DEFAULT_MODEL_NAMES, ModelChoice
+    from faceclust.faces.embed import DEFAULT_MODEL_NAMES, ModelChoice
 
     if model is not None and str(model) not in DEFAULT_MODEL_NAMES:
 
@@ -425,7 +425,7 @@ def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, fa
     if not 0 < prior < 1:
         raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
     if finder is None:
-        from faceclust.pipeline import FaceFinder
+        from faceclust.faces.finder import FaceFinder
 
         finder = FaceFinder.create(detect, choice.create() if choice else embedder)
     model_id = finder.embedder.identity()

@@ -37,8 +37,8 @@ def dlib_module():
 
 import numpy as np  # noqa: E402
 
-from faceclust.detect import Detections, detectors  # noqa: E402
-from faceclust.embed import embedders  # noqa: E402
+from faceclust.faces.detect import Detections, detectors  # noqa: E402
+from faceclust.faces.embed import embedders  # noqa: E402
 
 MARKER_COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 230), (230, 200, 20)]
 

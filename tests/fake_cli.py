@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import FakeDetector, FakeEmbedder  # noqa: E402
 
 from faceclust.cli import main  # noqa: E402
-from faceclust.detect import detectors  # noqa: E402
-from faceclust.embed import DEFAULT_EMBEDDER, embedders  # noqa: E402
+from faceclust.faces.detect import detectors  # noqa: E402
+from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders  # noqa: E402
 
 
 def install_fakes() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import draw_photo
+
 from faceclust.albums import MANIFEST, write_albums
 from faceclust.catalog import Catalog
 from faceclust.people import ClusterOptions, PeopleClusterer, move_face, name_person, reject_face

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import draw_photo
+
 from faceclust.cli import main
 
 FAKE = ["--detector", "fake", "--min-face", "20"]
@@ -21,7 +21,7 @@ FAKE = ["--detector", "fake", "--min-face", "20"]
 @pytest.fixture(autouse=True)
 def fake_default_embedder(monkeypatch):
     """The CLI embeds with the default embedder: the fake one stands in for it here."""
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
 

@@ -10,9 +10,20 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from faceclust.cluster import (DEFAULT_METHOD, ClusteringError, Constraints, _attach_stragglers,
-                               _dense_linkage, _heaviest_label, _pairwise, cluster_faces, clusterers,
-                               drop_small_clusters, merge_must_link, relabel_by_size)
+from faceclust.cluster import (
+    DEFAULT_METHOD,
+    ClusteringError,
+    Constraints,
+    _attach_stragglers,
+    _dense_linkage,
+    _heaviest_label,
+    _pairwise,
+    cluster_faces,
+    clusterers,
+    drop_small_clusters,
+    merge_must_link,
+    relabel_by_size,
+)
 from faceclust.errors import FaceclustError, UnknownNameError
 from faceclust.index import knn_graph
 

@@ -13,12 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import MARKER_COLOURS
+
 from faceclust.catalog import Catalog
-from faceclust.dedupe import (DedupeOptions, DuplicateFinder, dedupe_library, is_mirror_image,
-                              near_identical_pairs, photos_to_leave_out, thumbnail)
-from faceclust.detect import DetectOptions
+from faceclust.dedupe import (
+    DedupeOptions,
+    DuplicateFinder,
+    dedupe_library,
+    is_mirror_image,
+    near_identical_pairs,
+    photos_to_leave_out,
+    thumbnail,
+)
+from faceclust.faces.detect import DetectOptions
 
 FAKE_MODEL = "fake-embedder:1"
 
@@ -56,7 +63,7 @@ def derive(source: Path, target: Path, how: str) -> Path:
 
 
 def scan(catalog: Path, root: Path) -> None:
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.scan.scanner import ScanOptions, scan_library
 
     scan_library(catalog, [root], ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake"))
 
@@ -160,8 +167,9 @@ def test_options_are_validated():
 
 
 def test_dedupe_command(library, monkeypatch):
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
     from test_verify import cli_group
+
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
     catalog, _ = library
@@ -183,7 +191,7 @@ def test_copies_of_real_photos(shared_data, tmp_path):
     """Re-encoded and resized copies are duplicates of their original; a mirror image is not."""
     from PIL import Image, ImageOps
 
-    from faceclust.pipeline import scan_library
+    from faceclust.scan.scanner import scan_library
 
     folders = sorted(p for p in (shared_data / "celeba_train").iterdir() if p.is_dir())[:2]
     root = tmp_path / "copies"

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from faceclust.detect import DetectOptions, detectors
 from faceclust.errors import ModelFormatError, UnsupportedPrecision
+from faceclust.faces.detect import DetectOptions, detectors
 from faceclust.models import int8_ranges, quantize
 from faceclust.models.mmod import MMODDetector
 
@@ -161,7 +161,7 @@ def test_without_ranges_for_the_model_int8_is_refused_and_auto_is_fp32(tmp_path,
 
 
 def test_auto_falls_back_to_fp32_when_int8_fails(monkeypatch, astronaut):
-    import faceclust.detect as detect_module
+    import faceclust.faces.detect as detect_module
     from faceclust.models import mmod
 
     built = []
@@ -215,7 +215,7 @@ def test_scan_options_from_the_cli_flags():
 
 def test_cli_offers_every_precision():
     from faceclust.cli import scan
-    from faceclust.detect import PRECISION_CHOICES
+    from faceclust.faces.detect import PRECISION_CHOICES
 
     (option,) = [p for p in scan.params if p.name == "precision"]
     assert tuple(option.type.choices) == PRECISION_CHOICES

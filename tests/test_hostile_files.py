@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
-
 from conftest import MARKER_COLOURS, draw_photo
+from PIL import Image, ImageDraw
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo") or not hasattr(os, "symlink"),
                                 reason="the corpus needs POSIX FIFOs and symbolic links")
@@ -491,9 +490,9 @@ def test_rerun_counts_the_same_failures_as_known_and_never_touches_originals(fir
 
 
 def test_a_file_swapped_for_a_fifo_or_deleted_after_the_walk(tmp_path, monkeypatch):
-    from faceclust import pipeline
-    from faceclust.detect import DetectOptions
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.faces.detect import DetectOptions
+    from faceclust.scan import scanner as pipeline
+    from faceclust.scan.scanner import ScanOptions, scan_library
 
     root = tmp_path / "photos"
     photos = [draw_photo(root / f"sub{i % 2}" / f"photo_{i}.jpg", [(i % 4, 20 + 25 * i, 30, SIDE)],

@@ -10,8 +10,17 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from faceclust.metrics import (PRF, assign_labels, bcubed, cluster_counts, nmi, noise_as_singletons,
-                               pairwise, score_clustering, val_at_far)
+from faceclust.metrics import (
+    PRF,
+    assign_labels,
+    bcubed,
+    cluster_counts,
+    nmi,
+    noise_as_singletons,
+    pairwise,
+    score_clustering,
+    val_at_far,
+)
 
 # -- plain-loop versions ---------------------------------------------------------------------------
 

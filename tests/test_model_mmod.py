@@ -14,8 +14,14 @@ import numpy as np
 import pytest
 
 from faceclust.models.files import DETECTOR_FILE, model_path
-from faceclust.models.mmod import (MMODDetector, nearest_level, non_max_suppression,
-                                   pyramid_level_sizes, tile_pyramid, tiled_to_image)
+from faceclust.models.mmod import (
+    MMODDetector,
+    nearest_level,
+    non_max_suppression,
+    pyramid_level_sizes,
+    tile_pyramid,
+    tiled_to_image,
+)
 
 CELEBA_PHOTOS = 12
 LFW_ENLARGED = 8

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceclust.align import Aligner
-from faceclust.detect import detectors
-from faceclust.embed import embedders
+from faceclust.faces.align import Aligner
+from faceclust.faces.detect import detectors
+from faceclust.faces.embed import embedders
 
 pytestmark = pytest.mark.models
 REAL_DETECTORS = ["mmod", "hog"]

@@ -10,8 +10,16 @@ from click.testing import CliRunner
 
 from faceclust.catalog import Catalog
 from faceclust.cli import main
-from faceclust.people import (ClusterOptions, PeopleClusterer, hide_person, list_people, merge_people,
-                              move_face, name_person, reject_face)
+from faceclust.people import (
+    ClusterOptions,
+    PeopleClusterer,
+    hide_person,
+    list_people,
+    merge_people,
+    move_face,
+    name_person,
+    reject_face,
+)
 from faceclust.records import FaceArrays, PhotoResult
 
 MODEL = "test-model:1"
@@ -194,7 +202,7 @@ def test_people_commands(tmp_path, monkeypatch):
         result = runner.invoke(main, [*args, "--catalog", str(path)], catch_exceptions=False)
         return result
 
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     class Fixed:
         def identity(self):

@@ -10,12 +10,13 @@ from unittest import mock
 
 import numpy as np
 import pytest
-
 from conftest import FakeDetector, FakeEmbedder, draw_photo
-from faceclust import pipeline
+
 from faceclust.catalog import Catalog
-from faceclust.detect import DetectOptions
-from faceclust.pipeline import ScanOptions, Scanner, scan_library
+from faceclust.faces import finder
+from faceclust.faces.detect import DetectOptions
+from faceclust.scan import scanner as pipeline
+from faceclust.scan.scanner import Scanner, ScanOptions, scan_library
 
 OPTIONS = ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake", batch_photos=3)
 
@@ -191,7 +192,7 @@ def test_a_killed_scan_resumes_with_the_same_faces(tmp_path):
     expected = faces_by_path(tmp_path / "full.sqlite")
 
     calls = {"n": 0}
-    real_find = pipeline.FaceFinder.find
+    real_find = finder.FaceFinder.find
 
     def dying_find(self, images):
         calls["n"] += 1
@@ -199,7 +200,7 @@ def test_a_killed_scan_resumes_with_the_same_faces(tmp_path):
             raise KeyboardInterrupt
         return real_find(self, images)
 
-    with mock.patch.object(pipeline.FaceFinder, "find", dying_find), pytest.raises(KeyboardInterrupt):
+    with mock.patch.object(finder.FaceFinder, "find", dying_find), pytest.raises(KeyboardInterrupt):
         scan(tmp_path / "part.sqlite", tmp_path / "lib")
     with Catalog(tmp_path / "part.sqlite") as cat:
         assert cat.counts()["photos"] == 6
@@ -382,7 +383,7 @@ def test_a_folder_that_stops_answering_ends_the_walk_not_the_scan(tmp_path, monk
     import threading
     import time
 
-    from faceclust import scan as scan_module
+    from faceclust.photos import walk as scan_module
 
     good = library(tmp_path / "lib")  # sub0/ and sub1/
     scan(tmp_path / "c.sqlite", tmp_path / "lib")

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MARKER_COLOURS, draw_photo
 from PIL import Image
 
-from conftest import MARKER_COLOURS, draw_photo
 from faceclust.errors import ImageError, MissingExtraError
-from faceclust.scan import decode_image, load_image, max_side_policy, walk_photos
+from faceclust.photos.decode import decode_image, load_image, max_side_policy
+from faceclust.photos.walk import walk_photos
 
 
 def names(files):
@@ -207,7 +208,7 @@ def test_a_read_that_stalls_is_given_up_with_a_clear_reason(tmp_path, monkeypatc
     import threading
     import time
 
-    from faceclust import safeio
+    from faceclust.photos import read as safeio
 
     photo = draw_photo(tmp_path / "slow.jpg", [(0, 10, 10, 40)])
     release = threading.Event()
@@ -228,7 +229,7 @@ def test_a_read_that_stalls_is_given_up_with_a_clear_reason(tmp_path, monkeypatc
 
 
 def test_only_regular_files_are_read(tmp_path):
-    from faceclust import safeio
+    from faceclust.photos import read as safeio
 
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)  # nobody writes: a blocking open would wait forever

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import draw_photo
+
 from faceclust.catalog import Catalog
-from faceclust.detect import DetectOptions
+from faceclust.faces.detect import DetectOptions
 from faceclust.index import FaceIndex
 from faceclust.search import FaceRows, match_vectors, person_photos, search_catalog
 
@@ -56,7 +56,7 @@ def test_match_vectors_validates_and_handles_an_empty_index():
 def library(tmp_path):
     """Red in two photos, green with a blue bystander in one; scanned and clustered."""
     from faceclust.people import ClusterOptions, cluster_library
-    from faceclust.pipeline import scan_library
+    from faceclust.scan.scanner import scan_library
 
     root = tmp_path / "photos"
     draw_photo(root / "red1.png", [(0, 10, 10, 40)])
@@ -70,7 +70,7 @@ def library(tmp_path):
 
 
 def _scan_options():
-    from faceclust.pipeline import ScanOptions
+    from faceclust.scan.scanner import ScanOptions
 
     return ScanOptions(detect=FAKE_DETECT, embedder="fake")
 
@@ -118,8 +118,9 @@ def test_person_photos(library):
 
 
 def test_search_command(library, tmp_path, monkeypatch):
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
     from test_verify import cli_group
+
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
     cat, root = library

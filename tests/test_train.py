@@ -21,9 +21,8 @@ from faceclust.models.checkpoint import load_checkpoint, save_checkpoint, weight
 from faceclust.train.data import LabelledFaces, TrainingDataError
 from faceclust.train.loss import TripletLoss
 from faceclust.train.miner import TripletMiner
-from faceclust.train.trainer import TrainOptions, Trainer
+from faceclust.train.trainer import Trainer, TrainOptions
 from faceclust.train.validate import better, validate
-
 
 # -- synthetic faces and a tiny net -------------------------------------------------------------
 
@@ -206,10 +205,10 @@ def lfw_people(tmp_path_factory):
 def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_people, tmp_path, monkeypatch):
     from faceclust.catalog import Catalog
     from faceclust.cli import main
-    from faceclust.embed import catalog_model
+    from faceclust.faces.embed import catalog_model
+    from faceclust.faces.finder import FaceFinder
     from faceclust.models.resnet import load_resnet
-    from faceclust.pipeline import FaceFinder
-    from faceclust.scan import load_image
+    from faceclust.photos.decode import load_image
 
     runner = CliRunner()
     catalog = tmp_path / "c.sqlite"
@@ -233,18 +232,18 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
         checkpoint.meta["after"]["threshold_at_far_0.01"] / checkpoint.meta["before"]["threshold_at_far_0.01"])
 
     # A second run finds everything cached: no photo is decoded or detected again.
-    import faceclust.pipeline
-    import faceclust.scan
+    import faceclust.photos.decode
+    import faceclust.scan.scanner
 
     decoded = []
-    original = faceclust.scan.decode_image
+    original = faceclust.photos.decode.decode_image
 
     def counting(*args, **kwargs):
         decoded.append(args[1])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(faceclust.scan, "decode_image", counting)
-    monkeypatch.setattr(faceclust.pipeline, "decode_image", counting)
+    monkeypatch.setattr(faceclust.photos.decode, "decode_image", counting)
+    monkeypatch.setattr(faceclust.scan.scanner, "decode_image", counting)
     again = runner.invoke(main, ["train", str(lfw_people), "--out", str(tmp_path / "m2.pt"), "--epochs", "1",
                                  "--steps", "1", "--p", "3", "--k", "2", "--val-identities", "2", "--freeze", "13",
                                  "--cache-dir", str(tmp_path / "cache"), "--json"])
@@ -318,8 +317,8 @@ FAKE = None
 
 
 def fake_scan(root: Path, catalog: Path) -> None:
-    from faceclust.detect import DetectOptions
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.faces.detect import DetectOptions
+    from faceclust.scan.scanner import ScanOptions, scan_library
 
     scan_library(catalog, [root], ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake"))
 

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 from faceclust.train.loss import TripletLoss
-from faceclust.train.miner import Triplets, TripletMiner
+from faceclust.train.miner import TripletMiner, Triplets
 from faceclust.train.sampler import PKSampler
 
 # --- sampler -----------------------------------------------------------------------------------

@@ -4,17 +4,17 @@ terminal can show safely, photo folders that vanish, file names that are not UTF
 from __future__ import annotations
 
 import json
-import time
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import draw_photo
+
 from faceclust.cli import main
 
 FAKE = ["--detector", "fake", "--min-face", "20"]
@@ -23,7 +23,7 @@ FAKE_CLI = Path(__file__).resolve().parent / "fake_cli.py"
 
 @pytest.fixture(autouse=True)
 def fake_default_embedder(monkeypatch):
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
 
@@ -55,8 +55,8 @@ def test_shown_defaults_are_the_librarys():
     """Defaults live in the library; the help shows them with click's show_default. Each shown
     default must be what the library really uses."""
     from faceclust import cluster, dedupe, search, verify
-    from faceclust.detect import DetectOptions
-    from faceclust.pipeline import ScanOptions
+    from faceclust.faces.detect import DetectOptions
+    from faceclust.scan.scanner import ScanOptions
     from faceclust.train.trainer import TrainOptions
 
     detect, scan_options, train = DetectOptions(), ScanOptions(), TrainOptions()
@@ -190,7 +190,7 @@ def test_per_file_errors_reach_stderr_even_when_quiet_and_are_not_reported_twice
 
 
 def test_ctrl_c_exits_130_and_says_progress_is_saved(tmp_path, monkeypatch):
-    from faceclust import pipeline
+    from faceclust.scan import scanner as pipeline
 
     def interrupted(self, todo, states, seen):
         raise KeyboardInterrupt
@@ -257,7 +257,7 @@ def test_a_full_disk_is_one_line_and_the_catalog_stays_usable(scanned, tmp_path,
     assert result.exit_code == 1 and "is full; free some space and run again" in one_error_line(result)
     monkeypatch.undo()
     fake_default = CliRunner()  # the autouse fixture's patch was undone with the others: reapply
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
     monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
     again = fake_default.invoke(main, ["scan", str(tmp_path / "photos"), "--catalog", str(scanned), *FAKE, "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["new"] == 1

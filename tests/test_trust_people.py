@@ -8,14 +8,23 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
+from test_people import MODEL, add_photos, cluster, face_people, identities
 
 from faceclust import catalog as catalog_module
 from faceclust.catalog import Catalog
 from faceclust.cli import main
 from faceclust.errors import UsageProblem
-from faceclust.people import (ClusterOptions, PeopleClusterer, hide_person, history, merge_people, move_face,
-                              name_person, reject_face, undo)
-from test_people import MODEL, add_photos, cluster, face_people, identities
+from faceclust.people import (
+    ClusterOptions,
+    PeopleClusterer,
+    hide_person,
+    history,
+    merge_people,
+    move_face,
+    name_person,
+    reject_face,
+    undo,
+)
 
 PEOPLE_TABLES = ("people", "assignments", "rejections", "merges", "clustered")
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import draw_photo
 
 FAKE_CLI = Path(__file__).resolve().parent / "fake_cli.py"

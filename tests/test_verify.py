@@ -8,14 +8,27 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import draw_photo
-from faceclust.detect import DetectOptions
+
 from faceclust.errors import FaceclustError
-from faceclust.verify import (DEFAULT_THRESHOLD, FEATURE_SETS, Calibration, CalibrationError, NoFaceError,
-                              best_accuracy, brier_score, calibrate_library, expected_calibration_error,
-                              fit_calibration, labelled_pairs, load_calibration, pair_features,
-                              reliability_table, verify_photos)
+from faceclust.faces.detect import DetectOptions
+from faceclust.verify import (
+    DEFAULT_THRESHOLD,
+    FEATURE_SETS,
+    Calibration,
+    CalibrationError,
+    NoFaceError,
+    best_accuracy,
+    brier_score,
+    calibrate_library,
+    expected_calibration_error,
+    fit_calibration,
+    labelled_pairs,
+    load_calibration,
+    pair_features,
+    reliability_table,
+    verify_photos,
+)
 
 FAKE_DETECT = DetectOptions(detector="fake", min_face=20)
 FAKE_MODEL = "fake-embedder:1"
@@ -38,7 +51,7 @@ def invoke(*args):
 
 @pytest.fixture
 def fake_default_embedder(monkeypatch):
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
 
@@ -117,7 +130,7 @@ def test_calibration_round_trip_and_damaged_files(tmp_path):
 
 
 def test_the_shipped_calibration_is_for_the_default_model_and_sensible():
-    from faceclust.embed import DEFAULT_EMBEDDER, embedders
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
 
     cal = load_calibration()
     assert cal.features in FEATURE_SETS
@@ -243,7 +256,7 @@ def test_verify_command_json_and_text(photos, tmp_path, fake_default_embedder):
 
 
 def test_calibrate_on_a_labelled_tree(tmp_path):
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.scan.scanner import ScanOptions, scan_library
 
     tree = tmp_path / "people"
     colours = {"anna": 0, "bo": 1, "cy": 2}
@@ -268,7 +281,7 @@ def test_calibrate_on_a_labelled_tree(tmp_path):
 
 def test_labelled_faces_skip_bystanders(tmp_path):
     from faceclust.catalog import Catalog
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.scan.scanner import ScanOptions, scan_library
     from faceclust.verify import labelled_faces
 
     tree = tmp_path / "people"
@@ -285,7 +298,7 @@ def test_labelled_faces_skip_bystanders(tmp_path):
 
 
 def test_calibrate_command(tmp_path, fake_default_embedder):
-    from faceclust.pipeline import ScanOptions, scan_library
+    from faceclust.scan.scanner import ScanOptions, scan_library
 
     for name, colour in (("a", 0), ("b", 2)):
         for k in range(2):

@@ -65,7 +65,7 @@ def save_checkpoint(path: Path | str, state_dict: dict, meta: dict, architecture
                "weights_sha256": weights_sha256(weights, meta_json), "meta": meta_json}
     import io
 
-    from faceclust.safeio import atomic_write
+    from faceclust.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = io.BytesIO()

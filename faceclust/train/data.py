@@ -213,8 +213,8 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
     them; the rest are cut from their photos (decoded as the scan decodes them) and cached.
     A photo that can no longer be read, or changed since it was scanned, gives ``ok = False``
     for its faces (scan it again)."""
-    from faceclust.pipeline import FaceFinder
-    from faceclust.scan import content_hash, decode_image, read_file
+    from faceclust.faces.finder import FaceFinder
+    from faceclust.photos.decode import content_hash, decode_image, read_file
 
     keys = _chip_keys(faces)
     chips = np.zeros((len(faces), 150, 150, 3), np.uint8)
@@ -259,7 +259,7 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
         if cache_file is not None:
             import io
 
-            from faceclust.safeio import atomic_write
+            from faceclust.files import atomic_write
 
             Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
             data = io.BytesIO()

@@ -46,8 +46,9 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
 
     Returns the summary that is also stored in the checkpoint's metadata."""
     from faceclust.catalog import Catalog
-    from faceclust.embed import ModelChoice, catalog_model
-    from faceclust.pipeline import FaceFinder, ScanOptions, scan_library
+    from faceclust.faces.embed import ModelChoice, catalog_model
+    from faceclust.faces.finder import FaceFinder
+    from faceclust.scan.scanner import ScanOptions, scan_library
     from faceclust.train.data import MAX_FACES_PER_PERSON
 
     max_faces_per_person = MAX_FACES_PER_PERSON if max_faces_per_person is None else max_faces_per_person
@@ -57,7 +58,7 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
         raise ValueError("give a folder of labelled photos (DATA, a sub-folder per person) or --catalog")
     if data is not None and catalog is not None:
         raise ValueError("give either a folder of labelled photos or --catalog, not both")
-    from faceclust.safeio import protect_inputs
+    from faceclust.photos.protect import protect_inputs
 
     protected = []  # what training reads must never be what it writes
     if catalog is not None:
@@ -128,7 +129,7 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
 
 
 def _chips_event(done: int, total: int):
-    from faceclust.pipeline import ProgressEvent
+    from faceclust.scan.scanner import ProgressEvent
 
     return ProgressEvent("chips", done, total)
 

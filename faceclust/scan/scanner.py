@@ -17,21 +17,14 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from faceclust.align import Aligner
-from faceclust.detect import DetectOptions, Detector, detectors
-from faceclust.embed import DEFAULT_EMBEDDER, Embedder, embedders
 from faceclust.errors import FaceclustError, UsageProblem
+from faceclust.faces.detect import DetectOptions, Detector, detectors
+from faceclust.faces.embed import Embedder
+from faceclust.faces.finder import FaceFinder, Timer
+from faceclust.photos.decode import LoadedImage, content_hash, decode_image, read_file
+from faceclust.photos.read import READ_STALL_SECONDS
+from faceclust.photos.walk import PhotoFile, walk_photos
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
-from faceclust.safeio import READ_STALL_SECONDS
-from faceclust.scan import (
-    LoadedImage,
-    PhotoFile,
-    ScalePolicy,
-    content_hash,
-    decode_image,
-    read_file,
-    walk_photos,
-)
 from faceclust.text import printable
 
 
@@ -78,88 +71,6 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
-class Timer:
-    """Seconds spent per stage (summed over threads for decode)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    def add(self, stage: str, start: float) -> float:
-        now = time.perf_counter()
-        self.seconds[stage] += now - start
-        return now
-
-
-class FaceFinder:
-    """detect -> landmarks -> chips -> embed on decoded images. Pure compute, no files, no SQL."""
-
-    def __init__(self, detect: DetectOptions, detector: Detector, embedder: Embedder,
-                 timer: Timer | None = None) -> None:
-        self.options = detect
-        self.detector = detector
-        self.embedder = embedder
-        self.aligner = Aligner()
-        self.timer = timer or Timer()
-
-    @classmethod
-    def create(cls, detect: DetectOptions | None = None, embedder: str | Embedder = DEFAULT_EMBEDDER) -> "FaceFinder":
-        """A finder with the registered detector and an embedder (a registered name or an
-        instance); models load on first use."""
-        detect = detect or DetectOptions()
-        if isinstance(embedder, str):
-            embedder = embedders.create(embedder)
-        return cls(detect, detectors.create(detect.detector, options=detect), embedder)
-
-    def scale_policy(self) -> ScalePolicy:
-        """Decode no larger than the detector will look at (never enlarge at decode)."""
-        window = self.detector.window
-        return lambda w, h: min(1.0, self.options.detection_scale(w, h, window))
-
-    def find(self, images: Sequence[LoadedImage]) -> list[FaceArrays]:
-        """Faces of several photos; their chips are embedded together in batches."""
-        located = []
-        all_chips = []
-        for image in images:
-            t = time.perf_counter()
-            det_scale = self.options.detection_scale(image.original_width, image.original_height,
-                                                     self.detector.window)
-            found = self.detector.detect(image.pixels, scale=det_scale / image.scale)
-            t = self.timer.add("detect", t)
-            marks = self.aligner.landmarks(image.pixels, found.boxes)
-            chips = self.aligner.chips(image.pixels, marks)
-            self.timer.add("landmarks", t)
-            located.append((found, marks))
-            all_chips.append(chips)
-        t = time.perf_counter()
-        chips = np.concatenate(all_chips) if all_chips else np.zeros((0, 150, 150, 3), np.uint8)
-        vectors = self.embedder.embed(chips)
-        self.timer.add("embed", t)
-        out, start = [], 0
-        for image, (found, marks) in zip(images, located):
-            n = len(found)
-            out.append(FaceArrays(
-                boxes=(found.boxes / image.scale).astype(np.float32),
-                scores=found.scores.astype(np.float32),
-                landmarks=(marks / image.scale).astype(np.float32),
-                embeddings=vectors[start:start + n],
-            ))
-            start += n
-        return out
-
-    def chips(self, image: LoadedImage, landmarks: np.ndarray) -> np.ndarray:
-        """Aligned chips of faces already found (landmarks in original pixels), no detection."""
-        t = time.perf_counter()
-        chips = self.aligner.chips(image.pixels, np.asarray(landmarks, np.float32) * image.scale)
-        self.timer.add("landmarks", t)
-        return chips
-
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        t = time.perf_counter()
-        vectors = self.embedder.embed(chips)
-        self.timer.add("embed", t)
-        return vectors
-
-
 @dataclass
 class _Prepared:
     """What a decode worker hands back for one file."""
@@ -186,7 +97,7 @@ class Scanner:
                                                 options=self.options.detect)
         self.model = None
         if embedder is None:
-            from faceclust.embed import choose_model
+            from faceclust.faces.embed import choose_model
 
             self.model = choose_model(catalog, self.options.model, self.options.embedder)
             embedder = self.model.create()
@@ -223,7 +134,7 @@ class Scanner:
             self._reembed()
             if self.model is not None:
                 # Only now: an interrupted switch leaves the catalog on its old, complete model.
-                from faceclust.embed import record_model
+                from faceclust.faces.embed import record_model
 
                 record_model(self.catalog, self.model)
             self._mark_gone(roots, seen, walk_errors)
@@ -245,7 +156,7 @@ class Scanner:
         with an error instead of hanging the scan; nothing is marked gone after such a walk."""
         import threading
 
-        from faceclust.scan import WalkError
+        from faceclust.photos.walk import WalkError
 
         errors: list[WalkError] = []
         files: list[PhotoFile] = []  # the walker appends; what it found stays found if it hangs
@@ -609,17 +520,3 @@ def check_roots(roots: Sequence[Path]) -> None:
             raise UsageProblem(f"{printable(root)}: a broken symbolic link; check the path (is the share mounted?)")
 
 
-def find_faces_in_file(path: Path, detect: DetectOptions | None = None, embedder: str = DEFAULT_EMBEDDER,
-                       finder: FaceFinder | None = None) -> FaceArrays:
-    """Faces of one photo that need not be in any catalog (verify, search): boxes and landmarks
-    in the photo's own (orientation-corrected) pixels, embeddings from ``embedder``.
-    Raises ImageError for a file that cannot be read. Pass ``finder`` to reuse loaded models."""
-    from faceclust.errors import ImageError
-    from faceclust.scan import load_image
-
-    finder = finder or FaceFinder.create(detect, embedder)
-    try:
-        image = load_image(Path(path), finder.scale_policy())
-    except ImageError as exc:  # the message names the file: verify and search take two
-        raise ImageError(f"{printable(path)}: {exc}") from exc
-    return finder.find([image])[0]

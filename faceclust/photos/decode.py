@@ -1,0 +1,148 @@
+"""Opening photos: bytes to RGB pixels at a working resolution, EXIF orientation applied.
+
+No models and no SQL here: this module turns paths into pixels. Originals are only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from faceclust.errors import ImageError
+from faceclust.photos.formats import ensure_opener
+from faceclust.photos.read import read_photo_bytes
+
+
+@dataclass
+class LoadedImage:
+    """Pixels at working resolution, plus how they relate to the original.
+
+    ``pixels`` is uint8 (H, W, 3) RGB, orientation-corrected. ``scale`` is working pixels per
+    original (orientation-corrected) pixel: divide working coordinates by it to report
+    coordinates in the original.
+    """
+
+    pixels: np.ndarray
+    original_width: int
+    original_height: int
+    scale: float
+    content_hash: str
+
+
+def content_hash(data: bytes) -> str:
+    """Identity of a file's bytes: recognises moved, renamed and copied photos."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def read_file(path: Path, stall_seconds: float | None = None) -> bytes:
+    """The bytes of a photo file: regular files only, never blocking forever (see
+    :func:`faceclust.photos.read.read_photo_bytes`). Raises :class:`ImageError`."""
+    return read_photo_bytes(path, stall_seconds=stall_seconds)
+
+
+ScalePolicy = Callable[[int, int], float]
+
+
+def max_side_policy(max_side: int | None) -> ScalePolicy:
+    """Working scale that caps the long side at ``max_side`` (never enlarges)."""
+
+    def policy(width: int, height: int) -> float:
+        if not max_side or max(width, height) <= max_side:
+            return 1.0
+        return max_side / max(width, height)
+
+    return policy
+
+
+def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None) -> LoadedImage:
+    """Decode ``data`` (the bytes of ``path``) to RGB at a working resolution.
+
+    EXIF orientation is applied. ``scale_for(width, height)`` gives the working scale (<= 1)
+    from the orientation-corrected original size; for JPEG the decoder itself does most of
+    the reduction (``Image.draft``), several times cheaper than a full decode.
+    Every failure becomes an :class:`ImageError`.
+    """
+    from PIL import Image, ImageOps
+
+    ensure_opener(path)
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        # No warnings.catch_warnings() here: it changes process-wide state and decode runs on
+        # several threads. The command line silences library warnings once, at start.
+        with Image.open(io.BytesIO(data)) as im:
+            return _decode_opened(im, data, scale_for, Image, ImageOps)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image is too large to decode safely: {exc}") from exc
+    except Image.UnidentifiedImageError:
+        raise ImageError("not an image, or a format Pillow cannot read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message.lower() or isinstance(exc, EOFError):
+            message = f"truncated or damaged file ({message})"
+        raise ImageError(f"cannot decode: {message}") from exc
+    except MemoryError as exc:
+        raise ImageError("not enough memory to decode this image") from exc
+
+
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageOps) -> LoadedImage:
+    try:
+        orientation = int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block must not lose the photo
+        orientation = 1
+    width, height = im.size
+    if orientation in _SWAPPING_ORIENTATIONS:
+        width, height = height, width
+    factor = min(1.0, scale_for(width, height)) if scale_for else 1.0
+    if factor < 1.0 and im.format == "JPEG":
+        # draft() keeps the decoded size >= the requested one (it divides by powers of two).
+        stored = im.size
+        im.draft("RGB", (max(1, int(stored[0] * factor)), max(1, int(stored[1] * factor))))
+    im.load()
+    im = _to_rgb(im, Image)
+    if orientation != 1:
+        im = ImageOps.exif_transpose(im)
+    target = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if im.size != target:
+        im = im.resize(target, Image.Resampling.BILINEAR)
+    pixels = np.asarray(im, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageError(f"unexpected pixel layout {pixels.shape}")
+    return LoadedImage(
+        pixels=np.ascontiguousarray(pixels),
+        original_width=width,
+        original_height=height,
+        scale=target[0] / width,
+        content_hash=content_hash(data),
+    )
+
+
+def _to_rgb(im, Image):
+    """Convert any Pillow mode to 8-bit RGB without clipping high bit depths."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Pillow's convert() would clip 16-bit values at 255: scale instead.
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Transparent areas become white, as photo viewers show them.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_image(path: Path, scale_for: ScalePolicy | None = None) -> LoadedImage:
+    """Read and decode one photo. Raises :class:`ImageError` (or MissingExtraError)."""
+    return decode_image(read_file(path), path, scale_for)

@@ -1,0 +1,37 @@
+"""The photo formats faceclust reads, by file name, and the optional openers they need
+(HEIC/HEIF through pillow-heif, registered once for every command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faceclust.errors import MissingExtraError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif",
+     ".heic", ".heif", ".avif"}
+)
+
+
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+
+
+_HEIF_REGISTERED = False
+
+
+def ensure_opener(path: Path) -> None:
+    """Make sure Pillow can open ``path``'s format: the optional HEIC/HEIF opener is registered
+    once per process, for every command that opens photos (scan, report, dedupe, verify...).
+    Raises :class:`MissingExtraError` naming the extra to install."""
+    global _HEIF_REGISTERED
+    if Path(path).suffix.lower() not in HEIF_EXTENSIONS:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        raise MissingExtraError(
+            "HEIC/HEIF photos need the optional extra: pip install 'faceclust[heif]'"
+        ) from None
+    if not _HEIF_REGISTERED:
+        pillow_heif.register_heif_opener()
+        _HEIF_REGISTERED = True
