@@ -303,7 +303,7 @@ def synthetic_vectors(n: int, reference: np.ndarray, per_person: int = 10, seed:
 
 
 def section_latency(args, workdir: Path) -> str:
-    from faceclust.index import FaceIndex, open_index
+    from faceclust.catalog.index import FaceIndex, open_index
     from faceclust.records import FaceArrays, PhotoResult
     from faceclust.search import FaceRows, match_vectors
 

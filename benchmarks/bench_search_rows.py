@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     from faceclust.catalog import Catalog
-    from faceclust.index import open_index
+    from faceclust.catalog.index import open_index
     from faceclust.records import FaceArrays, PhotoResult
     from faceclust.search import FaceRows, match_vectors
 

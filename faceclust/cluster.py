@@ -418,7 +418,7 @@ def _positive(name: str, value, *, integer: bool = False, minimum: float = 0.0, 
 
 
 def _knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from faceclust.index import knn_graph
+    from faceclust.catalog.index import knn_graph
 
     return knn_graph(x, max(1, min(k, len(x) - 1)) if len(x) > 1 else 1)
 

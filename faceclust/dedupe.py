@@ -141,7 +141,7 @@ def near_identical_pairs(vectors: np.ndarray, face_distance: float,
                          neighbours: int = DEFAULT_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of rows (i < j) closer than ``face_distance``, among each row's ``neighbours``
     nearest (FAISS): (i, j, distance)."""
-    from faceclust.index import FaceIndex
+    from faceclust.catalog.index import FaceIndex
 
     n = len(vectors)
     if n < 2:

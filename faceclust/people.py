@@ -262,7 +262,7 @@ class PeopleClusterer:
         threshold; the same-photo rule and rejections hold."""
         if not len(known) or not len(free):
             return []
-        from faceclust.index import FaceIndex
+        from faceclust.catalog.index import FaceIndex
 
         known_people = np.array([assigned[int(table.face_ids[i])][0] for i in known.tolist()], np.int64)
         index = FaceIndex.build(np.arange(len(known)), _unit(table.vectors[known]), "recognition")

@@ -144,8 +144,8 @@ def search_catalog(catalog, photo: Path, *, top: int = DEFAULT_TOP, threshold: f
     names another; the default threshold is scaled for a fine-tuned model."""
     import os
 
+    from faceclust.catalog.index import open_index
     from faceclust.faces.embed import ModelChoice, catalog_model
-    from faceclust.index import open_index
 
     model = catalog_model(catalog) if embedder is None else ModelChoice.resolve(embedder)
     threshold = DEFAULT_THRESHOLD * model.distance_scale if threshold is None else threshold

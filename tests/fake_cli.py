@@ -47,6 +47,7 @@ def install_fakes() -> None:
 
 def install_kill_point(spec: str) -> None:
     from faceclust import albums, catalog
+    from faceclust.catalog import sql
 
     what, _, n = spec.partition(":")
     left = [int(n or 1)]
@@ -67,7 +68,7 @@ def install_kill_point(spec: str) -> None:
         setattr(cls, name, wrapped)
 
     if what == "commit":
-        original_exit = catalog._Transaction.__exit__
+        original_exit = sql.Transaction.__exit__
 
         def exit_then_count(self, exc_type, exc, tb):
             outer = self.outer and exc_type is None
@@ -75,7 +76,7 @@ def install_kill_point(spec: str) -> None:
             if outer:
                 count()
 
-        catalog._Transaction.__exit__ = exit_then_count
+        sql.Transaction.__exit__ = exit_then_count
     elif what == "batch":
         after(catalog.Catalog, "write_results")  # a scan batch, committed
     elif what == "clustering":

@@ -9,8 +9,8 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from faceclust.catalog import SCHEMA_VERSION, Catalog, default_catalog_path
+from faceclust.catalog.index import FaceIndex, open_index
 from faceclust.errors import CatalogError
-from faceclust.index import FaceIndex, open_index
 from faceclust.records import FaceArrays, PhotoResult
 
 

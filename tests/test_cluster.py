@@ -10,6 +10,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
+from faceclust.catalog.index import knn_graph
 from faceclust.cluster import (
     DEFAULT_METHOD,
     ClusteringError,
@@ -25,7 +26,6 @@ from faceclust.cluster import (
     relabel_by_size,
 )
 from faceclust.errors import FaceclustError, UnknownNameError
-from faceclust.index import knn_graph
 
 METHODS = clusterers.names()
 # Options that make each method see the blobs' five people; None = its defaults.

@@ -314,7 +314,7 @@ def test_an_edited_photo_keeps_its_people_when_the_model_changed_too(tmp_path):
 
 
 def test_an_edit_that_loses_a_face_drops_its_unnamed_person_and_refreshes_the_index(tmp_path):
-    from faceclust.index import open_index
+    from faceclust.catalog.index import open_index
 
     photo = draw_photo(tmp_path / "lib" / "solo.png", [(0, 20, 30, 50)])
     scan(tmp_path / "c.sqlite", tmp_path / "lib")

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import draw_photo
 
 from faceclust.catalog import Catalog
+from faceclust.catalog.index import FaceIndex
 from faceclust.faces.detect import DetectOptions
-from faceclust.index import FaceIndex
 from faceclust.search import FaceRows, match_vectors, person_photos, search_catalog
 
 FAKE_DETECT = DetectOptions(detector="fake", min_face=20)

@@ -464,7 +464,7 @@ class Scanner:
         self.summary.gone = self.catalog.mark_gone(sorted(gone))
 
     def _update_index(self) -> None:
-        from faceclust.index import open_index
+        from faceclust.catalog.index import open_index
 
         self.progress(ProgressEvent("index", 0, 1))
         t = time.perf_counter()

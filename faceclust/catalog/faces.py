@@ -1,0 +1,125 @@
+"""Reading the catalog's faces: descriptors by model, rows for the index and for every stage that
+uses faces."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from faceclust.records import FaceTable
+
+
+class FacesMixin:
+    """Reading faces and their descriptors, for the index, clustering, search, training
+    (part of :class:`Catalog`)."""
+
+    def iter_faces(self, model_id: str | None) -> Iterator[tuple]:
+        """(face_id, photo path, left, top, right, bottom, score, vector bytes or None, person id
+        or None) for faces of photos that exist, ordered by path then face id."""
+        yield from self.db.execute(
+            """SELECT f.id, p.path, f.left, f.top, f.right, f.bottom, f.score, e.vector, a.person_id
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               LEFT JOIN assignments a ON a.face_id = f.id
+               WHERE p.status = 'ok' ORDER BY p.path, f.id""",
+            (model_id,),
+        )
+
+    def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(face_ids int64 (n,), vectors float32 (n, d)) for faces of existing photos."""
+        rows = self.db.execute(
+            """SELECT e.face_id, e.vector FROM embeddings e JOIN faces f ON f.id = e.face_id
+               JOIN photos p ON p.id = f.photo_id WHERE e.model_id = ? AND p.status = 'ok'
+               ORDER BY e.face_id""",
+            (model_id,),
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        if not rows:
+            return ids, np.zeros((0, 0), np.float32)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), -1)
+        return ids, vectors.astype(np.float32)
+
+    def fingerprint(self, model_id: str) -> str:
+        """Changes whenever the set of indexed faces changes (stale index detection)."""
+        row = self.db.execute(
+            """SELECT COUNT(*), COALESCE(MAX(e.face_id), 0), COALESCE(SUM(e.face_id), 0)
+               FROM embeddings e JOIN faces f ON f.id = e.face_id JOIN photos p ON p.id = f.photo_id
+               WHERE e.model_id = ? AND p.status = 'ok'""",
+            (model_id,),
+        ).fetchone()
+        version = self.setting("faces_version") or "0"
+        return f"{model_id}:{row[0]}:{row[1]}:{row[2]}:{version}"
+
+    def face_table(self, model_id: str) -> FaceTable:
+        """Every face of an existing photo with an embedding from ``model_id``, by face id."""
+        rows = self.db.execute(
+            """SELECT f.id, f.photo_id, f.right - f.left, f.score, e.vector
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               WHERE p.status = 'ok' ORDER BY f.id""",
+            (model_id,),
+        ).fetchall()
+        n = len(rows)
+        vectors = (np.frombuffer(b"".join(r[4] for r in rows), "<f4").reshape(n, -1).astype(np.float32)
+                   if n else np.zeros((0, 128), np.float32))
+        return FaceTable(
+            face_ids=np.fromiter((r[0] for r in rows), np.int64, n),
+            photo_ids=np.fromiter((r[1] for r in rows), np.int64, n),
+            widths=np.fromiter((r[2] for r in rows), np.float32, n),
+            scores=np.fromiter((r[3] for r in rows), np.float32, n),
+            vectors=vectors,
+        )
+
+    def faces_by_id(self, face_ids: Iterable[int]) -> list[tuple]:
+        """(face id, photo path, left, top, right, bottom, person id or None) for the given faces
+        of existing photos (others are left out), in no particular order."""
+        ids = sorted({int(i) for i in face_ids})
+        out: list[tuple] = []
+        for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            out.extend(self.db.execute(
+                f"""SELECT f.id, p.path, f.left, f.top, f.right, f.bottom, a.person_id
+                    FROM faces f JOIN photos p ON p.id = f.photo_id
+                    LEFT JOIN assignments a ON a.face_id = f.id
+                    WHERE p.status = 'ok' AND f.id IN ({",".join("?" * len(chunk))})""", chunk).fetchall())
+        return out
+
+    def person_faces(self) -> list[tuple]:
+        """(person id or None, face id, photo path, left, top, right, bottom, score) for every face
+        of an existing photo; unassigned faces carry None."""
+        return self.db.execute(
+            """SELECT a.person_id, f.id, p.path, f.left, f.top, f.right, f.bottom, f.score
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               LEFT JOIN assignments a ON a.face_id = f.id
+               WHERE p.status = 'ok' ORDER BY p.path, f.id""").fetchall()
+
+    def face_records(self, model_id: str) -> dict[str, np.ndarray]:
+        """Every face of an existing photo with what training needs, by face id: ``face_id``,
+        ``photo_id``, ``path``, ``content_hash``, ``box`` (n, 4), ``landmarks`` (n, 5, 2) in
+        original pixels, ``person`` (-1 when unassigned), ``vector`` from ``model_id`` (NaN
+        when that model has not embedded the face)."""
+        rows = self.db.execute(
+            """SELECT f.id, f.photo_id, p.path, p.content_hash, f.left, f.top, f.right, f.bottom,
+                      f.landmarks, a.person_id, e.vector
+               FROM faces f JOIN photos p ON p.id = f.photo_id
+               LEFT JOIN assignments a ON a.face_id = f.id
+               LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
+               WHERE p.status = 'ok' ORDER BY f.id""", (model_id,)).fetchall()
+        n = len(rows)
+        dim = next((len(r[10]) // 4 for r in rows if r[10] is not None), 128)
+        vectors = np.full((n, dim), np.nan, np.float32)
+        for i, r in enumerate(rows):
+            if r[10] is not None:
+                vectors[i] = np.frombuffer(r[10], "<f4")
+        return {
+            "face_id": np.fromiter((r[0] for r in rows), np.int64, n),
+            "photo_id": np.fromiter((r[1] for r in rows), np.int64, n),
+            "path": np.array([r[2] for r in rows], dtype=object),
+            "content_hash": np.array([r[3] for r in rows], dtype=object),
+            "box": np.array([r[4:8] for r in rows], np.float32).reshape(n, 4),
+            "landmarks": (np.frombuffer(b"".join(r[8] for r in rows), "<f4").reshape(n, 5, 2).copy()
+                          if n else np.zeros((0, 5, 2), np.float32)),
+            "person": np.fromiter((-1 if r[9] is None else r[9] for r in rows), np.int64, n),
+            "vector": vectors,
+        }
