@@ -272,7 +272,7 @@ def export(catalog, fmt, output, embeddings):
 
 @main.command()
 @catalog_option
-@option("--method", type=Registered("faceclust.cluster:clusterers",
+@option("--method", type=Registered("faceclust.people.cluster:clusterers",
                                           ("agglomerative", "hdbscan", "chinese-whispers", "kmeans")),
               default=None, show_default="agglomerative", help="Clusterer.")
 @option("--min-faces", type=click.IntRange(min=1), default=None, show_default="2",

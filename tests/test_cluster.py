@@ -11,21 +11,20 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from faceclust.catalog.index import knn_graph
-from faceclust.cluster import (
+from faceclust.errors import FaceclustError, UnknownNameError
+from faceclust.people.cluster import (
     DEFAULT_METHOD,
     ClusteringError,
     Constraints,
-    _attach_stragglers,
-    _dense_linkage,
-    _heaviest_label,
-    _pairwise,
     cluster_faces,
     clusterers,
     drop_small_clusters,
     merge_must_link,
     relabel_by_size,
 )
-from faceclust.errors import FaceclustError, UnknownNameError
+from faceclust.people.cluster.agglomerative import _attach_stragglers, _dense_linkage
+from faceclust.people.cluster.chinese_whispers import _heaviest_label
+from faceclust.people.cluster.graph import _pairwise
 
 METHODS = clusterers.names()
 # Options that make each method see the blobs' five people; None = its defaults.

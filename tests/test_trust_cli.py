@@ -54,7 +54,8 @@ def one_error_line(result) -> str:
 def test_shown_defaults_are_the_librarys():
     """Defaults live in the library; the help shows them with click's show_default. Each shown
     default must be what the library really uses."""
-    from faceclust import cluster, dedupe, search, verify
+    from faceclust import dedupe, search, verify
+    from faceclust.people import cluster
     from faceclust.faces.detect import DetectOptions
     from faceclust.scan.scanner import ScanOptions
     from faceclust.train.trainer import TrainOptions

@@ -1,4 +1,4 @@
-"""People: clusters of faces that last.
+"""Stable people: clusters of faces that last across runs.
 
 Clustering gives labels; this module turns them into people with stable ids, and keeps every
 decision the user made. Re-running after new photos were scanned keeps existing people and
@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceclust.errors import NotFound, UsageProblem
-from faceclust.records import FaceTable, iso_time
-from faceclust.text import printable
+from faceclust.records import FaceTable
 
 # Chord distance between L2-normalised descriptors, the clustering threshold; chosen by
 # benchmarks/bench_people.py (best BCubed F1 of 0.30-0.42 on both sets, see docs/benchmarks.md).
@@ -63,7 +60,7 @@ class ClusterOptions:
         options = {k: v for k, v in self.method_options.items() if v is not None}
         if self.distance_scale == 1.0:
             return options
-        from faceclust.cluster import DEFAULT_METHOD, clusterers
+        from faceclust.people.cluster import DEFAULT_METHOD, clusterers
 
         defaults = clusterers.create(self.method or DEFAULT_METHOD).get_params()
         for name, value in defaults.items():
@@ -138,7 +135,7 @@ class PeopleClusterer:
     # -- clustering everything ----------------------------------------------------------------
 
     def _full(self, table: FaceTable, eligible: np.ndarray, assigned: dict, rejected: list) -> list:
-        from faceclust.cluster import cluster_faces
+        from faceclust.people.cluster import cluster_faces
 
         rows = np.nonzero(eligible)[0]
         face_ids = table.face_ids[rows]
@@ -226,7 +223,7 @@ class PeopleClusterer:
     # -- adding to existing people --------------------------------------------------------------
 
     def _incremental(self, table: FaceTable, eligible: np.ndarray, assigned: dict, rejected: list) -> list:
-        from faceclust.cluster import cluster_faces
+        from faceclust.people.cluster import cluster_faces
 
         # Only faces no clustering has seen are placed: a re-run with nothing new changes nothing.
         # Faces left unknown before may still form a new person together with new faces.
@@ -308,141 +305,3 @@ def cluster_library(catalog_path, options: ClusterOptions | None = None, model_i
             if options.distance_scale == 1.0:
                 options = dataclasses.replace(options, distance_scale=model.distance_scale)
         return PeopleClusterer(catalog, model_id, options).run()
-
-
-# -- the user's decisions ---------------------------------------------------------------------
-# Each opens the catalog, takes its people lock (a clustering run in another process finishes
-# first), and makes one change in one transaction that becomes an undoable history entry.
-# References (an id, a merged-away id, an exact name) are resolved inside that transaction.
-
-
-@dataclass
-class Decision:
-    """What a decision did: the person it concerned, its history entry, and anything the user
-    should know (a name another person has too, a name a merge dropped)."""
-
-    person: int
-    history_id: int
-    notes: list[str] = field(default_factory=list)
-    dropped_names: list[str] = field(default_factory=list)
-
-
-def _open(catalog_path):
-    from faceclust.catalog import Catalog
-
-    return Catalog(catalog_path, create=False)
-
-
-@contextmanager
-def _deciding(catalog_path):
-    from faceclust.locks import catalog_lock
-
-    with _open(catalog_path) as catalog, catalog_lock(catalog.path, "people"):
-        yield catalog
-
-
-def _label(person: dict | None, pid: int) -> str:
-    name = person and person["name"]
-    return f"person {pid} ({name!r})" if name else f"person {pid}"
-
-
-def list_people(catalog_path, include_hidden: bool = False) -> list[dict]:
-    with _open(catalog_path) as catalog:
-        return [p for p in catalog.people() if include_hidden or not p["hidden"]]
-
-
-def name_person(catalog_path, ref: str, name: str) -> Decision:
-    """Give a person a name. Another person with the same name is allowed (two people can share
-    a name) but reported in ``notes``."""
-    name = name.strip()
-    if not name:
-        raise UsageProblem("a name cannot be empty")
-    if name.isdigit():
-        raise UsageProblem(f"a name cannot be only digits ({name!r} would read as a person id); add a letter")
-    with _deciding(catalog_path) as catalog, catalog.recorded("name", "name") as entry:
-        person = catalog.resolve_person(ref)
-        before = catalog.person(person)
-        catalog.set_person(person, name=name)
-        entry.description = f"name {_label(before, person)} {name!r}"
-        others = [p for p in catalog.people_named(name) if p != person]
-        notes = [f"person {o} is also named {name!r}; 'faceclust merge {o} {person}' makes them one person, "
-                 f"'faceclust name {person} ...' tells them apart" for o in others]
-        return Decision(person, entry.id, notes)
-
-
-def hide_person(catalog_path, ref: str, hidden: bool = True) -> Decision:
-    with _deciding(catalog_path) as catalog, catalog.recorded("hide" if hidden else "show", "hide") as entry:
-        person = catalog.resolve_person(ref)
-        catalog.set_person(person, hidden=hidden)
-        entry.description = f"{'hide' if hidden else 'show'} {_label(catalog.person(person), person)}"
-        return Decision(person, entry.id)
-
-
-def merge_people(catalog_path, target: str, sources: list[str], force: bool = False) -> Decision:
-    """Merge ``sources`` into ``target``. The target keeps its name; when that would drop the
-    name of a source (two named people), the merge is refused unless ``force``, and the dropped
-    names are reported."""
-    with _deciding(catalog_path) as catalog, catalog.recorded("merge", "merge") as entry:
-        into = catalog.resolve_person(target)
-        others = [p for p in dict.fromkeys(catalog.resolve_person(s) for s in sources) if p != into]
-        if not others:
-            raise UsageProblem(f"nothing to merge: {', '.join(sources)} is person {into} itself")
-        people = {p: catalog.person(p) for p in [into, *others]}
-        kept = people[into]["name"] or next((people[p]["name"] for p in others if people[p]["name"]), None)
-        dropped = [(p, people[p]["name"]) for p in others if people[p]["name"] and people[p]["name"] != kept]
-        if dropped and not force:
-            names = ", ".join(f"person {p} is {n!r}" for p, n in dropped)
-            raise UsageProblem(f"merging would drop a name ({names}; the merged person keeps {kept!r}); "
-                               "rename first, or give --force to keep that name")
-        clashes = catalog.shared_photos([into, *others])
-        if clashes:
-            photo, faces = clashes[0]
-            more = f" (and {len(clashes) - 1} more photos)" if len(clashes) > 1 else ""
-            raise UsageProblem(
-                f"these people are together in {printable(photo)}{more} (faces {faces[0]} and {faces[1]}): one person "
-                f"appears once in a photo; 'faceclust reject {faces[1]}' (or move it) first, then merge")
-        catalog.merge_people(into, others)
-        entry.description = (f"merge {', '.join(_label(people[p], p) for p in others)} into "
-                             f"{_label(people[into], into)}")
-        entry.details = {"target": into, "sources": others, "dropped_names": [n for _, n in dropped]}
-        notes = [f"the name {n!r} of person {p} was dropped; person {into} is {kept!r}" for p, n in dropped]
-        return Decision(into, entry.id, notes, [n for _, n in dropped])
-
-
-def move_face(catalog_path, face_id: int, ref: str) -> Decision:
-    with _deciding(catalog_path) as catalog, catalog.recorded("move", "move") as entry:
-        if not catalog.face_exists(face_id):
-            raise NotFound(f"no face {face_id}; 'faceclust export' lists face ids")
-        person = catalog.resolve_person(ref)
-        before = catalog.assignments_of([face_id]).get(face_id)
-        catalog.move_face(face_id, person)
-        origin = f" from person {before[0]}" if before else ""
-        entry.description = f"move face {face_id}{origin} to {_label(catalog.person(person), person)}"
-        return Decision(person, entry.id)
-
-
-def reject_face(catalog_path, face_id: int) -> Decision:
-    with _deciding(catalog_path) as catalog, catalog.recorded("reject", "reject") as entry:
-        if not catalog.face_exists(face_id):
-            raise NotFound(f"no face {face_id}; 'faceclust export' lists face ids")
-        person = catalog.reject_face(face_id)
-        if person is None:
-            raise UsageProblem(f"face {face_id} belongs to nobody; nothing to reject")
-        entry.description = f"reject face {face_id} from {_label(catalog.person(person), person)}"
-        return Decision(person, entry.id)
-
-
-def history(catalog_path, limit: int | None = None) -> list[dict]:
-    """History entries, newest first (``at`` in ISO 8601, local time with its offset)."""
-    with _open(catalog_path) as catalog:
-        rows = catalog.history(limit)
-    for row in rows:
-        row["at"] = iso_time(row["at"])
-    return rows
-
-
-def undo(catalog_path, back_to: int | None = None):
-    """Revert the newest decision or clustering run still in effect, or every one from history
-    entry ``back_to`` on. Returns :class:`faceclust.catalog_history.UndoResult`."""
-    with _deciding(catalog_path) as catalog:
-        return catalog.undo(back_to)
