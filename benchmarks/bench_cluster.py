@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from faceclust.metrics import assign_labels, score_clustering, val_at_far  # noqa: E402
+from faceclust.evaluate.metrics import assign_labels, score_clustering, val_at_far  # noqa: E402
 from faceclust.people.cluster import (  # noqa: E402
     DEFAULT_METHOD,
     DEFAULT_MIN_FACES,

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from faceclust.catalog import Catalog  # noqa: E402
-from faceclust.verify import (  # noqa: E402
+from faceclust.find.calibration import (  # noqa: E402
     DEFAULT_FEATURES,
     FEATURE_SETS,
     best_accuracy,
@@ -142,7 +142,7 @@ def balanced_sample(same: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def section_verify(args, workdir: Path) -> str:
-    from faceclust.metrics import val_at_far
+    from faceclust.evaluate.metrics import val_at_far
 
     out = []
     lfw_cat = copy_catalog(args.lfw_catalog, workdir, "lfw.sqlite")
@@ -160,7 +160,7 @@ def section_verify(args, workdir: Path) -> str:
         rows.append([name, len(faces), len(np.unique(faces.labels)), int(same.sum()), n_diff_all,
                      f"{vals[1e-3][0]:.4f} (t={vals[1e-3][1]:.3f})", f"{vals[1e-2][0]:.4f} (t={vals[1e-2][1]:.3f})",
                      f"{acc:.4f} (t={t:.3f})", f"{at_06:.4f}"])
-    out.append("### Verification (one face per photo: see faceclust.verify.labelled_faces)\n")
+    out.append("### Verification (one face per photo: see faceclust.find.calibration.labelled_faces)\n")
     out.append(table(["set", "faces", "people", "same-person pairs", "different-person pairs (VAL@FAR: all)",
                       "VAL@FAR=1e-3", "VAL@FAR=1e-2", "best accuracy (1M different pairs sampled, even odds)",
                       "accuracy at 0.6"], rows))
@@ -226,7 +226,7 @@ def section_verify(args, workdir: Path) -> str:
 
 def section_search(args, workdir: Path) -> str:
     from faceclust.faces.finder import FaceFinder
-    from faceclust.search import search_catalog
+    from faceclust.find.search import search_catalog
 
     cat_path = copy_catalog(args.celeba_catalog, workdir, "celeba_search.sqlite")
     folder = args.shared_data / "celeba_train"
@@ -304,8 +304,8 @@ def synthetic_vectors(n: int, reference: np.ndarray, per_person: int = 10, seed:
 
 def section_latency(args, workdir: Path) -> str:
     from faceclust.catalog.index import FaceIndex, open_index
+    from faceclust.find.search import FaceRows, match_vectors
     from faceclust.records import FaceArrays, PhotoResult
-    from faceclust.search import FaceRows, match_vectors
 
     with Catalog(copy_catalog(args.celeba_catalog, workdir, "celeba_latency.sqlite")) as cat:
         reference = cat.embeddings(model_id())[1]
@@ -369,7 +369,7 @@ def section_latency(args, workdir: Path) -> str:
                 match_vectors(idx, face_rows, q[None], 10, 0.6)
                 lap(looked_up, t)
             if n == 100_000:
-                from faceclust.dedupe import find_duplicates
+                from faceclust.find.dedupe import find_duplicates
 
                 t = time.perf_counter()
                 report = find_duplicates(cat, "synthetic:1")
@@ -444,7 +444,7 @@ def pick_originals(catalog_path: Path, shared: Path, count: int) -> list[Path]:
 
 
 def section_dedupe(args, workdir: Path) -> str:
-    from faceclust.dedupe import (
+    from faceclust.find.dedupe import (
         DEFAULT_MIN_SIMILARITY,
         DedupeOptions,
         DuplicateFinder,

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     from faceclust.catalog import Catalog
     from faceclust.catalog.index import open_index
+    from faceclust.find.search import FaceRows, match_vectors
     from faceclust.records import FaceArrays, PhotoResult
-    from faceclust.search import FaceRows, match_vectors
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=100_000)

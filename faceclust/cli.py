@@ -262,7 +262,7 @@ def export(catalog, fmt, output, embeddings):
 
     Photo paths are written byte for byte as the filesystem has them (a file name that is not
     UTF-8 stays as it is)."""
-    from faceclust.export import export_library
+    from faceclust.output.export import export_library
 
     if output is None:
         sys.stdout.reconfigure(errors="surrogateescape")
@@ -460,7 +460,7 @@ def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
     Re-running updates OUT: new photos are added, photos whose faces moved are removed, and
     files faceclust did not create are never touched.
     """
-    from faceclust.albums import write_albums
+    from faceclust.output.albums import write_albums
 
     summary = write_albums(_catalog_path(catalog), out, mode, include_unknown, skip_duplicates).as_dict()
     if as_json:
@@ -477,7 +477,7 @@ def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
 @catalog_option
 def report(out, catalog):
     """Write a self-contained HTML page OUT with a row of face thumbnails per person."""
-    from faceclust.report import write_report
+    from faceclust.output.report import write_report
 
     shown = write_report(_catalog_path(catalog), out)
     click.echo(f"{shown} people in {printable(out)}")

@@ -103,7 +103,7 @@ def given(**options) -> dict:
 
 
 CATALOG_META = "faceclust.catalog"
-ALBUM_MODES = ("symlink", "hardlink", "copy")  # as faceclust.albums.MODES (not imported: --help stays light)
+ALBUM_MODES = ("symlink", "hardlink", "copy")  # as faceclust.output.albums.MODES (not imported: --help stays light)
 
 
 def catalog_path(catalog: Path | None) -> Path:

@@ -55,7 +55,7 @@ def verify(photo_a, photo_b, faces, threshold, calibration, prior, model, detect
     For each pair of faces: their distance, the model's decision (same person below 0.6) and a
     calibrated probability that they are the same person. The photos need not be in a catalog.
     """
-    from faceclust.verify import verify_photos
+    from faceclust.find.verify import verify_photos
 
     if len(faces) > 2:
         raise click.UsageError("--face is given at most twice (a face of PHOTO_A, then of PHOTO_B)")
@@ -98,7 +98,7 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
     if (photo is None) == (person is None):
         raise click.UsageError("give a PHOTO to search with, or --person ID, not both")
     if person is not None:
-        from faceclust.search import person_photos
+        from faceclust.find.search import person_photos
 
         found = person_photos(_catalog_path(catalog), person)
         if as_json:
@@ -109,7 +109,7 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
         for row in found["photos"]:
             _say(row["photo"])
         return
-    from faceclust.search import search_library
+    from faceclust.find.search import search_library
 
     result = search_library(_catalog_path(catalog), photo, detect=_detect(detector, min_face),
                             **_given(top=top, threshold=threshold)).as_dict()
@@ -137,7 +137,7 @@ def dedupe(catalog, face_distance, as_json):
     photo of the same shape (copies, resized or re-encoded, burst shots); a mirrored copy is
     not a duplicate. Nothing is deleted or moved; each group names the photo an album keeps.
     """
-    from faceclust.dedupe import DedupeOptions, dedupe_library
+    from faceclust.find.dedupe import DedupeOptions, dedupe_library
 
     report = dedupe_library(_catalog_path(catalog), DedupeOptions(**_given(face_distance=face_distance))).as_dict()
     if as_json:
@@ -167,7 +167,7 @@ def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
     into the catalog. A photo's face stands for its folder's person: its only face, or of
     several, the one most like the folder's other photos.
     """
-    from faceclust.verify import calibrate_library
+    from faceclust.find.calibration import calibrate_library
 
     summary = calibrate_library(_catalog_path(catalog), labelled_dir, out,
                                 **_given(features=features, max_negatives=max_negatives))

@@ -15,9 +15,10 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
 
     The report goes to ``OUT/faceclust-report.html``, next to the person folders.
     """
-    from faceclust.albums import AlbumWriter, check_outside_photos, write_albums
+    from faceclust.output.album_plan import check_outside_photos
+    from faceclust.output.albums import AlbumWriter, write_albums
+    from faceclust.output.report import write_report
     from faceclust.people import cluster_library
-    from faceclust.report import write_report
     from faceclust.scan.scanner import scan_library
 
     AlbumWriter(out, album_mode)  # a bad mode fails before an hour of scanning

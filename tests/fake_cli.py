@@ -46,8 +46,9 @@ def install_fakes() -> None:
 
 
 def install_kill_point(spec: str) -> None:
-    from faceclust import albums, catalog
+    from faceclust import catalog
     from faceclust.catalog import sql
+    from faceclust.output import albums
 
     what, _, n = spec.partition(":")
     left = [int(n or 1)]

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import draw_photo
 
-from faceclust.albums import MANIFEST, write_albums
 from faceclust.catalog import Catalog
+from faceclust.output.albums import MANIFEST, write_albums
+from faceclust.output.report import write_report
 from faceclust.people import ClusterOptions, PeopleClusterer, move_face, name_person, reject_face
 from faceclust.records import FaceArrays, PhotoResult
-from faceclust.report import write_report
 
 MODEL = "test-model:1"
 

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from conftest import MARKER_COLOURS
 
 from faceclust.catalog import Catalog
-from faceclust.dedupe import (
+from faceclust.faces.detect import DetectOptions
+from faceclust.find.dedupe import (
     DedupeOptions,
     DuplicateFinder,
     dedupe_library,
@@ -25,7 +26,6 @@ from faceclust.dedupe import (
     photos_to_leave_out,
     thumbnail,
 )
-from faceclust.faces.detect import DetectOptions
 
 FAKE_MODEL = "fake-embedder:1"
 

@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from faceclust.metrics import (
+from faceclust.evaluate.metrics import (
     PRF,
     assign_labels,
     bcubed,

@@ -13,7 +13,7 @@ from conftest import draw_photo
 from faceclust.catalog import Catalog
 from faceclust.catalog.index import FaceIndex
 from faceclust.faces.detect import DetectOptions
-from faceclust.search import FaceRows, match_vectors, person_photos, search_catalog
+from faceclust.find.search import FaceRows, match_vectors, person_photos, search_catalog
 
 FAKE_DETECT = DetectOptions(detector="fake", min_face=20)
 

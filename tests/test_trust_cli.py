@@ -54,9 +54,10 @@ def one_error_line(result) -> str:
 def test_shown_defaults_are_the_librarys():
     """Defaults live in the library; the help shows them with click's show_default. Each shown
     default must be what the library really uses."""
-    from faceclust import dedupe, search, verify
-    from faceclust.people import cluster
     from faceclust.faces.detect import DetectOptions
+    from faceclust.find import calibration as verify
+    from faceclust.find import dedupe, search
+    from faceclust.people import cluster
     from faceclust.scan.scanner import ScanOptions
     from faceclust.train.trainer import TrainOptions
 

@@ -12,12 +12,10 @@ from conftest import draw_photo
 
 from faceclust.errors import FaceclustError
 from faceclust.faces.detect import DetectOptions
-from faceclust.verify import (
-    DEFAULT_THRESHOLD,
+from faceclust.find.calibration import (
     FEATURE_SETS,
     Calibration,
     CalibrationError,
-    NoFaceError,
     best_accuracy,
     brier_score,
     calibrate_library,
@@ -27,8 +25,8 @@ from faceclust.verify import (
     load_calibration,
     pair_features,
     reliability_table,
-    verify_photos,
 )
+from faceclust.find.verify import DEFAULT_THRESHOLD, NoFaceError, verify_photos
 
 FAKE_DETECT = DetectOptions(detector="fake", min_face=20)
 FAKE_MODEL = "fake-embedder:1"
@@ -281,8 +279,8 @@ def test_calibrate_on_a_labelled_tree(tmp_path):
 
 def test_labelled_faces_skip_bystanders(tmp_path):
     from faceclust.catalog import Catalog
+    from faceclust.find.calibration import labelled_faces
     from faceclust.scan.scanner import ScanOptions, scan_library
-    from faceclust.verify import labelled_faces
 
     tree = tmp_path / "people"
     for k in range(3):

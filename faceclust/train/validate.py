@@ -31,10 +31,10 @@ def validate(raw: np.ndarray, labels: np.ndarray, base: dict | None = None, max_
     ``base`` is the same dict for the starting model: it sets ``distance_scale``, how this
     model's best threshold compares with the starting model's, which scales the clustering
     thresholds (also used here, to cluster the held-out faces)."""
-    from faceclust.metrics import score_clustering, val_at_far_from_distances
+    from faceclust.evaluate.metrics import score_clustering, val_at_far_from_distances
+    from faceclust.find.calibration import best_accuracy
     from faceclust.people import ClusterOptions
     from faceclust.people.cluster import cluster_faces
-    from faceclust.verify import best_accuracy
 
     labels = np.asarray(labels)
     if len(labels) > max_faces:  # a fixed subset, the same every epoch, so epochs compare

@@ -24,7 +24,7 @@ def photo_label(path: str, root: str) -> str | None:
 
 
 def evaluate_catalog(catalog, labelled_dir: Path, model_id: str) -> dict:
-    from faceclust.metrics import assign_labels, score_clustering, val_at_far
+    from faceclust.evaluate.metrics import assign_labels, score_clustering, val_at_far
 
     roots = {os.path.abspath(labelled_dir), os.path.realpath(labelled_dir)}
     rows = catalog.person_faces()

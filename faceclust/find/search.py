@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceclust.verify import DEFAULT_THRESHOLD, photo_faces
+from faceclust.find.verify import DEFAULT_THRESHOLD, photo_faces
 
 DEFAULT_TOP = 10
 

@@ -8,31 +8,22 @@ touches a file it did not create. Originals are never modified.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-import re
 import stat
-import unicodedata
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceclust.errors import FaceclustError, OutputError
+from faceclust.errors import FaceclustError
 from faceclust.files import atomic_write, copy_regular_file
+from faceclust.output.album_plan import AlbumError, check_outside_photos, plan_albums
 from faceclust.photos.walk import ALBUM_FILES
 from faceclust.photos.walk import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
-from faceclust.text import printable, strip_unsafe
+from faceclust.text import printable
 
 MODES = ("symlink", "hardlink", "copy")
-UNKNOWN = "unknown"
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
-MAX_NAME_BYTES = 120
 
 
-class AlbumError(OutputError):
-    exit_code = 2  # an album folder that cannot be used as asked: choose another
 
 
 @dataclass
@@ -45,70 +36,6 @@ class AlbumSummary:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def safe_folder_name(name: str | None, person_id: int) -> str:
-    """A folder name valid on every common filesystem; ``person-0001`` when unnamed.
-
-    Separators and control characters become ``_``, leading and trailing dots and spaces go
-    (so ``..`` can never be a name), and Windows' reserved device names get a ``_`` prefix.
-    """
-    fallback = f"person-{person_id:04d}"
-    # Bidi overrides (U+202E shows "gpj.exe" as "exe.jpg"), other invisible layout controls
-    # and undecodable bytes go; separators and the other control characters become "_".
-    text = strip_unsafe(unicodedata.normalize("NFC", _UNSAFE.sub("_", name or ""))).strip(" .")
-    while len(text.encode("utf-8")) > MAX_NAME_BYTES:
-        text = text[:-1].rstrip(" .")
-    if not text.strip("_ ."):
-        return fallback
-    if text.split(".")[0].lower() in _WINDOWS_RESERVED:
-        text = "_" + text
-    return text
-
-
-def _link_name(source: str, taken: set[str]) -> str:
-    """The photo's own file name; a short hash of its path tells apart photos named alike."""
-    base = Path(source).name
-    if base.lower() not in taken:
-        return base
-    stem, suffix = os.path.splitext(base)
-    tag = hashlib.blake2b(source.encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
-    return f"{stem}~{tag}{suffix}"
-
-
-def plan_albums(rows, people: list[dict], include_unknown: bool,
-                leave_out: frozenset[str] = frozenset()) -> dict[str, tuple[str, int | None]]:
-    """Relative path in OUT -> (source photo, person id) for every album entry wanted;
-    photos in ``leave_out`` (duplicates of a photo that stays) are not placed."""
-    visible = {p["id"]: p for p in people if not p["hidden"]}
-    folders: dict[int, str] = {}
-    used: set[str] = {UNKNOWN}
-    for pid in sorted(visible):
-        base = safe_folder_name(visible[pid]["name"], pid)
-        folder, k = base, 1
-        while folder.lower() in used:  # "Ann", "Ann (7)", "Ann (7-2)": never two people in one folder
-            folder = f"{base} ({pid})" if k == 1 else f"{base} ({pid}-{k})"
-            k += 1
-        used.add(folder.lower())
-        folders[pid] = folder
-    photos_of: dict[str | None, set[str]] = defaultdict(set)
-    for person, _face, path, *_ in rows:
-        if path in leave_out:
-            continue
-        if person is None:
-            if include_unknown:
-                photos_of[None].add(path)
-        elif person in folders:
-            photos_of[person].add(path)
-    plan: dict[str, tuple[str, int | None]] = {}
-    for person, paths in photos_of.items():
-        folder = UNKNOWN if person is None else folders[person]
-        taken: set[str] = set()
-        for source in sorted(paths):
-            name = _link_name(source, taken)
-            taken.add(name.lower())
-            plan[f"{folder}/{name}"] = (source, person)
-    return plan
 
 
 JOURNAL = ".faceclust-albums.journal"
@@ -448,7 +375,7 @@ def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown
     writer = AlbumWriter(out, mode)  # validates the mode before any work
     leave_out: frozenset[str] = frozenset()
     if skip_duplicates:
-        from faceclust.dedupe import photos_to_leave_out
+        from faceclust.find.dedupe import photos_to_leave_out
 
         leave_out = frozenset(photos_to_leave_out(catalog_path))
     with Catalog(catalog_path, create=False) as catalog:
@@ -458,21 +385,3 @@ def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown
     return writer.write(plan)
 
 
-def check_outside_photos(out: Path, photo_paths=(), photo_folders=()) -> None:
-    """The album folder must not hold catalogued photos or photo folders (OUT being the photo
-    folder, or a folder above it): scans skip album folders, so the photos would vanish."""
-    root = os.path.realpath(out)
-    prefix = root.rstrip(os.sep) + os.sep
-
-    def inside(folder: str) -> bool:
-        folder = os.path.realpath(folder)
-        return folder == root or folder.startswith(prefix)
-
-    for path in photo_paths:
-        if inside(os.path.dirname(path)):
-            raise AlbumError(f"{printable(out)} holds catalogued photos ({printable(path)}); albums go in a "
-                             "folder of their own, outside the photo folders (scans skip album folders)")
-    for folder in photo_folders:
-        if inside(folder):
-            raise AlbumError(f"{printable(out)} is or holds the photo folder {printable(folder)}; albums go in a "
-                             "folder of their own, outside the photo folders (scans skip album folders)")
