@@ -201,7 +201,7 @@ def test_auto_is_int8_on_a_cpu_with_vnni():
 
 
 def test_scan_options_from_the_cli_flags():
-    from faceclust.cli import _scan_options
+    from faceclust.cli.scan import _scan_options
 
     default = _scan_options(detector=None, min_face=None, thorough=None, exact=None, precision=None)
     assert default.detect == DetectOptions()
@@ -214,7 +214,7 @@ def test_scan_options_from_the_cli_flags():
 
 
 def test_cli_offers_every_precision():
-    from faceclust.cli import scan
+    from faceclust.cli.scan import scan
     from faceclust.faces.detect import PRECISION_CHOICES
 
     (option,) = [p for p in scan.params if p.name == "precision"]

@@ -425,7 +425,7 @@ def test_train_on_the_people_named_in_a_catalog(lfw_people, tmp_path):
 def test_train_progress_prints_plain_lines_when_not_a_terminal():
     import io
 
-    from faceclust.progress import TrainProgress
+    from faceclust.cli.progress import TrainProgress
     from faceclust.train.trainer import TrainEvent
 
     stream = io.StringIO()

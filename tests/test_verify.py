@@ -35,7 +35,7 @@ FAKE_MODEL = "fake-embedder:1"
 def cli_group():
     """The find commands on a group that turns library errors into messages, as the main one does."""
     from faceclust.cli import _Group
-    from faceclust.find_cli import COMMANDS
+    from faceclust.cli.find import COMMANDS
 
     group = _Group("faceclust")
     for command in COMMANDS:

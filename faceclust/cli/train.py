@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli_options import Finite, detect_options, json_option, option, quiet_option
-from faceclust.cli_options import given as _given
+from faceclust.cli.options import Finite, detect_options, json_option, option, quiet_option
+from faceclust.cli.options import given as _given
 
 
 @click.command()
@@ -72,8 +72,8 @@ def train(data, catalog, max_faces_per_person, out, epochs, steps_per_epoch, p, 
     the people you named. Some people are held out to validate each epoch; the best epoch is
     written to --out. Use the model with 'faceclust scan PHOTOS --model MODEL.pt'.
     """
+    from faceclust.cli.progress import TrainProgress, print_train_summary
     from faceclust.faces.detect import DetectOptions
-    from faceclust.progress import TrainProgress, print_train_summary
     from faceclust.train.run import train_model
     from faceclust.train.trainer import TrainOptions
 
@@ -90,3 +90,6 @@ def train(data, catalog, max_faces_per_person, out, epochs, steps_per_epoch, p, 
         click.echo(json.dumps(summary, default=str))
     elif not quiet:
         print_train_summary(summary)
+
+
+COMMANDS = (train,)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli_options import Finite, catalog_option, detect_options, json_option, option
-from faceclust.cli_options import catalog_path as _catalog_path
-from faceclust.cli_options import given as _given
+from faceclust.cli.options import Finite, catalog_option, detect_options, json_option, option
+from faceclust.cli.options import catalog_path as _catalog_path
+from faceclust.cli.options import given as _given
 from faceclust.text import printable
 
 photo_argument = click.Path(exists=True, dir_okay=False, path_type=Path)

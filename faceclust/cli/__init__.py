@@ -1,0 +1,89 @@
+"""The command line: thin click commands over the library.
+
+Each command makes one library call. Options default to None and are dropped, so every default
+lives once, in the library. Library errors (FaceclustError) become one-line messages and exit
+codes here (``errors``), and only here. Heavy modules (torch, faiss, numpy) are imported inside
+commands: ``--help`` stays instant.
+
+One module per command family: ``scan`` (scan, run, status, backup), ``people`` (cluster,
+people, name, merge, move, reject, hide, history, undo), ``output`` (albums, report, export),
+``find`` (verify, search, dedupe, calibrate), ``train``, ``evaluate``; ``options`` holds the
+shared options, ``show`` what several commands print alike, ``progress`` the live display.
+A new command is one function in one of them, added to that module's ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from faceclust import __version__
+from faceclust.cli.errors import EXIT_CODES_HELP, translate
+from faceclust.cli.options import CATALOG_META
+from faceclust.text import printable
+
+COMMAND_MODULES = ("scan", "people", "output", "find", "train", "evaluate")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        from faceclust import locks
+
+        locks.on_wait = lambda message: click.echo(printable(message), err=True)
+        _stop_cleanly_on_sigterm()
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (``faceclust people | head -1``): stop quietly, as 'ls' does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(141) from None
+        except BaseException as exc:  # noqa: BLE001 - every error a user can cause is one line
+            translated = translate(exc, ctx.meta.get(CATALOG_META))
+            if translated is None:
+                raise
+            raise translated from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="faceclust")
+def main() -> None:
+    """Turn a photo library into albums grouped by person.
+
+    Everything runs offline on the CPU with dlib's pretrained face models rebuilt in torch.
+    Originals are only ever read.
+    """
+    import os
+    import warnings
+
+    from faceclust.memory import keep_freed_memory
+
+    keep_freed_memory()
+    if not os.environ.get("FACECLUST_DEBUG"):
+        # Libraries' warnings (Pillow on odd EXIF tags, torch on deprecations) name source files
+        # and lines: Python internals, not something a user can act on. Problems a user can act
+        # on are reported by faceclust itself.
+        warnings.simplefilter("ignore")
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """A batch job stopped with SIGTERM ends like Ctrl-C: the run is recorded as interrupted
+    (committed batches are kept either way)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        for command in importlib.import_module(f"faceclust.cli.{name}").COMMANDS:
+            main.add_command(command)
+
+
+_register_commands()

@@ -1,0 +1,76 @@
+"""Commands that write what a user looks at: albums, the report, exports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from faceclust.cli.options import ALBUM_MODES, catalog_option, json_option, option
+from faceclust.cli.options import catalog_path as _catalog_path
+from faceclust.cli.show import exit_for_problems, print_album_problems
+from faceclust.text import printable
+
+
+@click.command()
+@catalog_option
+@option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="Row format.")
+@option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write rows to this file instead of stdout.")
+@option("--embeddings", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the descriptors, in the same row order, to this .npy file.")
+def export(catalog, fmt, output, embeddings):
+    """Export one row per face: photo, face_id, box (original pixels), score, person.
+
+    Photo paths are written byte for byte as the filesystem has them (a file name that is not
+    UTF-8 stays as it is)."""
+    from faceclust.output.export import export_library
+
+    if output is None:
+        sys.stdout.reconfigure(errors="surrogateescape")
+    count = export_library(_catalog_path(catalog), output or sys.stdout, fmt, embeddings)
+    click.echo(f"{count} faces exported", err=True)
+
+
+@click.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@catalog_option
+@option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
+              help="How photos appear in the albums; originals are never moved or modified.")
+@option("--unknown", "include_unknown", is_flag=True, help="Also fill OUT/unknown with photos of unknown faces.")
+@option("--dedupe", "skip_duplicates", is_flag=True,
+              help="Keep one photo of each group of duplicate photos (see 'faceclust dedupe').")
+@json_option
+def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
+    """Write one folder per person under OUT (a photo with several people is in each folder).
+
+    Re-running updates OUT: new photos are added, photos whose faces moved are removed, and
+    files faceclust did not create are never touched.
+    """
+    from faceclust.output.albums import write_albums
+
+    summary = write_albums(_catalog_path(catalog), out, mode, include_unknown, skip_duplicates).as_dict()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{summary['people']} people in {printable(out)}: {summary['added']} added, "
+                   f"{summary['removed']} removed, {summary['kept']} unchanged")
+    print_album_problems(summary)
+    exit_for_problems(summary)
+
+
+@click.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@catalog_option
+def report(out, catalog):
+    """Write a self-contained HTML page OUT with a row of face thumbnails per person."""
+    from faceclust.output.report import write_report
+
+    shown = write_report(_catalog_path(catalog), out)
+    click.echo(f"{shown} people in {printable(out)}")
+
+
+COMMANDS = (export, albums, report)
