@@ -25,7 +25,8 @@ from pathlib import Path
 if sys.argv[1] == "keep":
     from faceclust.memory import keep_freed_memory
     assert keep_freed_memory()
-from faceclust.scan.scanner import ScanOptions, scan_library
+from faceclust.scan.options import ScanOptions
+from faceclust.scan.scanner import scan_library
 start = time.perf_counter()
 scan_library(Path(sys.argv[2]), [Path(sys.argv[3])], ScanOptions(update_index=False))
 print(time.perf_counter() - start)

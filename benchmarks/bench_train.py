@@ -33,7 +33,8 @@ def lfw_figures(models: dict[str, Path | None], cache_dir: Path) -> dict[str, di
     from faceclust.catalog import Catalog
     from faceclust.faces.embed import ModelChoice
     from faceclust.models.resnet import load_resnet
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
     from faceclust.train.data import faces_from_folders, load_chips
     from faceclust.train.trainer import Trainer
     from faceclust.train.validate import validate

@@ -63,7 +63,8 @@ def derive(source: Path, target: Path, how: str) -> Path:
 
 
 def scan(catalog: Path, root: Path) -> None:
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
 
     scan_library(catalog, [root], ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake"))
 

@@ -491,8 +491,9 @@ def test_rerun_counts_the_same_failures_as_known_and_never_touches_originals(fir
 
 def test_a_file_swapped_for_a_fifo_or_deleted_after_the_walk(tmp_path, monkeypatch):
     from faceclust.faces.detect import DetectOptions
-    from faceclust.scan import scanner as pipeline
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan import walker as pipeline
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
 
     root = tmp_path / "photos"
     photos = [draw_photo(root / f"sub{i % 2}" / f"photo_{i}.jpg", [(i % 4, 20 + 25 * i, 30, SIDE)],

@@ -16,7 +16,8 @@ from faceclust.catalog import Catalog
 from faceclust.faces import finder
 from faceclust.faces.detect import DetectOptions
 from faceclust.scan import scanner as pipeline
-from faceclust.scan.scanner import Scanner, ScanOptions, scan_library
+from faceclust.scan.options import ScanOptions
+from faceclust.scan.scanner import Scanner, scan_library
 
 OPTIONS = ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake", batch_photos=3)
 

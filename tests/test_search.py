@@ -70,7 +70,7 @@ def library(tmp_path):
 
 
 def _scan_options():
-    from faceclust.scan.scanner import ScanOptions
+    from faceclust.scan.options import ScanOptions
 
     return ScanOptions(detect=FAKE_DETECT, embedder="fake")
 

@@ -233,6 +233,7 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
 
     # A second run finds everything cached: no photo is decoded or detected again.
     import faceclust.photos.decode
+    import faceclust.scan.reembed
     import faceclust.scan.scanner
 
     decoded = []
@@ -244,6 +245,7 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
 
     monkeypatch.setattr(faceclust.photos.decode, "decode_image", counting)
     monkeypatch.setattr(faceclust.scan.scanner, "decode_image", counting)
+    monkeypatch.setattr(faceclust.scan.reembed, "decode_image", counting)
     again = runner.invoke(main, ["train", str(lfw_people), "--out", str(tmp_path / "m2.pt"), "--epochs", "1",
                                  "--steps", "1", "--p", "3", "--k", "2", "--val-identities", "2", "--freeze", "13",
                                  "--cache-dir", str(tmp_path / "cache"), "--json"])
@@ -318,7 +320,8 @@ FAKE = None
 
 def fake_scan(root: Path, catalog: Path) -> None:
     from faceclust.faces.detect import DetectOptions
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
 
     scan_library(catalog, [root], ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake"))
 

@@ -58,7 +58,7 @@ def test_shown_defaults_are_the_librarys():
     from faceclust.find import calibration as verify
     from faceclust.find import dedupe, search
     from faceclust.people import cluster
-    from faceclust.scan.scanner import ScanOptions
+    from faceclust.scan.options import ScanOptions
     from faceclust.train.trainer import TrainOptions
 
     detect, scan_options, train = DetectOptions(), ScanOptions(), TrainOptions()

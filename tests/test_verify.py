@@ -254,7 +254,8 @@ def test_verify_command_json_and_text(photos, tmp_path, fake_default_embedder):
 
 
 def test_calibrate_on_a_labelled_tree(tmp_path):
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
 
     tree = tmp_path / "people"
     colours = {"anna": 0, "bo": 1, "cy": 2}
@@ -280,7 +281,8 @@ def test_calibrate_on_a_labelled_tree(tmp_path):
 def test_labelled_faces_skip_bystanders(tmp_path):
     from faceclust.catalog import Catalog
     from faceclust.find.calibration import labelled_faces
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
 
     tree = tmp_path / "people"
     for k in range(3):
@@ -296,7 +298,8 @@ def test_labelled_faces_skip_bystanders(tmp_path):
 
 
 def test_calibrate_command(tmp_path, fake_default_embedder):
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
 
     for name, colour in (("a", 0), ("b", 2)):
         for k in range(2):

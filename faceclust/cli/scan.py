@@ -64,7 +64,7 @@ def _scan_options(batch_photos=None, model=None, prune=None, stall_seconds=None,
     """ScanOptions from the options of :func:`scan_options` (None or an absent flag: the
     library's default)."""
     from faceclust.faces.detect import DetectOptions
-    from faceclust.scan.scanner import ScanOptions
+    from faceclust.scan.options import ScanOptions
 
     detect = DetectOptions(**_given(**detect))
     return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model, prune=prune,

@@ -48,7 +48,8 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     from faceclust.catalog import Catalog
     from faceclust.faces.embed import ModelChoice, catalog_model
     from faceclust.faces.finder import FaceFinder
-    from faceclust.scan.scanner import ScanOptions, scan_library
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
     from faceclust.train.data import MAX_FACES_PER_PERSON
 
     max_faces_per_person = MAX_FACES_PER_PERSON if max_faces_per_person is None else max_faces_per_person
@@ -129,7 +130,7 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
 
 
 def _chips_event(done: int, total: int):
-    from faceclust.scan.scanner import ProgressEvent
+    from faceclust.scan.options import ProgressEvent
 
     return ProgressEvent("chips", done, total)
 
