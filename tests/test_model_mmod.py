@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from faceclust.models.files import DETECTOR_FILE, model_path
-from faceclust.models.mmod import (
-    MMODDetector,
+from faceclust.models.mmod import MMODDetector
+from faceclust.models.mmod_boxes import non_max_suppression
+from faceclust.models.mmod_pyramid import (
     nearest_level,
-    non_max_suppression,
     pyramid_level_sizes,
     tile_pyramid,
     tiled_to_image,
