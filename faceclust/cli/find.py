@@ -1,9 +1,8 @@
 """Commands that find things: verify two faces, search by face, find duplicates, calibrate.
 
-Standalone click commands in the style of ``faceclust.cli`` (thin, options default to None, one
-library call); the main group registers them with ``main.add_command(...)``, and its
-``invoke`` turns FaceclustError into a message. Heavy modules are imported inside commands.
-Shared options come from ``faceclust.cli_options``.
+Thin click commands (options default to None, one library call); the group in
+``faceclust.cli`` registers them and turns FaceclustError into a message. Heavy modules are
+imported inside commands. Shared options come from ``faceclust.cli.options``.
 """
 
 from __future__ import annotations

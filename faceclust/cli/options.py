@@ -1,4 +1,4 @@
-"""Options and helpers shared by every command module (``cli``, ``find_cli``).
+"""Options and helpers shared by every command module of ``faceclust.cli``.
 
 Kept apart so the command modules import them without importing each other.
 """

@@ -1,7 +1,7 @@
 """Search a catalog by face: the catalogued faces and photos of the person in a photo.
 
 The photo need not be in the catalog: its faces are detected and embedded on the spot, then
-looked up in the catalog's FAISS index (``faceclust.index``; exact up to 50k faces, IVF above).
+looked up in the catalog's FAISS index (``faceclust.catalog.index``; exact up to 50k faces, IVF above).
 A match is a catalogued face closer than the threshold (dlib's 0.6 by default), nearest first.
 ``person_photos`` lists the photos of one person of the catalog.
 

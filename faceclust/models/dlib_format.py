@@ -250,6 +250,8 @@ def _read_layers(r: DatReader, versions: list[tuple[int, int]]) -> list[Layer]:
 
 def parse_network(data: bytes, path: Path | str = "<bytes>") -> Network:
     """Parse a whole serialized network held in memory; every byte must be accounted for."""
+    from faceclust.models import dlib_layers  # noqa: F401 - fills the reader tables on first use
+
     r = DatReader(data, path)
     _read_versions(r, "the loss layer wrapper (add_loss_layer)", (1,))
     loss = _read_entry(r, LOSS_READERS, "loss layer")
@@ -277,7 +279,3 @@ def read_network(path: Path | str) -> Network:
     except OSError as exc:
         raise ModelFormatError(f"{path}: cannot be read ({exc.strerror}); {_HINT}") from None
     return parse_network(data, path)
-
-
-# The layer readers fill LAYER_READERS, INPUT_READERS and LOSS_READERS when imported.
-from faceclust.models import dlib_layers  # noqa: E402,F401

@@ -141,6 +141,6 @@ def history(catalog_path, limit: int | None = None) -> list[dict]:
 
 def undo(catalog_path, back_to: int | None = None):
     """Revert the newest decision or clustering run still in effect, or every one from history
-    entry ``back_to`` on. Returns :class:`faceclust.catalog_history.UndoResult`."""
+    entry ``back_to`` on. Returns :class:`faceclust.catalog.history.UndoResult`."""
     with _deciding(catalog_path) as catalog:
         return catalog.undo(back_to)
