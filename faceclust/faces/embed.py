@@ -96,6 +96,14 @@ class DlibResNetEmbedder:
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 
+@embedders.register("sface")
+def _sface(**options) -> Embedder:
+    """OpenCV Zoo's SFace (faceclust.faces.sface), imported when asked for."""
+    from faceclust.faces.sface import SFaceEmbedder
+
+    return SFaceEmbedder(**options)
+
+
 # -- which model a catalog uses -----------------------------------------------------------------
 
 MODEL_SETTING = "model"

