@@ -4,6 +4,7 @@ ArcFace alignment, and parity with onnxruntime (the reference) on real face chip
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,39 @@ def test_the_warp_samples_as_a_plain_bilinear_formula_does():
     expected = (px[y0, x0] * (1 - fx) * (1 - fy) + px[y0, x0 + 1] * fx * (1 - fy)
                 + px[y0 + 1, x0] * (1 - fx) * fy + px[y0 + 1, x0 + 1] * fx * fy)
     assert np.abs(warp(image, matrix).astype(np.float64) - expected).max() <= 1.0
+
+
+@needs_sface
+@pytest.mark.models
+@pytest.mark.shared
+def test_a_catalog_switched_to_sface_is_re_embedded_from_the_stored_boxes(shared_data, tmp_path):
+    """Faces found with the dlib model get SFace descriptors without being detected again,
+    equal to what a scan with SFace from the start gives the same faces."""
+    import shutil
+
+    from faceclust.catalog import Catalog
+    from faceclust.faces.detect import DetectOptions
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import scan_library
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((shared_data / "lfw_dev").rglob("*.jpg"))[:12]:
+        shutil.copy(path, photos / path.name)
+    detect = DetectOptions()
+    scan_library(tmp_path / "dlib.sqlite", [photos], ScanOptions(detect=detect, update_index=False))
+    switched = scan_library(tmp_path / "dlib.sqlite", [photos], ScanOptions(detect=detect, embedder="sface",
+                                                                            update_index=False))
+    direct = scan_library(tmp_path / "sface.sqlite", [photos], ScanOptions(detect=detect, embedder="sface",
+                                                                           update_index=False))
+    assert switched.reembedded == direct.photos_with_faces and switched.new == 0  # nothing detected again
+
+    def by_box(path):
+        with Catalog(path) as cat:
+            model = next(m for m in cat.counts()["embeddings_by_model"] if m.startswith("sface:"))
+            return {(Path(p).name, round(left), round(top)): np.frombuffer(v, "<f4")
+                    for _f, p, left, top, _r, _b, _s, v, _ in cat.iter_faces(model) if v is not None}
+
+    a, b = by_box(tmp_path / "dlib.sqlite"), by_box(tmp_path / "sface.sqlite")
+    assert a.keys() == b.keys() and len(a) >= 12
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4

@@ -54,10 +54,18 @@ class PhotosMixin:
         return [PhotoState(*r) for r in rows]
 
     def face_landmarks(self, photo_id: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.db.execute("SELECT id, landmarks FROM faces WHERE photo_id=? ORDER BY id", (photo_id,)).fetchall()
+        ids, marks, _boxes = self.face_geometry(photo_id)
+        return ids, marks
+
+    def face_geometry(self, photo_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(face ids (n,), dlib 5-point landmarks (n, 5, 2), boxes (n, 4)) of a photo, in
+        original pixels: what aligning its faces again needs, for any embedder."""
+        rows = self.db.execute("SELECT id, landmarks, left, top, right, bottom FROM faces WHERE photo_id=? "
+                               "ORDER BY id", (photo_id,)).fetchall()
         ids = np.array([r[0] for r in rows], np.int64)
         marks = np.array([np.frombuffer(r[1], "<f4").reshape(5, 2) for r in rows], np.float32).reshape(-1, 5, 2)
-        return ids, marks
+        boxes = np.array([r[2:6] for r in rows], np.float32).reshape(-1, 4)
+        return ids, marks, boxes
 
     def write_results(self, results: Sequence[PhotoResult], model_id: str, detect_identity: str,
                       run_id: int | None) -> None:

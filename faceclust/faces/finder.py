@@ -39,6 +39,16 @@ class FaceFinder:
         self.detector = detector
         self.embedder = embedder
         self.aligner = Aligner()
+        # Embedders trained on ArcFace-aligned 112 px chips (SFace) get those; the 5 dlib points
+        # are still found and stored, for re-embedding with any model later.
+        alignment = getattr(embedder, "alignment", "dlib-150")
+        if alignment not in ("dlib-150", "arcface-112"):
+            raise ValueError(f"embedder {embedder.name!r} wants an alignment faceclust does not know: {alignment!r}")
+        self.arcface = None
+        if alignment == "arcface-112":
+            from faceclust.faces.arcface import ArcFaceAligner
+
+            self.arcface = ArcFaceAligner()
         self.timer = timer or Timer()
 
     @classmethod
@@ -66,12 +76,13 @@ class FaceFinder:
             found = self.detector.detect(image.pixels, scale=det_scale / image.scale)
             t = self.timer.add("detect", t)
             marks = self.aligner.landmarks(image.pixels, found.boxes)
-            chips = self.aligner.chips(image.pixels, marks)
+            chips = self._cut(image.pixels, marks, found.boxes)
             self.timer.add("landmarks", t)
             located.append((found, marks))
             all_chips.append(chips)
         t = time.perf_counter()
-        chips = np.concatenate(all_chips) if all_chips else np.zeros((0, 150, 150, 3), np.uint8)
+        size = self.embedder.chip_size
+        chips = np.concatenate(all_chips) if all_chips else np.zeros((0, size, size, 3), np.uint8)
         vectors = self.embedder.embed(chips)
         self.timer.add("embed", t)
         out, start = [], 0
@@ -86,10 +97,20 @@ class FaceFinder:
             start += n
         return out
 
-    def chips(self, image: LoadedImage, landmarks: np.ndarray) -> np.ndarray:
-        """Aligned chips of faces already found (landmarks in original pixels), no detection."""
+    def _cut(self, pixels: np.ndarray, marks: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
+        """The embedder's chips: dlib's from the 5 points, or ArcFace's from the boxes."""
+        if self.arcface is None:
+            return self.aligner.chips(pixels, marks)
+        if boxes is None:
+            raise ValueError(f"the {self.embedder.name} embedder aligns from the face boxes; pass them")
+        return self.arcface.chips(pixels, self.arcface.landmarks(pixels, boxes))
+
+    def chips(self, image: LoadedImage, landmarks: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
+        """Aligned chips of faces already found (landmarks and boxes in original pixels), no
+        detection."""
         t = time.perf_counter()
-        chips = self.aligner.chips(image.pixels, np.asarray(landmarks, np.float32) * image.scale)
+        scaled = None if boxes is None else np.asarray(boxes, np.float64) * image.scale
+        chips = self._cut(image.pixels, np.asarray(landmarks, np.float32) * image.scale, scaled)
         self.timer.add("landmarks", t)
         return chips
 
