@@ -431,3 +431,34 @@ def test_one_file_by_several_paths_is_catalogued_once(tmp_path):
     assert after.moved == 1 and after.gone == 0
     with Catalog(tmp_path / "c.sqlite") as cat:
         assert cat.photo_states()[str(good[0])].status == "ok" and cat.counts()["photos"] == 4
+
+
+def test_a_fused_descriptor_is_its_weighted_parts_and_is_scanned_and_re_embedded(tmp_path):
+    """With the fake parts: each part's unit descriptor times its weight, concatenated and made
+    unit again; the scan cuts one chip set per part; switching a catalog to it re-embeds."""
+    import dataclasses
+
+    from faceclust.faces.embed import embedders
+
+    fused = embedders.create("fused", parts=(("fake", 1.0), ("fake-v2", 0.5)))
+    a, b = embedders.create("fake"), embedders.create("fake-v2")
+    chips = np.random.default_rng(2).integers(0, 256, (4, 150, 150, 3), np.uint8)
+    expected = np.hstack([a.embed(chips), 0.5 * b.embed(chips)])  # the fakes are unit already
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(fused.embed((chips, chips)), expected, atol=1e-6)
+    assert fused.identity() == "fused(fake-embedder:1*1+fake-embedder:2*0.5)" and fused.dim == 16
+    with pytest.raises(ValueError, match="at least two parts"):
+        embedders.create("fused", parts=(("fake", 1.0),))
+    library(tmp_path / "lib", 5)
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")  # with the fake embedder alone
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        summary = Scanner(cat, dataclasses.replace(OPTIONS, update_index=False), embedder=fused).run([tmp_path / "lib"])
+        assert summary.reembedded == 5 and summary.new == 0  # the faces were not detected again
+        ids, vectors = cat.embeddings(fused.identity())
+        face_ids, plain = cat.embeddings("fake-embedder:1")
+    assert vectors.shape == (len(face_ids), 16) and np.array_equal(ids, face_ids)
+    assert np.allclose(vectors[:, :8], plain / np.sqrt(1.25), atol=1e-6)  # the first part, weight 1
+    with Catalog(tmp_path / "d.sqlite") as cat:  # and found from the start
+        fresh = Scanner(cat, dataclasses.replace(OPTIONS, update_index=False), embedder=fused).run([tmp_path / "lib"])
+        assert fresh.faces_found == len(face_ids)
+        assert np.allclose(np.sort(cat.embeddings(fused.identity())[1], axis=0), np.sort(vectors, axis=0), atol=1e-6)

@@ -104,6 +104,14 @@ def _sface(**options) -> Embedder:
     return SFaceEmbedder(**options)
 
 
+@embedders.register("fused")
+def _fused(**options) -> Embedder:
+    """Several embedders' descriptors, weighted and concatenated (faceclust.faces.fused)."""
+    from faceclust.faces.fused import FusedEmbedder
+
+    return FusedEmbedder(**options)
+
+
 # -- which model a catalog uses -----------------------------------------------------------------
 
 MODEL_SETTING = "model"

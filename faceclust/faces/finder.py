@@ -40,12 +40,18 @@ class FaceFinder:
         self.embedder = embedder
         self.aligner = Aligner()
         # Embedders trained on ArcFace-aligned 112 px chips (SFace) get those; the 5 dlib points
-        # are still found and stored, for re-embedding with any model later.
+        # are still found and stored, for re-embedding with any model later. A fused embedder
+        # has one alignment per part and gets a tuple of chip arrays.
         alignment = getattr(embedder, "alignment", "dlib-150")
-        if alignment not in ("dlib-150", "arcface-112"):
-            raise ValueError(f"embedder {embedder.name!r} wants an alignment faceclust does not know: {alignment!r}")
+        self.composite = isinstance(alignment, tuple)
+        self.alignments = alignment if self.composite else (alignment,)
+        sizes = embedder.chip_size if self.composite else (embedder.chip_size,)
+        self.chip_sizes = tuple(sizes)
+        unknown = [a for a in self.alignments if a not in ("dlib-150", "arcface-112")]
+        if unknown:
+            raise ValueError(f"embedder {embedder.name!r} wants an alignment faceclust does not know: {unknown[0]!r}")
         self.arcface = None
-        if alignment == "arcface-112":
+        if "arcface-112" in self.alignments:
             from faceclust.faces.arcface import ArcFaceAligner
 
             self.arcface = ArcFaceAligner()
@@ -81,8 +87,7 @@ class FaceFinder:
             located.append((found, marks))
             all_chips.append(chips)
         t = time.perf_counter()
-        size = self.embedder.chip_size
-        chips = np.concatenate(all_chips) if all_chips else np.zeros((0, size, size, 3), np.uint8)
+        chips = self.join(all_chips)
         vectors = self.embedder.embed(chips)
         self.timer.add("embed", t)
         out, start = [], 0
@@ -97,13 +102,27 @@ class FaceFinder:
             start += n
         return out
 
-    def _cut(self, pixels: np.ndarray, marks: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
-        """The embedder's chips: dlib's from the 5 points, or ArcFace's from the boxes."""
-        if self.arcface is None:
-            return self.aligner.chips(pixels, marks)
-        if boxes is None:
-            raise ValueError(f"the {self.embedder.name} embedder aligns from the face boxes; pass them")
-        return self.arcface.chips(pixels, self.arcface.landmarks(pixels, boxes))
+    def _cut(self, pixels: np.ndarray, marks: np.ndarray, boxes: np.ndarray | None):
+        """The embedder's chips: dlib's from the 5 points, ArcFace's from the boxes; a tuple of
+        them, one per part, for a fused embedder."""
+        out, points = [], None
+        for alignment in self.alignments:
+            if alignment == "dlib-150":
+                out.append(self.aligner.chips(pixels, marks))
+                continue
+            if boxes is None:
+                raise ValueError(f"the {self.embedder.name} embedder aligns from the face boxes; pass them")
+            if points is None:  # one run of the 68-point predictor serves every ArcFace part
+                points = self.arcface.landmarks(pixels, boxes)
+            out.append(self.arcface.chips(pixels, points))
+        return tuple(out) if self.composite else out[0]
+
+    def join(self, chip_sets: list):
+        """Chips of several photos as one batch (per part, for a fused embedder)."""
+        parts = [[c[i] for c in chip_sets] if self.composite else chip_sets for i in range(len(self.alignments))]
+        joined = tuple(np.concatenate(p) if p else np.zeros((0, s, s, 3), np.uint8)
+                       for p, s in zip(parts, self.chip_sizes))
+        return joined if self.composite else joined[0]
 
     def chips(self, image: LoadedImage, landmarks: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
         """Aligned chips of faces already found (landmarks and boxes in original pixels), no

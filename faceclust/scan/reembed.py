@@ -73,7 +73,7 @@ class ReembedMixin:
     def _write_reembedded(self, ids: list[np.ndarray], chips: list[np.ndarray]) -> None:
         if not ids:
             return
-        vectors = self.finder.embed(np.concatenate(chips))
+        vectors = self.finder.embed(self.finder.join(chips))
         t = time.perf_counter()
         self.catalog.write_embeddings(np.concatenate(ids), vectors, self.model_id)
         self.timer.add("sql", t)
