@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from faceclust.errors import ImageError
@@ -58,21 +59,19 @@ def _umask() -> int:
     return _UMASK
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, encoding: str = "utf-8") -> None:
-    """Replace ``path`` with ``data`` in one step (all or nothing, even after a kill).
-
-    Raises ``OSError`` naming ``path`` (its folder is missing or not writable, the disk is
-    full...), never the temporary file's name.
-    """
-    if isinstance(data, str):
-        data = data.encode(encoding)
+@contextmanager
+def atomic_file(path: str | os.PathLike):
+    """``with atomic_file(path) as handle:`` a binary file that becomes ``path`` in one step
+    when the block ends without an error (all or nothing, even after a kill); written as it
+    goes, so a large output is never held in memory. Raises ``OSError`` naming ``path`` (its
+    folder is missing or not writable, the disk is full...), never the temporary file's name."""
     target = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".tmp", dir=target.parent or ".")
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -85,6 +84,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, encoding: str = "ut
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``data`` in one step (see :func:`atomic_file`)."""
+    with atomic_file(path) as handle:
+        handle.write(data.encode(encoding) if isinstance(data, str) else data)
 
 
 def copy_regular_file(source: str | os.PathLike, name: str, dir_fd: int) -> None:

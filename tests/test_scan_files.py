@@ -241,3 +241,22 @@ def test_only_regular_files_are_read(tmp_path):
     big.write_bytes(b"\0" * 2048)
     with pytest.raises(ImageError, match="too large"):
         safeio.read_photo_bytes(big, max_bytes=1024)
+
+
+def test_an_atomic_file_is_whole_or_absent(tmp_path):
+    from faceclust.files import atomic_file
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as handle:
+            handle.write(b"half of the new")
+            raise RuntimeError("killed in the middle")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    with atomic_file(target) as handle:
+        handle.write(b"new")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    with pytest.raises(OSError) as raised:
+        with atomic_file(tmp_path / "missing" / "x.bin") as handle:
+            pass
+    assert raised.value.filename == str(tmp_path / "missing" / "x.bin")  # the target, not the temp file

@@ -77,13 +77,14 @@ class FaceIndex:
     def save(self, catalog_path: Path) -> None:
         import faiss
 
-        from faceclust.files import atomic_write
+        from faceclust.files import atomic_file, atomic_write
 
         index_file, meta_file = index_paths(catalog_path)
         # Serialised here and written through a fresh temporary file (never through a name a
         # symlink could have been planted at); the metadata last, so a kill in between leaves
         # an index whose fingerprint does not match and is rebuilt.
-        atomic_write(index_file, faiss.serialize_index(self._index).tobytes())
+        with atomic_file(index_file) as handle:  # the serialised array as it is: no copy
+            handle.write(memoryview(faiss.serialize_index(self._index)))
         atomic_write(meta_file, json.dumps({"fingerprint": self.fingerprint, "kind": self.kind, "count": self.count}))
 
     @classmethod

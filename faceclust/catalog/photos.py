@@ -53,10 +53,6 @@ class PhotosMixin:
         )
         return [PhotoState(*r) for r in rows]
 
-    def face_landmarks(self, photo_id: int) -> tuple[np.ndarray, np.ndarray]:
-        ids, marks, _boxes = self.face_geometry(photo_id)
-        return ids, marks
-
     def face_geometry(self, photo_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(face ids (n,), dlib 5-point landmarks (n, 5, 2), boxes (n, 4)) of a photo, in
         original pixels: what aligning its faces again needs, for any embedder."""

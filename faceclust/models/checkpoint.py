@@ -63,14 +63,11 @@ def save_checkpoint(path: Path | str, state_dict: dict, meta: dict, architecture
     meta_json = json.dumps(meta, sort_keys=True)
     payload = {"format": FORMAT, "version": VERSION, "architecture": architecture, "state_dict": weights,
                "weights_sha256": weights_sha256(weights, meta_json), "meta": meta_json}
-    import io
-
-    from faceclust.files import atomic_write
+    from faceclust.files import atomic_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = io.BytesIO()
-    torch.save(payload, data)
-    atomic_write(path, data.getvalue())  # whole or nothing, never through a planted symlink
+    with atomic_file(path) as handle:  # whole or nothing, never through a planted symlink
+        torch.save(payload, handle)
     return path
 
 

@@ -45,13 +45,10 @@ def export_faces(catalog, out: IO[str], fmt: str = "csv", model_id: str | None =
         vectors.append(vector)
         count += 1
     if embeddings_path is not None:
-        import io
+        from faceclust.files import atomic_file
 
-        from faceclust.files import atomic_write
-
-        data = io.BytesIO()
-        np.save(data, _stack(vectors))
-        atomic_write(embeddings_path, data.getvalue())
+        with atomic_file(embeddings_path) as handle:
+            np.save(handle, _stack(vectors))
     return count
 
 
@@ -67,12 +64,13 @@ def _stack(vectors: list[bytes | None]) -> np.ndarray:
 def export_library(catalog_path, out: "Path | IO[str]", fmt: str = "csv",
                    embeddings_path: Path | None = None) -> int:
     """Export the catalog's faces (its current model's descriptors) to a stream, or to the file
-    ``out``, written whole or not at all. Returns the row count."""
+    ``out``, written whole or not at all (as it goes: never held in memory). Returns the row
+    count."""
     import io
 
     from faceclust.catalog import Catalog, protected_outputs
     from faceclust.faces.embed import catalog_model
-    from faceclust.files import atomic_write
+    from faceclust.files import atomic_file
 
     with Catalog(catalog_path, create=False) as catalog:
         for target in (out, embeddings_path):
@@ -81,7 +79,10 @@ def export_library(catalog_path, out: "Path | IO[str]", fmt: str = "csv",
         model_id = catalog_model(catalog).model_id
         if not isinstance(out, (str, Path)):
             return export_faces(catalog, out, fmt, model_id, embeddings_path)
-        buffer = io.StringIO(newline="")
-        count = export_faces(catalog, buffer, fmt, model_id, embeddings_path)
-    atomic_write(out, buffer.getvalue().encode("utf-8", "surrogateescape"))
+        with atomic_file(out) as raw:
+            # Photo paths byte for byte: a name that is not UTF-8 keeps its own bytes.
+            text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+            count = export_faces(catalog, text, fmt, model_id, embeddings_path)
+            text.flush()
+            text.detach()  # the atomic file closes the handle
     return count

@@ -62,6 +62,8 @@ class _ReadJob:
             self.error = ImageError(describe_os_error(exc, "cannot read file"))
         except MemoryError:
             self.error = ImageError("not enough memory to read this file")
+        except Exception as exc:  # noqa: BLE001 - never a None that looks like data
+            self.error = ImageError(f"unexpected error while reading ({type(exc).__name__}: {exc})")
         finally:
             self.done.set()
 

@@ -257,12 +257,9 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
                 if progress:
                     progress(done + 1, len(by_path))
         if cache_file is not None:
-            import io
-
-            from faceclust.files import atomic_write
+            from faceclust.files import atomic_file
 
             Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-            data = io.BytesIO()
-            np.savez(data, keys=keys[ok], chips=chips[ok])
-            atomic_write(cache_file, data.getvalue())
+            with atomic_file(cache_file) as handle:
+                np.savez(handle, keys=keys[ok], chips=chips[ok])
     return chips, ok
