@@ -349,3 +349,83 @@ def test_knn_graph_matches_brute_force():
     assert approximate_d.shape == (40, 4) and (approximate_n != np.arange(40)[:, None]).all()
     few_d, few_n = knn_graph(x[:3], 5)  # fewer rows than k: padded
     assert (few_n[:, 2:] == -1).all() and np.isinf(few_d[:, 2:]).all()
+
+
+# -- the adaptive clusterer's own steps ---------------------------------------------------------------
+
+
+def _person(rng, centre, n, spread):
+    x = centre + rng.normal(size=(n, len(centre))) * spread / np.sqrt(2 * len(centre))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+def _mean(a, b):
+    from faceclust.people.cluster.agglomerative import _mean_distances
+
+    return float(_mean_distances(a, b).mean())
+
+
+def test_energy_merges_follow_each_clusters_spread():
+    """Two halves of one varied person merge; two uniform people as far apart do not: the
+    decision is relative to the clusters' own spread, not one distance."""
+    from faceclust.people.cluster.adaptive import _energy_merges
+    from faceclust.people.cluster.constraints import Constraints
+
+    rng = np.random.default_rng(3)
+    dim = 32
+    p, q, v = (_unit(rng.normal(size=dim)) for _ in range(3))
+    wide = _person(rng, p, 40, 0.34)
+    axis = np.linalg.svd(wide - wide.mean(0))[2][0]
+    half = (wide - wide.mean(0)) @ axis > 0  # split across its main axis
+    d_halves = _mean(wide[half], wide[~half])
+    tight_q = _person(rng, q, 20, 0.12)
+    # A second uniform person placed so the two are as far apart as the halves.
+    step = min(np.linspace(0.05, 0.6, 111), key=lambda t: abs(_mean(tight_q, _person(
+        np.random.default_rng(4), _unit(q + t * v), 20, 0.12)) - d_halves))
+    tight_r = _person(np.random.default_rng(4), _unit(q + step * v), 20, 0.12)
+    assert abs(_mean(tight_q, tight_r) - d_halves) < 0.01 and d_halves < 0.41  # the premise
+
+    x = np.vstack([wide[half], wide[~half], tight_q, tight_r])
+    labels = np.repeat([0, 1, 2, 3], [half.sum(), (~half).sum(), 20, 20])
+    _, neighbours = knn_graph(x, 30)
+    merged = _energy_merges(x, labels, neighbours, Constraints.build(len(x)), 0.07, 0.41, 50)
+    assert len(np.unique(merged[labels <= 1])) == 1  # the halves are one person again
+    assert merged[labels == 2][0] != merged[labels == 3][0]  # the two people stay two
+    # A photo holding a face of each half keeps them apart.
+    groups = np.arange(len(x))
+    groups[np.flatnonzero(labels == 1)[0]] = np.flatnonzero(labels == 0)[0]
+    apart = _energy_merges(x, labels, neighbours, Constraints.build(len(x), groups), 0.07, 0.41, 50)
+    assert len(np.unique(apart[labels <= 1])) == 2
+    # The cap: at a merge threshold below their distance, even the halves stay apart.
+    capped = _energy_merges(x, labels, neighbours, Constraints.build(len(x)), 0.07, d_halves - 0.01, 50)
+    assert len(np.unique(capped[labels <= 1])) == 2
+
+
+def test_a_single_face_joins_the_cluster_its_neighbours_are_in():
+    from faceclust.people.cluster.adaptive import _attach_single_faces, _spread
+    from faceclust.people.cluster.constraints import Constraints
+
+    rng = np.random.default_rng(5)
+    dim = 32
+    p, q = (_unit(rng.normal(size=dim)) for _ in range(2))
+    person, other = _person(rng, p, 40, 0.3), _person(rng, q, 40, 0.3)
+    _, radius = _spread(person, np.arange(40))
+    # A lone face just outside the person's radius, nearest to that person.
+    noise = rng.normal(size=dim) * 0.3 / np.sqrt(2 * dim)
+    lone = next(u for u in (_unit(p + f * noise).astype(np.float32) for f in np.linspace(1, 3, 201))
+                if radius + 0.02 < _mean(u[None], person) < radius + 0.05)
+    x = np.vstack([person, other, lone[None]])
+    labels = np.repeat([0, 1, 2], [40, 40, 1])
+    assert radius < _mean(x[-1:], person) < radius + 0.075  # the premise: inside the margin only
+    _, neighbours = knn_graph(x, 30)
+    joined = _attach_single_faces(x, labels, neighbours, Constraints.build(len(x)), 0.075, 0.6, 3)
+    assert joined[-1] == joined[0] and joined[40] != joined[0]
+    # Without the margin it stays alone; a photo shared with one of the person's faces forbids it.
+    assert _attach_single_faces(x, labels, neighbours, Constraints.build(len(x)), 0.0, 0.6, 3)[-1] != joined[0]
+    groups = np.arange(len(x))
+    groups[-1] = 0
+    assert _attach_single_faces(x, labels, neighbours, Constraints.build(len(x), groups), 0.075, 0.6, 3)[-1] != joined[0]

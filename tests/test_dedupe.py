@@ -161,10 +161,17 @@ def test_same_faces_in_another_picture_are_not_a_duplicate(tmp_path):
 
 
 def test_options_are_validated():
-    for bad in ({"face_distance": 0}, {"face_distance": 0.7}, {"aspect_tolerance": -1}, {"neighbours": 0},
+    for bad in ({"face_distance": 0}, {"face_distance": 2.5}, {"aspect_tolerance": -1}, {"neighbours": 0},
                 {"min_similarity": 1.5}):
         with pytest.raises(ValueError):
             DedupeOptions(**bad)
+
+
+def test_a_face_distance_beyond_the_models_same_person_distance_is_refused(library):
+    catalog, _ = library  # the fake embedder declares no distances: dlib's (same person 0.6)
+    with pytest.raises(ValueError, match=r"below the model's same-person distance \(0\.6\)"):
+        dedupe_library(catalog, DedupeOptions(face_distance=0.7), model_id=FAKE_MODEL)
+    assert dedupe_library(catalog, DedupeOptions(face_distance=0.5), model_id=FAKE_MODEL).options["face_distance"] == 0.5
 
 
 def test_dedupe_command(library, monkeypatch):

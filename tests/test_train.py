@@ -205,7 +205,7 @@ def lfw_people(tmp_path_factory):
 def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_people, tmp_path, monkeypatch):
     from faceclust.catalog import Catalog
     from faceclust.cli import main
-    from faceclust.faces.embed import catalog_model
+    from faceclust.faces.embed import ModelChoice, catalog_model
     from faceclust.faces.finder import FaceFinder
     from faceclust.models.resnet import load_resnet
     from faceclust.photos.decode import load_image
@@ -215,6 +215,7 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
     assert runner.invoke(main, ["scan", str(lfw_people), "--catalog", str(catalog), "--quiet"]).exit_code == 0
     with Catalog(catalog) as cat:
         default_id = catalog_model(cat).model_id
+        dlib_id = ModelChoice.resolve("dlib-resnet").model_id  # train fine-tunes the fused default's dlib part
         faces_before = cat.db.execute("SELECT id, left, top, right, bottom FROM faces ORDER BY id").fetchall()
         photos_with_faces = cat.counts()["photos_with_faces"]
 
@@ -227,7 +228,8 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
     assert summary["data"]["train"]["people"] == 4 and summary["data"]["held_out"]["people"] == 2
     assert [h["epoch"] for h in summary["history"]] == [0, 1, 2]
     checkpoint = load_checkpoint(model)
-    assert checkpoint.meta["base_model"] == default_id and checkpoint.meta["output_norm"] > 1
+    assert default_id.startswith("fused(") and dlib_id in default_id
+    assert checkpoint.meta["base_model"] == dlib_id and checkpoint.meta["output_norm"] > 1
     assert checkpoint.meta["distance_scale"] == pytest.approx(
         checkpoint.meta["after"]["threshold_at_far_0.01"] / checkpoint.meta["before"]["threshold_at_far_0.01"])
 
@@ -261,16 +263,22 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
         assert cat.db.execute("SELECT id, left, top, right, bottom FROM faces ORDER BY id").fetchall() == faces_before
         choice = catalog_model(cat)
         assert choice.checkpoint == str(model.resolve()) and choice.model_id != default_id
+        assert choice.embedder == "fused" and "dlib-resnet+ft:" in choice.model_id and "sface:" in choice.model_id
         assert choice.distance_scale == pytest.approx(checkpoint.meta["distance_scale"])
         records = cat.face_records(choice.model_id)
-    # The stored descriptors are the fine-tuned net's on the chips cut from the stored landmarks.
-    finder = FaceFinder.create()
+    # The stored descriptors' dlib part is the fine-tuned net's on the chips cut from the stored
+    # landmarks (unit length in the fusion); the fine-tuned net's own output has the base model's norm.
+    finder = FaceFinder.create(embedder="dlib-resnet")
     net = load_resnet(checkpoint=model)
     first = records["path"][0]
     rows = np.flatnonzero(records["path"] == first)
     chips = finder.chips(load_image(Path(first), finder.scale_policy()), records["landmarks"][rows])
-    assert np.allclose(net.embed(chips), records["vector"][rows], atol=1e-4)
-    assert np.allclose(np.linalg.norm(records["vector"], axis=1), checkpoint.meta["output_norm"], rtol=1e-4)
+    tuned = net.embed(chips)
+    part = records["vector"][rows][:, :128]
+    assert np.allclose(tuned / np.linalg.norm(tuned, axis=1, keepdims=True),
+                       part / np.linalg.norm(part, axis=1, keepdims=True), atol=1e-4)
+    assert np.allclose(np.linalg.norm(tuned, axis=1), checkpoint.meta["output_norm"], rtol=1e-4)
+    assert np.allclose(np.linalg.norm(records["vector"], axis=1), 1.0, atol=1e-5)
 
     # Retrained in place (same path, new weights): a plain scan notices and re-embeds.
     changed = {k: v + 0.01 if k.startswith("fc.") else v for k, v in checkpoint.state_dict.items()}
@@ -291,7 +299,10 @@ def test_train_cli_then_scan_with_the_model_reembeds_without_detecting(lfw_peopl
     verified = json.loads(runner.invoke(main, ["verify", str(first), str(second), "--model", str(model),
                                                "--json"]).output)
     assert verified["model_id"] == retrained.model_id
-    assert verified["threshold"] == pytest.approx(0.6 * retrained.distance_scale)
+    # The fused same-person distance (0.65), scaled by the tuned dlib part's share (0.8 of a
+    # fused squared distance) of its distance scale.
+    scale = retrained.distance_scale
+    assert verified["threshold"] == pytest.approx(0.65 * (0.8 * scale * scale + 0.2) ** 0.5)
     assert verified["pairs"][0]["probability"] is None and "fitted for" in verified["note"]
 
     # Later commands use the catalog's model; going back to the default re-embeds nothing.

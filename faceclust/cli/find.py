@@ -17,6 +17,10 @@ from faceclust.cli.options import catalog_path as _catalog_path
 from faceclust.cli.options import given as _given
 from faceclust.text import printable
 
+# Model-dependent defaults, as the library sets them (faces.embed.Distances; a test checks them).
+SAME_PERSON_DEFAULT = "the model's same-person distance: 0.65 for the fused descriptor, 0.6 for dlib's"
+DUPLICATE_DEFAULT = "the model's: 0.3 for the fused descriptor, 0.25 for dlib's"
+
 photo_argument = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -37,7 +41,7 @@ def _detect(detector, min_face):
 @option("--face", "faces", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Compare only face N of PHOTO_A (faces are numbered from 0, left to right); "
                    "give it twice to pick the face of PHOTO_B too.")
-@option("--threshold", type=Finite(min=0, min_open=True), default=None, show_default="0.6",
+@option("--threshold", type=Finite(min=0, min_open=True), default=None, show_default=SAME_PERSON_DEFAULT,
               help="Same person below this distance.")
 @option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Calibration file from 'faceclust calibrate' [default: the one shipped for the model].")
@@ -83,7 +87,7 @@ def verify(photo_a, photo_b, faces, threshold, calibration, prior, model, detect
 @catalog_option
 @option("--top", type=click.IntRange(min=1), default=None, show_default="10",
               help="Matches listed per face, nearest first.")
-@option("--threshold", type=Finite(min=0, min_open=True), default=None, show_default="0.6",
+@option("--threshold", type=Finite(min=0, min_open=True), default=None, show_default=SAME_PERSON_DEFAULT,
               help="Only catalogued faces closer than this distance.")
 @option("--person", default=None, help="Instead of a photo: list the photos of PERSON (an id or a name).")
 @detect_options
@@ -126,8 +130,9 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
 
 @click.command()
 @catalog_option
-@option("--face-distance", type=Finite(0, 0.6, min_open=True, max_open=True), default=None,
-              show_default="0.25", help="Faces closer than this are near-identical (same person is 0.6).")
+@option("--face-distance", type=Finite(0, 2, min_open=True, max_open=True), default=None,
+              show_default=DUPLICATE_DEFAULT,
+              help="Faces closer than this are near-identical; it must be below the model's same-person distance.")
 @json_option
 def dedupe(catalog, face_distance, as_json):
     """Report duplicate photos and near-identical faces in the catalog. Reads only.

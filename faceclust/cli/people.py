@@ -24,8 +24,9 @@ from faceclust.text import printable
 @click.command()
 @catalog_option
 @option("--method", type=Registered("faceclust.people.cluster:clusterers",
-                                          ("agglomerative", "hdbscan", "chinese-whispers", "kmeans")),
-              default=None, show_default="agglomerative", help="Clusterer.")
+                                          ("adaptive", "agglomerative", "hdbscan", "chinese-whispers", "kmeans")),
+              default=None, show_default="the model's: adaptive for the fused descriptor, agglomerative for dlib's",
+              help="Clusterer.")
 @option("--min-faces", type=click.IntRange(min=1), default=None, show_default="2",
               help="Faces a group needs to become a person; smaller groups stay unknown.")
 @option("--min-face-size", type=Finite(min=0), default=None, show_default="0",
@@ -33,7 +34,8 @@ from faceclust.text import printable
 @option("--min-score", type=Finite(), default=None, help="Leave faces detected below this score out.")
 @option("--threshold", type=Finite(0, 2, min_open=True), default=None,
               help="Distance threshold of the method: a chord distance between L2-normalised "
-                   "descriptors, so at most 2 [default: the method's, 0.35 for agglomerative].")
+                   "descriptors, so at most 2 [default: the method's, scaled for the model: 0.56 for the "
+                   "fused descriptor, 0.35 for dlib's].")
 @option("--full", is_flag=True,
               help="Re-cluster every face (names and manual decisions are kept); default: only add and grow people.")
 @quiet_option

@@ -31,7 +31,33 @@ class Embedder(Protocol):
 
 embedders: Registry[Embedder] = Registry("embedder")
 
-DEFAULT_EMBEDDER = "dlib-resnet"
+# The fused descriptor ([dlib, 0.5 SFace]): better than either part on every development set
+# (docs/clustering.md). "dlib" names dlib's ResNet alone, today's descriptor before 0.2.
+DEFAULT_EMBEDDER = "fused"
+
+
+@dataclass(frozen=True)
+class Distances:
+    """An embedder's default distance thresholds and clusterer, each measured (docs/clustering.md).
+
+    ``same_person`` (verify, search) and ``duplicate`` (dedupe) apply to the descriptors as
+    stored. ``cluster_scale`` multiplies the clusterers' and recognition's default thresholds,
+    which were set on unit dlib descriptors: it is how far apart this embedder puts faces at the
+    same false-accept rate. An embedder declares its own as ``distances``; one that does not
+    (a test's fake, a plug-in) gets dlib's.
+    """
+
+    same_person: float = 0.6  # dlib's own same-person distance (about FAR 1e-2 on lfw_dev)
+    duplicate: float = 0.25
+    cluster_scale: float = 1.0
+    cluster_method: str = "agglomerative"  # the clusterer measured best on these descriptors
+
+    def scaled(self, factor: float) -> "Distances":
+        return dataclasses.replace(self, same_person=self.same_person * factor, duplicate=self.duplicate * factor,
+                                   cluster_scale=self.cluster_scale * factor)
+
+
+DLIB_DISTANCES = Distances()
 
 
 def torch_threads() -> int:
@@ -50,6 +76,7 @@ class DlibResNetEmbedder:
     name = "dlib-resnet"
     dim = 128
     chip_size = 150
+    distances = DLIB_DISTANCES
 
     def __init__(self, batch_size: int = 32, path=None, checkpoint=None) -> None:
         if batch_size < 1:
@@ -115,7 +142,14 @@ def _fused(**options) -> Embedder:
 # -- which model a catalog uses -----------------------------------------------------------------
 
 MODEL_SETTING = "model"
-DEFAULT_MODEL_NAMES = ("default", "dlib", DEFAULT_EMBEDDER)
+# What ``--model`` accepts besides a checkpoint file: the default, or an embedder by name.
+# (SFace alone is a part of the fusion, not offered: its thresholds were never measured.)
+MODEL_ALIASES = {"default": DEFAULT_EMBEDDER, "fused": "fused", "dlib": "dlib-resnet", "dlib-resnet": "dlib-resnet"}
+
+
+def model_name(model) -> str | None:
+    """The embedder ``model`` names ("default", "fused", "dlib"), or None for a checkpoint file."""
+    return MODEL_ALIASES.get(str(model))
 
 
 @dataclass(frozen=True)
@@ -151,6 +185,14 @@ class ModelChoice:
             options["checkpoint"] = self.checkpoint
         return embedders.create(self.embedder, **options)
 
+    @property
+    def distances(self) -> Distances:
+        """The default thresholds for this model's descriptors (a fine-tuned model's scaled)."""
+        embedder = self.create()
+        base = getattr(embedder, "distances", DLIB_DISTANCES)
+        scale = getattr(embedder, "checkpoint_scale", lambda s: s)(self.distance_scale)
+        return base if scale == 1.0 else base.scaled(scale)
+
     def as_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 
@@ -169,13 +211,13 @@ def catalog_model(catalog) -> ModelChoice:
 
 
 def choose_model(catalog, model: str | None = None, embedder: str | None = None) -> ModelChoice:
-    """The model a scan uses: ``model`` (a checkpoint path, or "default" for the pretrained
-    model), else ``embedder``, else the catalog's current model (its file hashed again: a
+    """The model a scan uses: ``model`` (a checkpoint path, "default" for the pretrained
+    default, or an embedder's name such as "dlib"), else ``embedder``, else the catalog's current model (its file hashed again: a
     checkpoint retrained in place is a new model). The scan records it with
     :func:`record_model` once every face has an embedding from it."""
     if model is not None:
-        choice = (ModelChoice.resolve(embedder) if str(model) in DEFAULT_MODEL_NAMES
-                  else ModelChoice.resolve(embedder, model))
+        named = model_name(model)
+        choice = ModelChoice.resolve(named) if named else ModelChoice.resolve(embedder, model)
     elif embedder is not None:
         choice = ModelChoice.resolve(embedder)
     else:

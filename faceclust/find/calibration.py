@@ -4,6 +4,7 @@ and the pair statistics it is judged by."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -16,7 +17,9 @@ import numpy as np
 from faceclust.errors import FaceclustError
 
 DEFAULT_THRESHOLD = 0.6  # dlib's same-person distance for its ResNet descriptors
-CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FILE = "calibration.json"  # for the default model
+# Shipped calibrations of other models, found by the model id they name.
+SHIPPED_CALIBRATIONS = (CALIBRATION_FILE, "calibration-dlib-resnet.json")
 
 
 FEATURE_SETS = ("distance", "distance+squared", "distance+absdiff")
@@ -102,18 +105,26 @@ class Calibration:
         atomic_write(Path(path), json.dumps(self.as_dict(), indent=2) + "\n")
 
 
-def load_calibration(path: Path | str | None = None) -> Calibration:
-    """The calibration in ``path``, or the one shipped with faceclust."""
+def load_calibration(path: Path | str | None = None, model_id: str | None = None) -> Calibration:
+    """The calibration in ``path``, or the one shipped with faceclust for ``model_id`` (the
+    default model's when none is shipped for it, which then gives no probability)."""
+    if path is not None:
+        return _read_calibration(Path(path), str(path))
+    shipped = [_read_calibration(None, name) for name in SHIPPED_CALIBRATIONS]
+    return next((c for c in shipped if c.model_id == model_id), shipped[0])
+
+
+def _read_calibration(path: Path | None, name: str) -> Calibration:
     try:
         if path is None:
             from importlib.resources import files
 
-            text = files("faceclust.find").joinpath(CALIBRATION_FILE).read_text(encoding="utf-8")
+            text = files("faceclust.find").joinpath(name).read_text(encoding="utf-8")
         else:
-            text = Path(path).read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         data = json.loads(text)
     except (OSError, ValueError) as exc:
-        where = path or f"faceclust/find/{CALIBRATION_FILE}"
+        where = path or f"faceclust/find/{name}"
         raise CalibrationError(f"cannot read the calibration {where}: {exc}; "
                                "fit one with 'faceclust calibrate LABELLED_DIR -o FILE'") from exc
     return Calibration.from_dict(data)
@@ -298,7 +309,10 @@ def calibrate_library(catalog_path, labelled_dir: Path, out: Path, features: str
 
     with Catalog(catalog_path, create=False) as catalog:
         protected_outputs(catalog, out)
-        model_id = model_id or catalog_model(catalog).model_id
+        model = catalog_model(catalog)
+        # The threshold recorded beside the fit: the model's same-person distance (verify's default).
+        same_person = model.distances.same_person if model_id in (None, model.model_id) else DEFAULT_THRESHOLD
+        model_id = model_id or model.model_id
         faces = labelled_faces(catalog, Path(labelled_dir), model_id)
     i, j, same = labelled_pairs(faces.labels, max_negatives)
     info = {"fitted_on": Path(labelled_dir).resolve().name, "identities": int(len(np.unique(faces.labels))),
@@ -307,6 +321,7 @@ def calibrate_library(catalog_path, labelled_dir: Path, out: Path, features: str
             "command": f"faceclust calibrate {Path(labelled_dir).resolve().name} --features {features} "
                        f"--max-negatives {max_negatives}"}
     calibration = fit_calibration(faces.vectors[i], faces.vectors[j], same, features, model_id, info)
+    calibration = dataclasses.replace(calibration, threshold=same_person)
     probability = calibration.probability(faces.vectors[i], faces.vectors[j])
     weights = np.where(same, 0.5 / max(same.sum(), 1), 0.5 / max((~same).sum(), 1))
     # Brier score at even odds: both kinds of pair weigh half, as in the fit.

@@ -24,6 +24,7 @@ method returns them, so the sizes of candidate photos are read from their file h
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import defaultdict
@@ -38,7 +39,7 @@ import numpy as np
 # the photo checks carry the precision. At 0.25 (with the checks below): precision 0.986 and
 # recall 0.92 on the copies, 0/45 mirror images grouped, and by eye about 42 of the 44 groups
 # found among celeba_train's own photos are real duplicates or burst-like shots.
-DEFAULT_FACE_DISTANCE = 0.25
+DEFAULT_FACE_DISTANCE = 0.25  # on dlib's descriptors; each model declares its own (Distances.duplicate)
 DEFAULT_ASPECT_TOLERANCE = 0.08  # |log(aspect a / aspect b)|: a 3% crop of one side is 0.03
 DEFAULT_POSITION_TOLERANCE = 0.06  # face centre shift, as a share of the photo's width/height
 DEFAULT_NEIGHBOURS = 10
@@ -49,7 +50,7 @@ DEFAULT_MIN_SIMILARITY = 0.7
 
 @dataclass(frozen=True)
 class DedupeOptions:
-    face_distance: float = DEFAULT_FACE_DISTANCE
+    face_distance: float | None = None  # None: the model's own (Distances.duplicate)
     aspect_tolerance: float = DEFAULT_ASPECT_TOLERANCE
     position_tolerance: float = DEFAULT_POSITION_TOLERANCE
     neighbours: int = DEFAULT_NEIGHBOURS
@@ -57,9 +58,8 @@ class DedupeOptions:
     check_mirror: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 < self.face_distance < 0.6:
-            raise ValueError(f"face_distance must be between 0 and 0.6 (dlib's same-person distance), "
-                             f"got {self.face_distance}")
+        if self.face_distance is not None and not 0 < self.face_distance < 2:
+            raise ValueError(f"face_distance must be between 0 and 2, got {self.face_distance}")
         if self.aspect_tolerance < 0 or self.position_tolerance < 0:
             raise ValueError("aspect_tolerance and position_tolerance must be >= 0")
         if not -1 <= self.min_similarity <= 1:
@@ -121,6 +121,14 @@ class DedupeReport:
                 "unreadable": self.unreadable, "options": self.options, "seconds": round(self.seconds, 3),
                 "photo_groups": [g.as_dict() for g in self.photo_groups],
                 "face_groups": [g.as_dict() for g in self.face_groups]}
+
+
+def _model_distances(catalog, model_id: str):
+    """The default distances of ``model_id``'s descriptors (dlib's for a model not the catalog's)."""
+    from faceclust.faces.embed import DLIB_DISTANCES, catalog_model
+
+    model = catalog_model(catalog)
+    return model.distances if model.model_id == model_id else DLIB_DISTANCES
 
 
 def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -232,6 +240,12 @@ class DuplicateFinder:
 
     def run(self, catalog, model_id: str) -> DedupeReport:
         start = time.perf_counter()
+        distances = _model_distances(catalog, model_id)
+        if self.options.face_distance is None:
+            self.options = dataclasses.replace(self.options, face_distance=distances.duplicate)
+        elif self.options.face_distance >= distances.same_person:
+            raise ValueError(f"face_distance must be below the model's same-person distance "
+                             f"({distances.same_person:g}), got {self.options.face_distance:g}")
         photos = {s.path: PhotoInfo(s.path, s.size, s.mtime_ns, s.content_hash)
                   for s in catalog.photo_states().values() if s.status == "ok"}
         face_ids, face_photo, boxes, vector_bytes = [], [], [], []

@@ -2,7 +2,8 @@
 
 The photo need not be in the catalog: its faces are detected and embedded on the spot, then
 looked up in the catalog's FAISS index (``faceclust.catalog.index``; exact up to 50k faces, IVF above).
-A match is a catalogued face closer than the threshold (dlib's 0.6 by default), nearest first.
+A match is a catalogued face closer than the threshold (the model's same-person distance by
+default: 0.65 for the fused descriptor, dlib's 0.6 for dlib's), nearest first.
 ``person_photos`` lists the photos of one person of the catalog.
 
 Only the faces the index returns are read from the catalog (``Catalog.faces_by_id``), so a
@@ -141,14 +142,15 @@ def search_catalog(catalog, photo: Path, *, top: int = DEFAULT_TOP, threshold: f
     """The faces of ``photo`` and, for each, the catalog's faces and photos of that person.
 
     ``photo`` is embedded with the catalog's model (a fine-tuned one too), unless ``embedder``
-    names another; the default threshold is scaled for a fine-tuned model."""
+    names another; the default threshold is the model's same-person distance (scaled for a
+    fine-tuned model)."""
     import os
 
     from faceclust.catalog.index import open_index
     from faceclust.faces.embed import ModelChoice, catalog_model
 
     model = catalog_model(catalog) if embedder is None else ModelChoice.resolve(embedder)
-    threshold = DEFAULT_THRESHOLD * model.distance_scale if threshold is None else threshold
+    threshold = model.distances.same_person if threshold is None else threshold
     _validate(top, threshold)
     seconds: dict[str, float] = {}
     t = time.perf_counter()

@@ -1,10 +1,10 @@
 """Verification: are two faces the same person?
 
-The decision is the model's own: dlib's descriptors of one person lie closer than 0.6 in
-Euclidean distance (raw, non-normalised descriptors). The probability next to it comes from a
+The decision is the model's own: faces of one person lie closer than its same-person distance
+(``Distances.same_person``: 0.65 for the fused default, dlib's 0.6 for dlib's raw descriptors). The probability next to it comes from a
 logistic regression on pair features (the distance; optionally ``|f(a) - f(b)|``) fitted on
 labelled pairs by ``faceclust calibrate`` and shipped as a handful of numbers in
-``faceclust/calibration.json``, which names the model it was fitted for.
+``faceclust/find/calibration*.json``, each naming the model it was fitted for.
 
 The regression is fitted with both classes weighted equally, so its probability is the one for
 even prior odds ("one photo of the person, one photo of someone: are they the same?"). Other
@@ -26,7 +26,7 @@ import numpy as np
 
 from faceclust.errors import FaceclustError, UsageProblem
 from faceclust.faces.embed import DEFAULT_EMBEDDER
-from faceclust.find.calibration import DEFAULT_THRESHOLD, Calibration, load_calibration
+from faceclust.find.calibration import DEFAULT_THRESHOLD, Calibration, load_calibration  # noqa: F401
 
 
 class NoFaceError(FaceclustError):
@@ -108,30 +108,34 @@ def verify_photos(photo_a: Path, photo_b: Path, *, face_a: int | None = None, fa
                   model: str | Path | None = None) -> VerifyResult:
     """Compare the faces of two photos: every pair (or only faces ``face_a``/``face_b``, numbered
     from 0 left to right) gets its distance, the decision "same person" (distance below the
-    threshold, dlib's 0.6 by default) and a calibrated probability.
+    threshold: the model's same-person distance by default, 0.65 for the fused descriptor and
+    dlib's 0.6 for dlib's) and a calibrated probability.
 
     A calibration fitted for another model gives no probability (and says so in ``note``)
     rather than a wrong one.
     """
+    from faceclust.faces.embed import DLIB_DISTANCES, ModelChoice, model_name
+
     choice = None
-    from faceclust.faces.embed import DEFAULT_MODEL_NAMES, ModelChoice
-
-    if model is not None and str(model) not in DEFAULT_MODEL_NAMES:
-
-        choice = ModelChoice.resolve(embedder, model)  # a fine-tuned model: its own threshold scale
-    threshold = (DEFAULT_THRESHOLD * (choice.distance_scale if choice else 1.0) if threshold is None
-                 else float(threshold))
-    if threshold <= 0:
-        raise ValueError(f"threshold must be positive, got {threshold}")
+    if model is not None:  # a name ("default", "dlib"), or a fine-tuned model: its own threshold scale
+        named = model_name(model)
+        choice = ModelChoice.resolve(named) if named else ModelChoice.resolve(embedder, model)
     if not 0 < prior < 1:
         raise ValueError(f"prior must be strictly between 0 and 1, got {prior}")
     if finder is None:
         from faceclust.faces.finder import FaceFinder
 
         finder = FaceFinder.create(detect, choice.create() if choice else embedder)
+    if threshold is None:
+        # The embedder's own same-person distance (dlib's 0.6 for its descriptors).
+        threshold = choice.distances.same_person if choice else getattr(
+            finder.embedder, "distances", DLIB_DISTANCES).same_person
+    threshold = float(threshold)
+    if threshold <= 0:
+        raise ValueError(f"threshold must be positive, got {threshold}")
     model_id = finder.embedder.identity()
     if not isinstance(calibration, Calibration):
-        calibration = load_calibration(calibration)
+        calibration = load_calibration(calibration, model_id)
     note = None
     if calibration.model_id != model_id:
         note = (f"no probability: the calibration was fitted for {calibration.model_id}, not {model_id}; "

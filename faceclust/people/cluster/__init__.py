@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 # The methods register themselves with ``clusterers`` when imported.
-from faceclust.people.cluster import agglomerative, chinese_whispers, density, kmeans  # noqa: F401
+from faceclust.people.cluster import adaptive, agglomerative, chinese_whispers, density, kmeans  # noqa: F401
 from faceclust.people.cluster.base import (
     DEFAULT_METHOD,
     DEFAULT_MIN_FACES,

@@ -153,9 +153,13 @@ class Agglomerative(Clusterer):
         _positive("max_block", self.max_block, integer=True, minimum=2, inclusive=True)
 
     def _fit_labels(self, x: np.ndarray, constraints: Constraints) -> np.ndarray:
+        return self._labels_and_neighbours(x, constraints)[0]
+
+    def _labels_and_neighbours(self, x: np.ndarray, constraints: Constraints) -> tuple[np.ndarray, np.ndarray]:
+        """The labels, and the k-NN lists they were built from (-1 pads a short list)."""
         n = len(x)
         if n == 1:
-            return np.zeros(1, np.int64)
+            return np.zeros(1, np.int64), np.full((1, 1), -1, np.int64)
         distances, neighbours = _knn(x, self.n_neighbors)
         graph = _threshold_graph(distances, neighbours, self.threshold)
         _, component = connected_components(graph, directed=False)
@@ -178,7 +182,7 @@ class Agglomerative(Clusterer):
         if self.attach_threshold is not None:
             labels = _attach_stragglers(x, labels, neighbours, constraints, self.attach_threshold,
                                         self.attach_ratio, self.core_size)
-        return labels
+        return labels, neighbours
 
 
 def _attach_stragglers(x: np.ndarray, labels: np.ndarray, neighbours: np.ndarray, constraints: Constraints,

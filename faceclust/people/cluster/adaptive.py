@@ -1,0 +1,179 @@
+"""The default clusterer: agglomerative clustering, then merges whose threshold comes from the
+clusters themselves, so a library of very varied photos of few people merges more freely than
+one of many look-alikes.
+
+Three steps, on unit descriptors (distances are Euclidean; every threshold is in the scale of
+unit dlib descriptors and multiplied by the model's ``cluster_scale``, 1.6 for the fused one):
+
+1. :class:`~faceclust.people.cluster.agglomerative.Agglomerative` at its settings: average
+   linkage to ``threshold``, small clusters attached within ``attach_threshold``. Safe on every
+   library, and short of recall on varied photos (a person split by age, make-up, pose).
+2. Energy merges. For two clusters A and B of at least two faces, linked by a k-NN edge:
+   ``d(A, B)`` is the mean distance over all pairs across them and ``w(C)`` the mean distance
+   over the pairs inside C; ``e = d(A, B) - (w(A) + w(B)) / 2`` is half the energy distance
+   (Székely & Rizzo). Two halves of one person look like one sample (small e) however spread
+   that person's photos are; two people look like two. A and B merge when ``e`` is at most
+   ``energy_threshold`` and ``d(A, B)`` at most ``merge_threshold`` (a cap, so a widened
+   cluster cannot go on absorbing), closest first, each cluster at most once a round, until no
+   pair qualifies. The spread makes it adapt: clusters of varied web photos are wide and merge
+   at larger distances than clusters of uniform photos.
+3. Single faces: a face alone joins the nearest cluster B of at least two faces among its k
+   neighbours' clusters when its mean distance to B is within B's own radius (the largest mean
+   distance of a member of B to the rest of B) plus ``margin_threshold``, and at least
+   ``min_votes`` of its k nearest neighbours are in B: strong evidence when a person has many
+   photos, rare in a library of people seen once or twice. Repeated ``attach_rounds`` times.
+
+Two clusters holding conflicting faces (one photo, a cannot-link) never merge in any step.
+Measured in benchmarks/bench_cluster.py and chosen in docs/clustering.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceclust.people.cluster.agglomerative import (
+    Agglomerative,
+    _conflicting_pairs,
+    _mean_distances,
+)
+from faceclust.people.cluster.base import _positive, clusterers
+from faceclust.people.cluster.constraints import Constraints
+
+SPREAD_SAMPLE = 2000  # a cluster's spread and radius are measured on at most this many faces
+
+
+@clusterers.register("adaptive")
+class Adaptive(Agglomerative):
+    """Agglomerative clustering, then energy merges and single-face attachment (see the module)."""
+
+    def __init__(self, threshold: float = 0.35, *, attach_threshold: float | None = 0.40,
+                 energy_threshold: float | None = 0.07, merge_threshold: float = 0.41,
+                 margin_threshold: float | None = 0.075, min_votes: float = 0.6, attach_rounds: int = 3,
+                 max_rounds: int = 50, linkage: str = "average", attach_ratio: float = 0.95, core_size: int = 6,
+                 n_neighbors: int = 30, max_block: int = 8192, normalize: bool = True) -> None:
+        super().__init__(threshold, linkage=linkage, attach_threshold=attach_threshold, attach_ratio=attach_ratio,
+                         core_size=core_size, n_neighbors=n_neighbors, max_block=max_block, normalize=normalize)
+        self.energy_threshold = energy_threshold
+        self.merge_threshold = merge_threshold
+        self.margin_threshold = margin_threshold
+        self.min_votes = min_votes
+        self.attach_rounds = attach_rounds
+        self.max_rounds = max_rounds
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.energy_threshold is not None:
+            _positive("energy_threshold", self.energy_threshold)
+        _positive("merge_threshold", self.merge_threshold)
+        if self.margin_threshold is not None:
+            _positive("margin_threshold", self.margin_threshold, minimum=0.0, inclusive=True)
+        _positive("min_votes", self.min_votes, minimum=0.0, inclusive=True)
+        _positive("attach_rounds", self.attach_rounds, integer=True, minimum=0, inclusive=True)
+        _positive("max_rounds", self.max_rounds, integer=True, minimum=0, inclusive=True)
+
+    def _fit_labels(self, x: np.ndarray, constraints: Constraints) -> np.ndarray:
+        labels, neighbours = self._labels_and_neighbours(x, constraints)
+        if len(x) < 3:
+            return labels
+        # A short k-NN list is padded with the face itself (it never votes for another cluster).
+        neighbours = np.where(neighbours >= 0, neighbours, np.arange(len(x))[:, None])
+        labels = _dense(labels)
+        if self.energy_threshold is not None:
+            labels = _energy_merges(x, labels, neighbours, constraints, self.energy_threshold,
+                                    self.merge_threshold, self.max_rounds)
+        if self.margin_threshold is not None:
+            labels = _attach_single_faces(x, labels, neighbours, constraints, self.margin_threshold,
+                                          self.min_votes, self.attach_rounds)
+        return labels
+
+
+def _dense(labels: np.ndarray) -> np.ndarray:
+    return np.unique(labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _members(labels: np.ndarray) -> list[np.ndarray]:
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(int(labels.max()) + 2))
+    return [order[bounds[c]:bounds[c + 1]] for c in range(int(labels.max()) + 1)]
+
+
+def _spread(x: np.ndarray, members: np.ndarray) -> tuple[float, float]:
+    """(mean distance over the pairs inside, radius: the largest mean distance of one member to
+    the rest), on a fixed sample of a large cluster."""
+    if len(members) > SPREAD_SAMPLE:
+        members = np.random.default_rng(0).choice(members, SPREAD_SAMPLE, replace=False)
+    per_member = _mean_distances(x[members], x[members]) * len(members) / (len(members) - 1)
+    return float(per_member.mean()), float(per_member.max())
+
+
+def _energy_merges(x: np.ndarray, labels: np.ndarray, neighbours: np.ndarray, constraints: Constraints,
+                   energy: float, cap: float, max_rounds: int) -> np.ndarray:
+    k = neighbours.shape[1]
+    spread: dict[bytes, float] = {}  # keyed by a cluster's members: unchanged clusters are not measured again
+    for _ in range(max_rounds):
+        members = _members(labels)
+        size = np.bincount(labels)
+        src, dst = np.repeat(labels, k), labels[neighbours.reshape(-1)]
+        linked = (src != dst) & (size[src] >= 2) & (size[dst] >= 2)
+        if not linked.any():
+            break
+        a, b = np.unique(np.sort(np.stack([src[linked], dst[linked]]), axis=0), axis=1)
+        allowed = ~_conflicting_pairs(a, b, labels, constraints)
+        a, b = a[allowed], b[allowed]
+        if not len(a):
+            break
+        w = np.zeros(len(size))
+        for c in np.unique(np.r_[a, b]):
+            key = members[c].tobytes()
+            if key not in spread:
+                spread[key] = _spread(x, members[c])[0]
+            w[c] = spread[key]
+        d = np.array([_mean_distances(x[members[i]], x[members[j]]).mean() for i, j in zip(a, b)])
+        e = d - 0.5 * (w[a] + w[b])
+        go = np.flatnonzero((e <= energy) & (d <= cap))
+        if not len(go):
+            break
+        used = np.zeros(len(size), bool)
+        target = np.arange(len(size))
+        for t in go[np.argsort(e[go], kind="stable")]:
+            i, j = a[t], b[t]
+            if not (used[i] or used[j]):
+                used[i] = used[j] = True
+                target[j] = i
+        labels = _dense(target[labels])
+    return labels
+
+
+def _attach_single_faces(x: np.ndarray, labels: np.ndarray, neighbours: np.ndarray, constraints: Constraints,
+                         margin: float, min_votes: float, rounds: int) -> np.ndarray:
+    k = neighbours.shape[1]
+    for _ in range(rounds):
+        size = np.bincount(labels)
+        faces = np.flatnonzero(size[labels] == 1)
+        if not len(faces):
+            break
+        # (face, neighbouring cluster of >= 2 faces) with the number of the face's neighbours in it.
+        face_rep = np.repeat(faces, k)
+        cluster = labels[neighbours[faces].reshape(-1)]
+        keep = size[cluster] >= 2
+        if not keep.any():
+            break
+        pairs, votes = np.unique(np.stack([face_rep[keep], cluster[keep]]), axis=1, return_counts=True)
+        face, cluster = pairs
+        members = _members(labels)
+        mean = np.empty(len(face))
+        for c in np.unique(cluster):
+            rows = np.flatnonzero(cluster == c)
+            mean[rows] = _mean_distances(x[face[rows]], x[members[c]])
+        mean[_conflicting_pairs(labels[face], cluster, labels, constraints)] = np.inf
+        order = np.lexsort((mean, face))
+        best = order[np.r_[True, face[order][1:] != face[order][:-1]]]
+        radius = {int(c): _spread(x, members[c])[1] for c in np.unique(cluster[best])}
+        limit = np.array([radius[int(c)] for c in cluster[best]]) + margin
+        go = best[(mean[best] <= limit) & (votes[best] >= min_votes * k)]
+        if not len(go):
+            break
+        target = np.arange(len(size))
+        target[labels[face[go]]] = cluster[go]
+        labels = _dense(target[labels])
+    return labels
