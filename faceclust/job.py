@@ -38,7 +38,7 @@ def catalog_status(catalog_path: Path) -> dict:
     read at their last scan (the first 20), the last run (times in ISO 8601)."""
     from faceclust.catalog import Catalog
     from faceclust.errors import FaceclustError
-    from faceclust.faces.embed import catalog_model
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, catalog_model
     from faceclust.locks import catalog_lock
 
     with Catalog(catalog_path, create=False) as cat:
@@ -50,7 +50,8 @@ def catalog_status(catalog_path: Path) -> dict:
         try:
             model = catalog_model(cat)
             counts["model"] = {"model_id": model.model_id, "checkpoint": model.checkpoint,
-                               "distance_scale": model.distance_scale}
+                               "distance_scale": model.distance_scale, "embedder": model.embedder,
+                               "is_default": model.embedder == DEFAULT_EMBEDDER}
         except FaceclustError as exc:  # the pretrained model's files are missing: still show the rest
             counts["model"] = {"model_id": None, "checkpoint": None, "error": str(exc)}
     return counts

@@ -85,6 +85,21 @@ def test_status_and_export(tmp_path, lib):
     assert [line["face_id"] for line in lines] == [int(r["face_id"]) for r in rows]
 
 
+def test_status_says_when_a_catalog_is_not_on_the_default_descriptor(tmp_path, lib):
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import ModelChoice, record_model
+
+    cat = tmp_path / "c.sqlite"
+    run("scan", lib, "--catalog", cat, *FAKE, "--quiet")
+    assert "--model default" not in run("status", "--catalog", cat).output  # on the default: no note
+    with Catalog(cat) as catalog:  # a catalog last scanned with dlib's descriptor alone
+        record_model(catalog, ModelChoice("dlib-resnet", None, "dlib-resnet:0123456789abcdef"))
+    status = run("status", "--catalog", cat)
+    assert "uses the dlib-resnet descriptor" in status.output and "--model default" in status.output
+    shown = json.loads(run("status", "--catalog", cat, "--json").stdout)["model"]
+    assert shown["embedder"] == "dlib-resnet" and shown["is_default"] is False
+
+
 def test_catalog_from_environment(tmp_path, lib, monkeypatch):
     cat = tmp_path / "env.sqlite"
     result = run("scan", lib, *FAKE, "--quiet", env={"FACECLUST_CATALOG": str(cat)})

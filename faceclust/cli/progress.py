@@ -183,6 +183,10 @@ def print_status(counts: dict, catalog: Path) -> None:
     if model:
         table.add_row("model in use", _safe(model["checkpoint"] or model["model_id"] or model.get("error", "?")))
     console.print(table)
+    if model and model.get("embedder") and not model.get("is_default"):
+        console.print(f"note: this catalog uses the {model['embedder']} descriptor; the default is now the fused "
+                      "one (better people on every set measured): 'faceclust scan PHOTOS --model default' "
+                      "switches, re-embedding the faces without detecting them again", highlight=False, soft_wrap=True)
     errors = counts.get("files_with_errors", [])
     if errors:
         console.print(f"files that could not be read at their last scan ({counts.get('photos_with_errors', 0)}):",

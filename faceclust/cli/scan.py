@@ -53,9 +53,10 @@ def scan_options(command):
         option("--prune", is_flag=True, default=None,
                      help="Mark missing photos gone even when most of a folder's photos vanished at once "
                           "(without it they are kept: an unmounted share or an emptied folder looks like that)."),
-        option("--model", default=None, metavar="MODEL.pt|default",
-                     help="Embed with this fine-tuned model (from 'faceclust train'), or 'default' for the "
-                          "pretrained one. The catalog remembers it; faces already found are re-embedded "
+        option("--model", default=None, metavar="MODEL.pt|default|dlib",
+                     help="Embed with this fine-tuned model (from 'faceclust train'), 'default' for the "
+                          "pretrained default (the fused descriptor: dlib's ResNet and SFace), or 'dlib' for "
+                          "dlib's ResNet alone. The catalog remembers it; faces already found are re-embedded "
                           "without detecting them again. [default: the catalog's current model]"),
     ])
 
