@@ -138,7 +138,8 @@ def faceclust(method: str, note: str = "", use_groups: bool = True, **options) -
         opts = {k: (v(data) if callable(v) else v) for k, v in options.items()}
         # Thresholds are given on dlib's unit scale, like the defaults: both scale for the model.
         opts = {k: v * data.scale if k.endswith("threshold") and isinstance(v, float) else v for k, v in opts.items()}
-        opts = ClusterOptions(method=method, method_options=opts, distance_scale=data.scale).clusterer_options()
+        off = {k: None for k, v in opts.items() if v is None}  # a step turned off stays off
+        opts = {**ClusterOptions(method=method, method_options=opts, distance_scale=data.scale).clusterer_options(), **off}
         return clusterers.create(method, **opts).fit(data.vectors, data.photo if use_groups else None).labels_
 
     return Candidate(method, shown, run)
