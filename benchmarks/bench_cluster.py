@@ -48,8 +48,10 @@ from faceclust.people.cluster import (  # noqa: E402
     normalize_rows,
 )
 
-DEFAULT_CATALOGS = [f"{name}=/tmp/faceclust-dev-catalogs/{name}.sqlite"
-                    for name in ("lfw_dev", "celeba_train", "celeb25_web")]  # benchmarks/dev_catalogs.py
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from dev_catalogs import CACHE, SETS  # noqa: E402
+
+DEFAULT_CATALOGS = [f"{name}={CACHE / name}.sqlite" for name in SETS]  # made by benchmarks/dev_catalogs.py
 
 
 @dataclass

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 SETS = ("lfw_dev", "celeba_train", "celeb25_web")
 SHARED = ROOT.parent / "shared" / "data"
-CACHE = Path("/tmp/faceclust-dev-catalogs")
+CACHE = Path("/tmp/faceclust-dev-catalogs-mf30")
 EMBEDDERS = ("dlib-resnet", "fused")  # scanned in this order; the last is the catalog's model
 
 

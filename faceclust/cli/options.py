@@ -87,7 +87,7 @@ class Finite(click.FloatRange):
 DETECT_OPTIONS = [
     option("--detector", type=Registered("faceclust.faces.detect:detectors", ("mmod", "hog")), default=None,
                  show_default="mmod", help="Face detector: mmod (any angle) or hog (fast, frontal)."),
-    option("--min-face", type=click.IntRange(min=8), default=None, show_default="40",
+    option("--min-face", type=click.IntRange(min=8), default=None, show_default="30",
                  help="Smallest face wanted, in pixels of the photo."),
 ]
 

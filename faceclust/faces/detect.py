@@ -63,7 +63,7 @@ class DetectOptions:
     """
 
     detector: str = "mmod"
-    min_face: int = 40
+    min_face: int = 30
     max_side: int = 1600
     upsample: int | None = None
     min_score: float = 0.0
