@@ -111,6 +111,18 @@ def load_catalog(name: str, path: Path) -> LabelledFaces:
         photos=photos, reference=vectors(dlib_rows), scale=distances.cluster_scale, method=distances.cluster_method)
 
 
+def combined(sets: list[LabelledFaces]) -> LabelledFaces:
+    """Several catalogs as one library: photos kept apart, labels prefixed by their set."""
+    offsets = np.cumsum([0] + [int(d.photo.max()) + 1 for d in sets[:-1]])
+    if len({d.scale for d in sets}) != 1 or len({d.method for d in sets}) != 1:
+        raise SystemExit("--combined needs catalogs of one model")
+    return LabelledFaces(
+        "all", np.vstack([d.vectors for d in sets]), np.concatenate([d.photo + o for d, o in zip(sets, offsets)]),
+        np.concatenate([np.char.add(f"{d.name}/", d.label.astype(str)) for d in sets]),
+        np.concatenate([d.size for d in sets]), sum(d.photos for d in sets),
+        reference=np.vstack([d.reference for d in sets]), scale=sets[0].scale, method=sets[0].method)
+
+
 def score(data: LabelledFaces, labels: np.ndarray) -> dict:
     scored = assign_labels(data.photo, data.label, labels, data.size)
     return score_clustering(data.label[scored], np.asarray(labels)[scored])
@@ -289,7 +301,7 @@ def _reset_peak_memory() -> None:
         pass
 
 
-def run_synthetic(n: int, timeout: float) -> list[dict]:
+def run_synthetic(n: int, timeout: float, methods: list[str] | None = None) -> list[dict]:
     import tempfile
 
     rows = []
@@ -297,7 +309,7 @@ def run_synthetic(n: int, timeout: float) -> list[dict]:
     x, identity = synthetic_faces(n, max(1, n // 10))
     np.save(data / "faces.npy", x)
     np.save(data / "identity.npy", identity)
-    for method in clusterers.names():
+    for method in methods or clusterers.names():
         cmd = [sys.executable, str(Path(__file__).resolve()), "--synthetic-worker", method, str(data)]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
@@ -335,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"a labelled catalog (repeat); default: {' '.join(DEFAULT_CATALOGS)}")
     parser.add_argument("--synthetic", type=int, default=100_000, help="synthetic faces for the scale test")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--synthetic-only", action="store_true", help="only the scale test")
+    parser.add_argument("--combined", action="store_true", help="also every catalog together, as one library")
+    parser.add_argument("--methods", nargs="+", default=None, help="methods of the scale test (default: all)")
     parser.add_argument("--timeout", type=float, default=300.0, help="per method, scale test")
     parser.add_argument("--synthetic-worker", nargs=2, metavar=("METHOD", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -343,8 +358,17 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     command = "$ " + shlex.join([".venv/bin/python", "benchmarks/bench_cluster.py", *(argv or sys.argv[1:])])
-    sets = [load_catalog(*spec.split("=", 1)) for spec in (args.catalog or DEFAULT_CATALOGS)]
     print(f"# Clustering benchmark\n\n```\n{command}\n```\n")
+    sets = [] if args.synthetic_only else [load_catalog(*spec.split("=", 1)) for spec in (args.catalog or DEFAULT_CATALOGS)]
+    if sets and args.combined:
+        sets.append(combined(sets))
+    if sets:
+        catalog_tables(sets)
+    if not args.skip_synthetic:
+        synthetic_table(args)
+
+
+def catalog_tables(sets: list[LabelledFaces]) -> None:
     print(table(["set", "photos", "photos with faces", "faces", "identities", "identities with one photo"],
                 [[d.name, d.photos, len(np.unique(d.photo)), len(d.vectors), identities(d),
                   sum(1 for v in Counter(dict(zip(d.photo, d.label)).values()).values() if v == 1)]
@@ -390,22 +414,24 @@ def main(argv: list[str] | None = None) -> None:
     print(table(["set", "default BCubed F1", "default pairwise P",
                  "best reference BCubed F1", "F1 ≥ best reference", "pairwise P ≥ 0.98"], summary))
 
-    if not args.skip_synthetic:
-        n = args.synthetic
-        print(f"\n## {n:,} synthetic faces ({max(1, n // 10):,} identities), each method at its defaults\n")
-        print(f"Each method runs in a fresh process that loads the same saved faces ({n * 128 * 4 / 1e6:.0f} MB); RSS before = "
-              "after imports and loading; peak RSS = the process's high-water mark while clustering (reset just "
-              "before). Quality is against the generating identities.\n")
-        rows = []
-        for r in run_synthetic(n, args.timeout):
-            if "error" in r:
-                rows.append([r["method"], r["error"], "", "", "", "", ""])
-                continue
-            rows.append([r["method"], f"{r['seconds']:.1f}", f"{r['peak_mb']:.0f}", f"{r['before_mb']:.0f}",
-                         f"{r['bcubed_f1']:.4f}", f"{r['pairwise_precision']:.4f}",
-                         f"{r['people']} / {r['identities']}"])
-        print(table(["method", "wall s", "peak RSS MB", "RSS before MB", "BCubed F1", "pairwise P",
-                     "clusters / identities"], rows))
+
+
+def synthetic_table(args) -> None:
+    n = args.synthetic
+    print(f"\n## {n:,} synthetic faces ({max(1, n // 10):,} identities), each method at its defaults\n")
+    print(f"Each method runs in a fresh process that loads the same saved faces ({n * 128 * 4 / 1e6:.0f} MB); RSS before = "
+          "after imports and loading; peak RSS = the process's high-water mark while clustering (reset just "
+          "before). Quality is against the generating identities.\n")
+    rows = []
+    for r in run_synthetic(n, args.timeout, args.methods):
+        if "error" in r:
+            rows.append([r["method"], r["error"], "", "", "", "", ""])
+            continue
+        rows.append([r["method"], f"{r['seconds']:.1f}", f"{r['peak_mb']:.0f}", f"{r['before_mb']:.0f}",
+                     f"{r['bcubed_f1']:.4f}", f"{r['pairwise_precision']:.4f}",
+                     f"{r['people']} / {r['identities']}"])
+    print(table(["method", "wall s", "peak RSS MB", "RSS before MB", "BCubed F1", "pairwise P",
+                 "clusters / identities"], rows))
 
 
 if __name__ == "__main__":

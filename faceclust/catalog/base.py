@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from faceclust.catalog.history import HISTORY_SCHEMA
+from faceclust.catalog.history import APART_SCHEMA, HISTORY_SCHEMA
 from faceclust.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from faceclust.catalog.sql import BUSY_SECONDS, Transaction, sql_path, statements, text_factory
 from faceclust.errors import CatalogError, NotFound, UsageProblem
@@ -174,7 +174,7 @@ class CatalogBase:
             self.db.execute("PRAGMA foreign_keys=ON")
 
     def _apply(self, number: int) -> None:
-        script = HISTORY_SCHEMA if MIGRATIONS[number] == "history" else MIGRATIONS[number]
+        script = {"history": HISTORY_SCHEMA, "apart": APART_SCHEMA}.get(MIGRATIONS[number], MIGRATIONS[number])
         for statement in statements(script):
             self.db.execute(statement)
         self.db.execute(f"PRAGMA user_version={number + 1}")

@@ -31,24 +31,28 @@ LOGGED_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rejections": (("face_id", "person_id"), ("face_id", "person_id", "at")),
     "merges": (("old_id",), ("old_id", "new_id", "at")),
     "clustered": (("face_id",), ("face_id",)),
+    "apart": (("person_a", "person_b"), ("person_a", "person_b", "at")),
 }
+# The tables of migration 5 (the history itself); later ones add their own triggers.
+_HISTORY_TABLES = ("people", "assignments", "rejections", "merges", "clustered")
 # Rows that point at faces and people: restored only where those still exist.
 _REFERENCES = {"assignments": ("face_id", "person_id"), "rejections": ("face_id", "person_id"),
                "clustered": ("face_id", None)}
 # The undo data of older entries is dropped (their history line stays): undo reaches this far.
 UNDO_DEPTH = 200
-DECISION_KINDS = ("name", "merge", "move", "reject", "hide", "show")
+DECISION_KINDS = ("name", "merge", "move", "reject", "hide", "show", "apart")
 
 
 _MAX_KEYS = max(len(k) for k, _ in LOGGED_TABLES.values())
 _MAX_COLS = max(len(c) for _, c in LOGGED_TABLES.values())
 
 
-def _triggers() -> str:
+def _triggers(tables) -> str:
     parts = []
     key_cols = ", ".join(f"k{i}" for i in range(_MAX_KEYS))
     old_cols = ", ".join(f"c{i}" for i in range(_MAX_COLS))
-    for table, (keys, cols) in LOGGED_TABLES.items():
+    for table in tables:
+        keys, cols = LOGGED_TABLES[table]
         def values(prefix, names, width):
             return ", ".join([f"{prefix}.{n}" for n in names] + ["NULL"] * (width - len(names)))
 
@@ -86,7 +90,17 @@ HISTORY_SCHEMA = """
     );
     CREATE INDEX undo_log_history ON undo_log(history_id);
     CREATE TABLE recording (history_id INTEGER NOT NULL);
-""" + _triggers()
+""" + _triggers(_HISTORY_TABLES)
+
+# Migration 8: pairs of people the user said are two people ("no" to a merge suggestion).
+APART_SCHEMA = """
+    CREATE TABLE apart (
+        person_a INTEGER NOT NULL,
+        person_b INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (person_a, person_b)
+    ) WITHOUT ROWID;
+""" + _triggers(("apart",))
 
 
 @dataclass

@@ -126,11 +126,32 @@ class PeopleMixin:
                     """UPDATE people SET name = COALESCE(name, (SELECT name FROM people WHERE id=?)),
                        updated_at=? WHERE id=?""", (source, now, target))
                 self.db.execute("UPDATE merges SET new_id=? WHERE new_id=?", (target, source))
+                # "Apart" follows the merged person; a pair merged anyway is no longer apart.
+                self.db.execute("DELETE FROM apart WHERE (person_a=? AND person_b=?) OR (person_a=? AND person_b=?)",
+                                (source, target, target, source))
+                self.db.execute("UPDATE OR IGNORE apart SET person_a=? WHERE person_a=?", (target, source))
+                self.db.execute("UPDATE OR IGNORE apart SET person_b=? WHERE person_b=?", (target, source))
+                self.db.execute("DELETE FROM apart WHERE person_a=? OR person_b=?", (source, source))
                 self.db.execute("INSERT OR REPLACE INTO merges(old_id, new_id, at) VALUES (?, ?, ?)",
                                 (source, target, now))
                 self.db.execute("DELETE FROM people WHERE id=?", (source,))
             # Merging says "same person": pin the faces so re-clustering keeps them together.
             self.db.execute("UPDATE assignments SET source='user' WHERE person_id=?", (target,))
+
+    def mark_apart(self, a: int, b: int) -> bool:
+        """Record that people ``a`` and ``b`` are two people; False when it was known already."""
+        a, b = sorted((int(a), int(b)))
+        with self.transaction():
+            cur = self.db.execute("INSERT OR IGNORE INTO apart(person_a, person_b, at) VALUES (?, ?, ?)",
+                                  (a, b, time.time()))
+        return cur.rowcount > 0
+
+    def apart_pairs(self) -> set[tuple[int, int]]:
+        """Pairs (smaller id first) of live people the user said are two people."""
+        rows = self.db.execute(
+            """SELECT person_a, person_b FROM apart WHERE person_a IN (SELECT id FROM people)
+               AND person_b IN (SELECT id FROM people)""").fetchall()
+        return {tuple(sorted((int(a), int(b)))) for a, b in rows}
 
     def assignments_of(self, face_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
         """face id -> (person id, source) for those of ``face_ids`` that belong to someone."""

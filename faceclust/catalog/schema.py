@@ -144,6 +144,8 @@ MIGRATIONS: list[str] = [
         mtime_ns INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: "these two are different people" (a no to a merge suggestion), undoable (see catalog_history)
+    "apart",
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

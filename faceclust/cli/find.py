@@ -183,4 +183,28 @@ def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
                f"Brier score {summary['fit_brier_even_odds']:.4f} on them (even odds)")
 
 
-COMMANDS = (verify, search, dedupe, calibrate)
+@click.command()
+@catalog_option
+@option("--limit", type=click.IntRange(min=1), default=None, show_default="20", help="Suggestions listed.")
+@json_option
+def suggest(catalog, limit, as_json):
+    """Pairs of people who may be one person, most likely first. Answer with
+    'faceclust merge A B' (yes) or 'faceclust apart A B' (no: never asked again)."""
+    from faceclust.find.suggest import suggest_library
+
+    rows = [s.as_dict() for s in suggest_library(_catalog_path(catalog), limit or 20)]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no suggestions: no two people look alike enough (or every such pair was answered)")
+        return
+    for row in rows:
+        who = " and ".join(printable(f"person {row[k]}" + (f" ({row['name_' + k]!r})" if row["name_" + k] else ""))
+                           for k in ("a", "b"))
+        chance = "" if row["probability"] is None else f"{row['probability']:.0%} likely, "
+        click.echo(f"{who}: {chance}closest faces {row['distance']:.3f} apart ({row['support']} close pairs); "
+                   f"faceclust merge {row['a']} {row['b']}  |  faceclust apart {row['a']} {row['b']}")
+
+
+COMMANDS = (verify, search, dedupe, calibrate, suggest)

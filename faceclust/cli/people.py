@@ -105,6 +105,18 @@ def merge(target, others, force, catalog):
 
 
 @click.command()
+@click.argument("person_a")
+@click.argument("person_b")
+@catalog_option
+def apart(person_a, person_b, catalog):
+    """PERSON_A and PERSON_B (ids or names) are two people: 'suggest' never offers them again."""
+    from faceclust.people import keep_apart
+
+    decision = keep_apart(_catalog_path(catalog), person_a, person_b)
+    done(f"kept apart: person {decision.person} and {person_b}", decision)
+
+
+@click.command()
 @click.argument("face", type=click.IntRange(min=1))
 @click.argument("person")
 @catalog_option
@@ -180,4 +192,4 @@ def undo(entry, catalog, as_json):
                    "went since", err=True)
 
 
-COMMANDS = (cluster, people, name, merge, move, reject, hide, history, undo)
+COMMANDS = (cluster, people, name, merge, apart, move, reject, hide, history, undo)

@@ -15,6 +15,7 @@ from faceclust.people.decisions import (
                                         Decision,
                                         hide_person,
                                         history,
+                                        keep_apart,
                                         list_people,
                                         merge_people,
                                         move_face,
@@ -25,4 +26,4 @@ from faceclust.people.decisions import (
 from faceclust.people.stable import ClusterOptions, ClusterSummary, PeopleClusterer, cluster_library
 
 __all__ = ["ClusterOptions", "ClusterSummary", "Decision", "PeopleClusterer", "cluster_library", "hide_person",
-           "history", "list_people", "merge_people", "move_face", "name_person", "reject_face", "undo"]
+           "history", "keep_apart", "list_people", "merge_people", "move_face", "name_person", "reject_face", "undo"]

@@ -1,4 +1,4 @@
-"""The user's decisions: name, merge, move, reject, hide; the history that lists them and undo.
+"""The user's decisions: name, merge, move, reject, hide, keep apart; the history that lists them and undo.
 
 Each opens the catalog, takes its people lock (a clustering run in another process finishes
 first), and makes one change in one transaction that becomes an undoable history entry.
@@ -128,6 +128,19 @@ def reject_face(catalog_path, face_id: int) -> Decision:
             raise UsageProblem(f"face {face_id} belongs to nobody; nothing to reject")
         entry.description = f"reject face {face_id} from {_label(catalog.person(person), person)}"
         return Decision(person, entry.id)
+
+
+def keep_apart(catalog_path, a: str, b: str) -> Decision:
+    """Record that two people are two people (a "no" to a merge suggestion): the pair is never
+    suggested again. Undoable like every decision."""
+    with _deciding(catalog_path) as catalog, catalog.recorded("apart", "apart") as entry:
+        first, second = catalog.resolve_person(a), catalog.resolve_person(b)
+        if first == second:
+            raise UsageProblem(f"{a} and {b} are one person (person {first}); nothing to keep apart")
+        new = catalog.mark_apart(first, second)
+        entry.description = (f"keep {_label(catalog.person(first), first)} and "
+                             f"{_label(catalog.person(second), second)} apart")
+        return Decision(first, entry.id, [] if new else ["they were kept apart already"])
 
 
 def history(catalog_path, limit: int | None = None) -> list[dict]:

@@ -1,0 +1,96 @@
+"""How many answers does a user need to correct the people? Merge suggestions, answered
+truthfully from the labels, on the development sets.
+
+    .venv/bin/python benchmarks/bench_suggest.py [--answers 50] [--sets lfw_dev celeba_train celeb25_web]
+
+Each set's catalog (benchmarks/dev_catalogs.py) is copied, clustered with the defaults, then a
+simulated user takes the top suggestion again and again: "yes" (faceclust merge) when the two
+people's majority labels agree, else "no" (faceclust apart), through the library functions
+the CLI calls. BCubed F1 (bench_cluster's scorer) after 0, 10, 25 and 50 answers, and the
+answers needed to reach 0.99 (if reached within ``--answers``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_cluster import load_catalog, score  # noqa: E402
+from dev_catalogs import CACHE, SETS  # noqa: E402
+
+
+def people_labels(catalog_path: Path) -> np.ndarray:
+    """The person of every face, in load_catalog's order (-1: nobody)."""
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+
+    with Catalog(catalog_path, create=False) as catalog:
+        records = catalog.face_records(catalog_model(catalog).model_id)
+    return records["person"][~np.isnan(records["vector"]).any(axis=1)]
+
+
+def simulate(name: str, source: Path, answers: int) -> dict:
+    from faceclust.find.suggest import suggest_library
+    from faceclust.people import cluster_library, keep_apart, merge_people
+
+    work = Path(tempfile.mkdtemp(prefix="bench-suggest-"))
+    catalog = work / "c.sqlite"
+    shutil.copyfile(source, catalog)
+    cluster_library(catalog)
+    data = load_catalog(name, catalog)
+    curve, reached, yes, start = {}, None, 0, time.perf_counter()
+    for n in range(answers + 1):
+        labels = people_labels(catalog)
+        f1 = score(data, labels)["bcubed_f1"]
+        if n in (0, 10, 25, 50) or n == answers:
+            curve[n] = f1
+        if reached is None and f1 >= 0.99:
+            reached = n
+        if n == answers:
+            break
+        top = suggest_library(catalog, limit=1)
+        if not top:
+            curve.setdefault(n, f1)
+            break
+        a, b = top[0].a, top[0].b
+        majority = {p: Counter(data.label[labels == p]).most_common(1)[0][0] for p in (a, b)}
+        if majority[a] == majority[b]:
+            merge_people(catalog, str(a), [str(b)], force=True)
+            yes += 1
+        else:
+            keep_apart(catalog, str(a), str(b))
+    shutil.rmtree(work)
+    return {"set": name, "curve": curve, "reached": reached, "yes": yes, "identities": len(np.unique(data.label)),
+            "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--answers", type=int, default=50)
+    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    args = parser.parse_args()
+    print(f"Command: `.venv/bin/python benchmarks/bench_suggest.py --answers {args.answers}` ({time.strftime('%Y-%m-%d')})\n")
+    print("| set | identities | F1 after 0 | 10 | 25 | 50 answers | answers to reach 0.99 | of which yes | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.sets:
+        r = simulate(name, CACHE / f"{name}.sqlite", args.answers)
+        c = r["curve"]
+        cells = [f"{c[k]:.4f}" if k in c else "" for k in (0, 10, 25, 50)]
+        print(f"| {name} | {r['identities']} | {' | '.join(cells)} | "
+              f"{r['reached'] if r['reached'] is not None else f'not within {args.answers}'} | {r['yes']} | "
+              f"{r['seconds']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Merge suggestions (`faceclust suggest`) and their answers: a yes merges, a no is never
+suggested again, both undoable. Fake models: one marker colour is one person."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import MARKER_COLOURS, draw_photo
+
+from faceclust.cli import main
+
+FAKE = ["--detector", "fake", "--min-face", "20"]
+
+
+@pytest.fixture(autouse=True)
+def fake_default_embedder(monkeypatch):
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def fake_distance(c1: int, c2: int) -> float:
+    """The fake embedder's distance between two marker colours (its formula)."""
+    def vector(c):
+        v = np.r_[np.array(MARKER_COLOURS[c]) / 255.0, 0.5]
+        return v / np.linalg.norm(v)
+    return float(np.linalg.norm(vector(c1) - vector(c2)))
+
+
+@pytest.fixture
+def people(tmp_path):
+    """Four people (one per colour, two photos each), colours 1 and 2 together in a third photo."""
+    root = tmp_path / "photos"
+    for colour in range(4):
+        for k in range(2):
+            draw_photo(root / f"c{colour}_{k}.png", [(colour, 40, 40, 60)])
+    draw_photo(root / "together.png", [(1, 20, 40, 60), (2, 200, 40, 60)])
+    catalog = tmp_path / "c.sqlite"
+    assert run("scan", root, "--catalog", catalog, *FAKE, "--quiet").exit_code == 0
+    assert run("cluster", "--catalog", catalog, "--quiet").exit_code == 0
+    listed = json.loads(run("people", "--catalog", catalog, "--json").output)
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+
+    with Catalog(catalog) as cat:
+        records = cat.face_records(catalog_model(cat).model_id)
+    colour_of = {}
+    for path, person in zip(records["path"], records["person"]):
+        name = path.rsplit("/", 1)[1]
+        if name.startswith("c"):
+            colour_of[int(person)] = int(name[1])
+    assert len(listed) == 4 and len(set(colour_of.values())) == 4
+    return catalog, colour_of
+
+
+def suggested(catalog, colour_of) -> list[tuple[int, int]]:
+    rows = json.loads(run("suggest", "--catalog", catalog, "--json").output)
+    return [tuple(sorted((colour_of[r["a"]], colour_of[r["b"]]))) for r in rows]
+
+
+def test_suggestions_come_most_alike_first_and_never_for_people_in_one_photo(people):
+    catalog, colour_of = people
+    pairs = suggested(catalog, colour_of)
+    expected = sorted(((a, b) for a in range(4) for b in range(a + 1, 4) if (a, b) != (1, 2)),
+                      key=lambda p: fake_distance(*p))
+    assert pairs == expected and (1, 2) not in pairs
+    first = json.loads(run("suggest", "--catalog", catalog, "--json").output)[0]
+    assert first["distance"] == pytest.approx(fake_distance(0, 3), abs=1e-3)
+    assert first["probability"] is None  # no calibration fits the fake model: no made-up number
+    assert first["faces_a"] and first["faces_b"]
+
+
+def test_a_no_is_never_asked_again_a_yes_merges_and_both_undo(people):
+    catalog, colour_of = people
+    person = {c: p for p, c in colour_of.items()}
+    result = run("apart", person[0], person[3], "--catalog", catalog)
+    assert result.exit_code == 0, result.output
+    assert (0, 3) not in suggested(catalog, colour_of)
+    assert run("undo", "--catalog", catalog).exit_code == 0
+    assert suggested(catalog, colour_of)[0] == (0, 3)  # asked again once the no is undone
+
+    run("apart", person[0], person[3], "--catalog", catalog)
+    assert run("merge", person[3], person[1], "--catalog", catalog).exit_code == 0  # a yes
+    colour_of[person[3]] = 3
+    left = suggested(catalog, {**colour_of, person[1]: 3})
+    assert (1, 3) not in left and (0, 3) not in left  # the no still holds for the merged person
+    history = json.loads(run("history", "--catalog", catalog, "--json").output)
+    assert [h["kind"] for h in history[:2]] == ["merge", "apart"]
+
+
+def test_keeping_one_person_apart_from_itself_is_one_line(people):
+    catalog, colour_of = people
+    pid = next(iter(colour_of))
+    result = CliRunner().invoke(main, ["apart", str(pid), str(pid), "--catalog", str(catalog)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "nothing to keep apart" in result.output
