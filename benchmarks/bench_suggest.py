@@ -4,9 +4,9 @@ truthfully from the labels, on the development sets.
     .venv/bin/python benchmarks/bench_suggest.py [--answers 50] [--sets lfw_dev celeba_train celeb25_web]
 
 Each set's catalog (benchmarks/dev_catalogs.py) is copied, clustered with the defaults, then a
-simulated user takes the top suggestion again and again: "yes" (faceclust merge) when the two
-people's majority labels agree, else "no" (faceclust apart), through the library functions
-the CLI calls. BCubed F1 (bench_cluster's scorer) after 0, 10, 25 and 50 answers, and the
+simulated user takes the top suggestion again and again: "yes" (faceclust merge, or move for a
+face of nobody) when the majority labels agree (a lone face: its photo's label), else "no"
+(faceclust apart, or reject --person), through the library functions the CLI calls. BCubed F1 (bench_cluster's scorer) after 0, 10, 25 and 50 answers, and the
 answers needed to reach 0.99 (if reached within ``--answers``).
 """
 
@@ -40,9 +40,18 @@ def people_labels(catalog_path: Path) -> np.ndarray:
     return records["person"][~np.isnan(records["vector"]).any(axis=1)]
 
 
+def face_ids(catalog_path: Path) -> np.ndarray:
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+
+    with Catalog(catalog_path, create=False) as catalog:
+        records = catalog.face_records(catalog_model(catalog).model_id)
+    return records["face_id"][~np.isnan(records["vector"]).any(axis=1)]
+
+
 def simulate(name: str, source: Path, answers: int) -> dict:
     from faceclust.find.suggest import suggest_library
-    from faceclust.people import cluster_library, keep_apart, merge_people
+    from faceclust.people import cluster_library, keep_apart, merge_people, move_face, reject_face
 
     work = Path(tempfile.mkdtemp(prefix="bench-suggest-"))
     catalog = work / "c.sqlite"
@@ -63,13 +72,19 @@ def simulate(name: str, source: Path, answers: int) -> dict:
         if not top:
             curve.setdefault(n, f1)
             break
-        a, b = top[0].a, top[0].b
-        majority = {p: Counter(data.label[labels == p]).most_common(1)[0][0] for p in (a, b)}
-        if majority[a] == majority[b]:
-            merge_people(catalog, str(a), [str(b)], force=True)
-            yes += 1
+        s = top[0]
+        majority = Counter(data.label[labels == s.a]).most_common(1)[0][0]
+        if s.b is None:  # a face of nobody: its photo's label
+            other = data.label[np.flatnonzero(face_ids(catalog) == s.face)[0]]
         else:
-            keep_apart(catalog, str(a), str(b))
+            other = Counter(data.label[labels == s.b]).most_common(1)[0][0]
+        if majority == other:
+            (move_face(catalog, s.face, str(s.a)) if s.b is None else merge_people(catalog, str(s.a), [str(s.b)], force=True))
+            yes += 1
+        elif s.b is None:
+            reject_face(catalog, s.face, str(s.a))
+        else:
+            keep_apart(catalog, str(s.a), str(s.b))
     shutil.rmtree(work)
     return {"set": name, "curve": curve, "reached": reached, "yes": yes, "identities": len(np.unique(data.label)),
             "seconds": time.perf_counter() - start}

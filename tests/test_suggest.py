@@ -101,3 +101,25 @@ def test_keeping_one_person_apart_from_itself_is_one_line(people):
     result = CliRunner().invoke(main, ["apart", str(pid), str(pid), "--catalog", str(catalog)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "nothing to keep apart" in result.output
+
+
+def test_a_face_of_nobody_is_suggested_for_the_nearest_person_it_was_not_rejected_from(people):
+    catalog, colour_of = people
+    person = {c: p for p, c in colour_of.items()}
+    exported = json.loads(run("people", "--catalog", catalog, "--json").output)
+    assert exported
+    from faceclust.catalog import Catalog
+
+    with Catalog(catalog) as cat:
+        face = next(f for f, (p, _src) in cat.assignments_of(range(1, 100)).items() if p == person[0])
+    assert run("reject", face, "--catalog", catalog).exit_code == 0  # now a face of nobody
+    rows = json.loads(run("suggest", "--catalog", catalog, "--json").output)
+    for_face = [r for r in rows if r["face"] == face]
+    assert for_face and for_face[0]["b"] is None
+    assert [colour_of[r["a"]] for r in for_face][0] == 3  # the nearest person but its own, rejected one
+    assert person[0] not in [r["a"] for r in for_face]
+    assert run("reject", face, "--person", person[3], "--catalog", catalog).exit_code == 0  # a no
+    again = [r["a"] for r in json.loads(run("suggest", "--catalog", catalog, "--json").output) if r["face"] == face]
+    assert person[3] not in again and person[0] not in again
+    text = run("suggest", "--catalog", catalog).output
+    assert f"faceclust move {face} " in text and f"faceclust reject {face} --person " in text

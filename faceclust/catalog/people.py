@@ -187,16 +187,20 @@ class PeopleMixin:
                 (face_id, person_id, time.time()))
             self._drop_empty_people()
 
-    def reject_face(self, face_id: int) -> int | None:
-        """"Not this person": the face leaves its person for good. Returns that person."""
+    def reject_face(self, face_id: int, person_id: int | None = None) -> int | None:
+        """"Not this person": the face leaves its person (or, given ``person_id``, never joins
+        that one) for good. Returns that person; None when the face belongs to nobody and no
+        person was given."""
         with self.transaction():
-            row = self.db.execute("SELECT person_id FROM assignments WHERE face_id=?", (face_id,)).fetchone()
-            if row is None:
-                return None
+            if person_id is None:
+                row = self.db.execute("SELECT person_id FROM assignments WHERE face_id=?", (face_id,)).fetchone()
+                if row is None:
+                    return None
+                person_id = int(row[0])
             self.db.execute("INSERT OR IGNORE INTO rejections(face_id, person_id, at) VALUES (?, ?, ?)",
-                            (face_id, row[0], time.time()))
-            self.db.execute("DELETE FROM assignments WHERE face_id=?", (face_id,))
-        return int(row[0])
+                            (face_id, person_id, time.time()))
+            self.db.execute("DELETE FROM assignments WHERE face_id=? AND person_id=?", (face_id, person_id))
+        return int(person_id)
 
     def people(self) -> list[dict]:
         """id, name, hidden, faces, photos for every person (existing photos only), biggest first."""

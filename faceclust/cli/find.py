@@ -188,8 +188,9 @@ def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
 @option("--limit", type=click.IntRange(min=1), default=None, show_default="20", help="Suggestions listed.")
 @json_option
 def suggest(catalog, limit, as_json):
-    """Pairs of people who may be one person, most likely first. Answer with
-    'faceclust merge A B' (yes) or 'faceclust apart A B' (no: never asked again)."""
+    """Pairs of people who may be one person, and faces of nobody that may be someone, most
+    likely first. Answer with 'faceclust merge A B' / 'faceclust move FACE A' (yes), or
+    'faceclust apart A B' / 'faceclust reject FACE --person A' (no: never asked again)."""
     from faceclust.find.suggest import suggest_library
 
     rows = [s.as_dict() for s in suggest_library(_catalog_path(catalog), limit or 20)]
@@ -200,10 +201,15 @@ def suggest(catalog, limit, as_json):
         click.echo("no suggestions: no two people look alike enough (or every such pair was answered)")
         return
     for row in rows:
-        who = " and ".join(printable(f"person {row[k]}" + (f" ({row['name_' + k]!r})" if row["name_" + k] else ""))
-                           for k in ("a", "b"))
+        def who(k):
+            return printable(f"person {row[k]}" + (f" ({row['name_' + k]!r})" if row["name_" + k] else ""))
         chance = "" if row["probability"] is None else f"{row['probability']:.0%} likely, "
-        click.echo(f"{who}: {chance}closest faces {row['distance']:.3f} apart ({row['support']} close pairs); "
+        if row["b"] is None:  # a face of nobody yet
+            click.echo(f"face {row['face']} and {who('a')}: {chance}{row['distance']:.3f} from its closest faces; "
+                       f"faceclust move {row['face']} {row['a']}  |  faceclust reject {row['face']} --person {row['a']}")
+            continue
+        click.echo(f"{who('a')} and {who('b')}: {chance}closest faces {row['distance']:.3f} apart "
+                   f"({row['support']} close pairs); "
                    f"faceclust merge {row['a']} {row['b']}  |  faceclust apart {row['a']} {row['b']}")
 
 

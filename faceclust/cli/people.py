@@ -130,13 +130,14 @@ def move(face, person, catalog):
 
 @click.command()
 @click.argument("face", type=click.IntRange(min=1))
+@option("--person", default=None, help="Not this person (an id or a name) [default: the face's own].")
 @catalog_option
-def reject(face, catalog):
-    """"Not this person": FACE leaves its person and is never put back there."""
+def reject(face, person, catalog):
+    """"Not this person": FACE leaves its person (or never joins PERSON) and is never put there."""
     from faceclust.people import reject_face
 
-    decision = reject_face(_catalog_path(catalog), face)
-    done(f"face {face} removed from person {decision.person} for good", decision)
+    decision = reject_face(_catalog_path(catalog), face, person)
+    done(f"face {face} is not person {decision.person}, for good", decision)
 
 
 @click.command()

@@ -24,8 +24,8 @@ MAX_FACES = 300  # faces of one person compared (a fixed sample of a bigger pers
 
 @dataclass
 class Suggestion:
-    a: int  # the person with more faces (a yes merges b into a)
-    b: int
+    a: int  # the person with more faces (a yes merges b into a, or moves ``face`` into a)
+    b: int | None  # None: the suggestion is a lone face (no person yet) for person a
     probability: float | None  # None when no calibration fits the model
     distance: float  # mean distance of the closest cross pairs
     support: int  # cross pairs closer than the model's same-person distance
@@ -33,6 +33,7 @@ class Suggestion:
     faces_b: list[int]
     name_a: str | None = None
     name_b: str | None = None
+    face: int | None = None  # the lone face, when b is None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,8 +84,39 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
                               int((d < same_person).sum()), list(dict.fromkeys(fa.tolist())),
                               list(dict.fromkeys(fb.tolist())), people[int(ids[big])]["name"],
                               people[int(ids[small])]["name"]))
+    out += _lone_faces(records, ids, members, unit, centres, vectors, face_ids, photos, people,
+                       catalog, neighbours, same_person, calibration if fitted else None)
     out.sort(key=lambda s: (s.distance, -s.support))
     return out[:limit] if limit else out
+
+
+def _lone_faces(records, ids, members, unit, centres, vectors, face_ids, photos, people, catalog,
+                neighbours, same_person, calibration) -> list[Suggestion]:
+    """Faces of nobody, each with the people nearest to it (not one it was rejected from, nor
+    one already in its photo)."""
+    lone = (records["person"] < 0) & ~np.isnan(records["vector"]).any(axis=1)
+    if not lone.any():
+        return []
+    rejected = set(catalog.rejections())
+    x = records["vector"][lone].astype(np.float64)
+    x_unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    order = np.argsort(_distances(x_unit, centres), axis=1)[:, :neighbours]
+    out = []
+    for row, (face, photo) in enumerate(zip(records["face_id"][lone], records["photo_id"][lone])):
+        for k in order[row]:
+            pid = int(ids[k])
+            if (int(face), pid) in rejected or np.any(photos[members[k]] == photo):
+                continue
+            d = _distances(x[row:row + 1], vectors[members[k]])[0]
+            closest = np.argsort(d)[:CLOSEST]
+            distance = float(d[closest].mean())
+            probability = None
+            if calibration is not None:
+                probability = round(float(calibration.probability(np.zeros((1, 1)), np.array([[distance]]))[0]), 4)
+            out.append(Suggestion(pid, None, probability, round(distance, 4), int((d < same_person).sum()),
+                                  face_ids[members[k]][closest].tolist(), [int(face)], people[pid]["name"],
+                                  None, int(face)))
+    return out
 
 
 def _candidate_pairs(centres: np.ndarray, neighbours: int) -> list[tuple[int, int]]:

@@ -119,11 +119,12 @@ def move_face(catalog_path, face_id: int, ref: str) -> Decision:
         return Decision(person, entry.id)
 
 
-def reject_face(catalog_path, face_id: int) -> Decision:
+def reject_face(catalog_path, face_id: int, person: str | None = None) -> Decision:
+    """The face is not its person (or not ``person``: a "no" to a suggestion for a lone face)."""
     with _deciding(catalog_path) as catalog, catalog.recorded("reject", "reject") as entry:
         if not catalog.face_exists(face_id):
             raise NotFound(f"no face {face_id}; 'faceclust export' lists face ids")
-        person = catalog.reject_face(face_id)
+        person = catalog.reject_face(face_id, None if person is None else catalog.resolve_person(person))
         if person is None:
             raise UsageProblem(f"face {face_id} belongs to nobody; nothing to reject")
         entry.description = f"reject face {face_id} from {_label(catalog.person(person), person)}"
