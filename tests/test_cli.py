@@ -91,11 +91,13 @@ def test_status_says_when_a_catalog_is_not_on_the_default_descriptor(tmp_path, l
 
     cat = tmp_path / "c.sqlite"
     run("scan", lib, "--catalog", cat, *FAKE, "--quiet")
-    assert "--model default" not in run("status", "--catalog", cat).output  # on the default: no note
+    shown = run("status", "--catalog", cat).output
+    assert "--model default" not in shown and "dlib ResNet + 0.5 SFace (the default)" in shown  # no note
     with Catalog(cat) as catalog:  # a catalog last scanned with dlib's descriptor alone
         record_model(catalog, ModelChoice("dlib-resnet", None, "dlib-resnet:0123456789abcdef"))
     status = run("status", "--catalog", cat)
     assert "uses the dlib-resnet descriptor" in status.output and "--model default" in status.output
+    assert "dlib ResNet alone" in status.output
     shown = json.loads(run("status", "--catalog", cat, "--json").stdout)["model"]
     assert shown["embedder"] == "dlib-resnet" and shown["is_default"] is False
 

@@ -168,6 +168,9 @@ def print_scan_summary(summary: dict, catalog: Path) -> None:
     console.print(table)
 
 
+DESCRIPTORS = {"fused": "fused: dlib ResNet + 0.5 SFace (the default)", "dlib-resnet": "dlib ResNet alone"}
+
+
 def print_status(counts: dict, catalog: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -181,6 +184,9 @@ def print_status(counts: dict, catalog: Path) -> None:
         table.add_row(_safe(f"embeddings ({model})"), str(n))
     model = counts.get("model")
     if model:
+        if model.get("embedder"):
+            described = DESCRIPTORS.get(model["embedder"], model["embedder"])
+            table.add_row("descriptor", described + (" (fine-tuned)" if model.get("checkpoint") else ""))
         table.add_row("model in use", _safe(model["checkpoint"] or model["model_id"] or model.get("error", "?")))
     console.print(table)
     if model and model.get("embedder") and not model.get("is_default"):
