@@ -205,10 +205,10 @@ def suggest(catalog, limit, as_json):
             return printable(f"person {row[k]}" + (f" ({row['name_' + k]!r})" if row["name_" + k] else ""))
         chance = "" if row["probability"] is None else f"{row['probability']:.0%} likely, "
         if row["b"] is None:  # a face of nobody yet
-            click.echo(f"face {row['face']} and {who('a')}: {chance}{row['distance']:.3f} from its closest faces; "
+            click.echo(f"face {row['face']} and {who('a')}: {chance}{row['distance']:.3f} from its faces on average; "
                        f"faceclust move {row['face']} {row['a']}  |  faceclust reject {row['face']} --person {row['a']}")
             continue
-        click.echo(f"{who('a')} and {who('b')}: {chance}closest faces {row['distance']:.3f} apart "
+        click.echo(f"{who('a')} and {who('b')}: {chance}faces {row['distance']:.3f} apart on average "
                    f"({row['support']} close pairs); "
                    f"faceclust merge {row['a']} {row['b']}  |  faceclust apart {row['a']} {row['b']}")
 
