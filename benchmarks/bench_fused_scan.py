@@ -1,5 +1,6 @@
-"""What the fused descriptor costs a scan: photos/s with the fused embedder ([dlib, 0.5 SFace])
-against today's default (dlib's ResNet alone), the same photos, alternating, in one run.
+"""What the new defaults cost a scan: the fused embedder ([dlib, 0.5 SFace]) and min_face 30,
+against the former default (dlib's ResNet alone, min_face 40) and dlib alone at min_face 30,
+the same photos, in rotating order, in one run.
 
     .venv/bin/python benchmarks/bench_fused_scan.py --set celeba_train --photos 400 --rounds 2
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    from faceclust.faces.detect import DetectOptions
     from faceclust.scan.options import ScanOptions
     from faceclust.scan.scanner import scan_library
 
@@ -38,18 +40,23 @@ def main() -> None:
             target = photos / f"{i % 20:02d}" / source.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target)
-        runs: dict[str, list] = {"dlib-resnet": [], "fused": []}
+        configs = {"former default: dlib-resnet, min_face 40": ("dlib-resnet", 40),
+                   "dlib-resnet, min_face 30": ("dlib-resnet", 30),
+                   "default: fused, min_face 30": ("fused", 30)}
+        runs: dict[str, list] = {name: [] for name in configs}
+        names = list(configs)
         for r in range(args.rounds + 1):
-            order = ["dlib-resnet", "fused"] if r % 2 == 0 else ["fused", "dlib-resnet"]
-            for name in order:
-                catalog = tmp / f"{name}-{r}.sqlite"
+            for name in names[r % 3:] + names[:r % 3]:
+                embedder, min_face = configs[name]
+                catalog = tmp / f"{embedder}-{min_face}-{r}.sqlite"
                 started = time.perf_counter()
-                summary = scan_library(catalog, [photos], ScanOptions(embedder=name, update_index=False))
+                summary = scan_library(catalog, [photos], ScanOptions(detect=DetectOptions(min_face=min_face),
+                                                                      embedder=embedder, update_index=False))
                 seconds = time.perf_counter() - started
                 if r:  # round 0 loads the models
                     runs[name].append((seconds, summary))
     print(f"{len(sources)} photos of {args.set}, {args.rounds} alternating rounds after a warm-up, 2 cores\n")
-    print("| embedder | photos/s (median) | faces | time split of the median run (s) |")
+    print("| configuration | photos/s (median) | faces | time split of the median run (s) |")
     print("|---|---|---|---|")
     medians = {}
     for name, results in runs.items():
@@ -58,7 +65,8 @@ def main() -> None:
         medians[name] = seconds
         split = ", ".join(f"{k} {v:.1f}" for k, v in sorted(summary.timings.items()) if v >= 0.05)
         print(f"| {name} | {len(sources) / seconds:.1f} | {summary.faces_found} | {split} |")
-    print(f"\nfused / dlib time: {medians['fused'] / medians['dlib-resnet']:.2f}x")
+    base = medians[names[0]]
+    print("\n" + ", ".join(f"{name}: {medians[name] / base:.2f}x the former default's time" for name in names[1:]))
 
 
 if __name__ == "__main__":

@@ -222,3 +222,33 @@ def test_a_catalog_switched_to_sface_is_re_embedded_from_the_stored_boxes(shared
     a, b = by_box(tmp_path / "dlib.sqlite"), by_box(tmp_path / "sface.sqlite")
     assert a.keys() == b.keys() and len(a) >= 12
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
+
+
+def test_landmarks_from_a_crop_around_the_face_equal_the_whole_photos(shared_data):
+    """The predictors are given the face and a margin, not the whole photo (a copy per face):
+    on real photos with faces near the edges too, the points are dlib's on the whole photo."""
+    import dlib
+
+    from faceclust.faces.align import Aligner
+    from faceclust.faces.arcface import ArcFaceAligner
+    from faceclust.faces.detect import DetectOptions, detectors
+    from faceclust.models.files import LANDMARKS_68_FILE, LANDMARKS_FILE, model_path
+    from faceclust.photos.decode import load_image
+
+    detector, options = detectors.create("mmod"), DetectOptions()
+    whole = {5: dlib.shape_predictor(str(model_path(LANDMARKS_FILE))),
+             68: dlib.shape_predictor(str(model_path(LANDMARKS_68_FILE)))}
+    faces, five, arcface = 0, Aligner(), ArcFaceAligner()
+    for path in sorted((shared_data / "celeba_train").rglob("*.jpg"))[::60][:40]:
+        pixels = load_image(path).pixels
+        found = detector.detect(pixels, options.detection_scale(pixels.shape[1], pixels.shape[0], detector.window))
+        for box in found.boxes:
+            left, top, right, bottom = (int(round(v)) for v in box)
+            rect = dlib.rectangle(left, top, right - 1, bottom - 1)
+            points = {k: np.array([(p.x, p.y) for p in whole[k](pixels, rect).parts()], np.float64) for k in whole}
+            assert np.array_equal(five.landmarks(pixels, box[None])[0], points[5])
+            mean = lambda a, b: points[68][a:b].mean(axis=0)  # noqa: E731
+            expected = np.stack([mean(36, 42), mean(42, 48), points[68][30], points[68][48], points[68][54]])
+            assert np.allclose(arcface.landmarks(pixels, box[None])[0], expected, atol=1e-4)
+            faces += 1
+    assert faces >= 30

@@ -52,6 +52,16 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int = CHIP_SIZE) -> np.nda
     from PIL import Image
 
     inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    # Only the part of the image the chip samples (its corners' bounding box, 2 px wider) is
+    # handed to Pillow: the same pixels, without copying the whole photo for every face.
+    corners = inverse @ np.array([[0, size, 0, size], [0, 0, size, size], [1, 1, 1, 1]], np.float64)
+    height, width = image.shape[:2]
+    x0, y0 = (max(0, int(np.floor(v.min())) - 2) for v in corners)
+    x1, y1 = min(width, int(np.ceil(corners[0].max())) + 2), min(height, int(np.ceil(corners[1].max())) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((size, size, 3), np.uint8)
+    image = image[y0:y1, x0:x1]
+    inverse = inverse - np.array([[0, 0, x0], [0, 0, y0]], np.float64)
     (a, b, c), (d, e, f) = inverse
     # Pillow's coordinates put pixel centres at +0.5: shift so that centres meet centres.
     data = (a, b, c + 0.5 - (a + b) / 2, d, e, f + 0.5 - (d + e) / 2)
@@ -78,13 +88,13 @@ class ArcFaceAligner:
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(n, 5, 2) float32 ArcFace points for boxes (n, 4) (left, top, right, bottom,
         right/bottom exclusive) in ``image`` pixels."""
-        import dlib
+        from faceclust.faces.align import face_crop
 
         predictor = self._load()
         shapes = np.zeros((len(boxes), 68, 2), np.float64)
-        for i, (left, top, right, bottom) in enumerate(np.asarray(boxes)):
-            rect = dlib.rectangle(int(round(left)), int(round(top)), int(round(right)) - 1, int(round(bottom)) - 1)
-            shapes[i] = [(p.x, p.y) for p in predictor(np.ascontiguousarray(image), rect).parts()]
+        for i, box in enumerate(np.asarray(boxes)):
+            crop, rect, (x0, y0) = face_crop(image, box)  # not a copy of the whole photo per face
+            shapes[i] = [(p.x + x0, p.y + y0) for p in predictor(crop, rect).parts()]
         return five_points(shapes).astype(np.float32)
 
     @staticmethod
