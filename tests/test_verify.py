@@ -331,3 +331,11 @@ def test_verify_real_photos(shared_data):
     assert same.note is None and different.note is None
     # Bystanders aside, the main faces of two people are told apart.
     assert any(not p["same"] and p["probability"] < 0.5 for p in different.pairs)
+
+
+def test_probability_at_a_distance_is_the_pairs_probability():
+    cal = Calibration("m", "distance", intercept=9.0, coef=(-15.0,))
+    a, b = np.zeros((1, 4)), np.full((1, 4), 0.35)  # distance 0.7
+    assert cal.probability_at(0.6) == pytest.approx(0.5)
+    assert cal.probability_at(0.7) == pytest.approx(float(cal.probability(a, b)[0]))
+    assert Calibration("m", "distance+squared", 1.0, (1.0, 1.0)).probability_at(0.5) is None

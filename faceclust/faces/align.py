@@ -21,11 +21,9 @@ class Aligner:
 
     def _load(self):
         if self._predictor is None:
-            import dlib
+            from faceclust.models.files import LANDMARKS_FILE
 
-            from faceclust.models.files import LANDMARKS_FILE, model_path
-
-            self._predictor = dlib.shape_predictor(str(model_path(LANDMARKS_FILE)))
+            self._predictor = shape_predictor(LANDMARKS_FILE)
         return self._predictor
 
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -51,6 +49,15 @@ class Aligner:
         chips = dlib.get_face_chips(np.ascontiguousarray(image), dlib.full_object_detections(shapes),
                                     size=size, padding=padding)
         return np.stack([np.asarray(c, np.uint8) for c in chips])
+
+
+def shape_predictor(filename: str):
+    """One of dlib's shape predictors from face_recognition_models' files."""
+    import dlib
+
+    from faceclust.models.files import model_path
+
+    return dlib.shape_predictor(str(model_path(filename)))
 
 
 def face_crop(image: np.ndarray, box, margin: float = 2.0):

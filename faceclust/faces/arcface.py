@@ -78,11 +78,10 @@ class ArcFaceAligner:
 
     def _load(self):
         if self._predictor is None:
-            import dlib
+            from faceclust.faces.align import shape_predictor
+            from faceclust.models.files import LANDMARKS_68_FILE
 
-            from faceclust.models.files import LANDMARKS_68_FILE, model_path
-
-            self._predictor = dlib.shape_predictor(str(model_path(LANDMARKS_68_FILE)))
+            self._predictor = shape_predictor(LANDMARKS_68_FILE)
         return self._predictor
 
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -85,6 +85,12 @@ class Calibration:
         z = self.logit(a, b) + math.log(prior / (1 - prior))
         return 1.0 / (1.0 + np.exp(-z))
 
+    def probability_at(self, distance: float, prior: float = 0.5) -> float | None:
+        """P(same person) at a distance, for a calibration on the distance alone (else None)."""
+        if self.features != "distance":
+            return None
+        return float(self.probability(np.zeros((1, 1)), np.array([[float(distance)]]), prior)[0])
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out["coef"] = list(self.coef)

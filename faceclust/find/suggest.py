@@ -57,7 +57,7 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     if len(ids) < 2:
         return []
     calibration = load_calibration(None, model.model_id)
-    fitted = calibration.model_id == model.model_id and calibration.features == "distance"
+    fitted = calibration.model_id == model.model_id
     same_person = model.distances.same_person
     apart = catalog.apart_pairs()
     members = [np.flatnonzero(inverse == k) for k in range(len(ids))]
@@ -74,10 +74,7 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
         flat = np.argsort(d, axis=None)[:CLOSEST]
         rows, cols = np.unravel_index(flat, d.shape)
         distance = float(d.mean())
-        probability = None
-        if fitted:
-            # A distance-only calibration: the pair (0, distance) has exactly that distance.
-            probability = round(float(calibration.probability(np.zeros((1, 1)), np.array([[distance]]))[0]), 4)
+        probability = _probability(calibration if fitted else None, distance)
         big, small = (i, j) if len(members[i]) >= len(members[j]) else (j, i)
         fa, fb = (face_ids[members[i]][rows], face_ids[members[j]][cols])
         if big != i:
@@ -112,13 +109,16 @@ def _lone_faces(records, ids, members, unit, centres, vectors, face_ids, photos,
             d = _distances(x[row:row + 1], vectors[members[k]])[0]
             closest = np.argsort(d)[:CLOSEST]
             distance = float(d.mean())
-            probability = None
-            if calibration is not None:
-                probability = round(float(calibration.probability(np.zeros((1, 1)), np.array([[distance]]))[0]), 4)
+            probability = _probability(calibration, distance)
             out.append(Suggestion(pid, None, probability, round(distance, 4), int((d < same_person).sum()),
                                   face_ids[members[k]][closest].tolist(), [int(face)], people[pid]["name"],
                                   None, int(face)))
     return out
+
+
+def _probability(calibration, distance: float) -> float | None:
+    p = calibration.probability_at(distance) if calibration is not None else None
+    return None if p is None else round(p, 4)
 
 
 def _candidate_pairs(centres: np.ndarray, neighbours: int) -> list[tuple[int, int]]:

@@ -1,5 +1,6 @@
-"""Agglomerative clustering with a distance threshold on a k-NN graph (the default), with
-stragglers attached to their nearest cluster."""
+"""Agglomerative clustering with a distance threshold on a k-NN graph (the default for dlib's
+descriptors, and the first step of ``adaptive``), with stragglers attached to their nearest
+cluster."""
 
 from __future__ import annotations
 
