@@ -26,6 +26,16 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character de
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
+def cache_dir() -> Path:
+    """``$FACECLUST_CACHE``, else ``$XDG_CACHE_HOME/faceclust`` (``~/.cache/faceclust``): what
+    faceclust can rebuild (training features, thumbnails), never anything the user made."""
+    env = os.environ.get("FACECLUST_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "faceclust"
+
+
 def file_kind(mode: int) -> str:
     """What a non-regular file is, in words."""
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")

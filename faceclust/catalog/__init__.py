@@ -9,6 +9,7 @@ and never leaves half a photo behind.
 * ``base``: opening (migrations, read-only fallback), transactions, runs, errors, settings.
 * ``photos``: writing scanned photos and their faces; ``faces``: reading faces back.
 * ``people``: people, assignments, decisions; ``history``: the undoable history.
+* ``browse``: bounded pages of people and faces for ``faceclust serve``.
 * ``schema``, ``sql``: the migrations and shared SQL helpers; ``backup``: online backup.
 * ``index``: the FAISS index (the only module that imports faiss).
 
@@ -23,6 +24,7 @@ from faceclust.catalog.base import (
     default_catalog_path,
     protected_outputs,
 )
+from faceclust.catalog.browse import BrowseMixin
 from faceclust.catalog.faces import FacesMixin
 from faceclust.catalog.history import HistoryMixin
 from faceclust.catalog.people import PeopleMixin
@@ -34,7 +36,7 @@ __all__ = ["Catalog", "MIGRATIONS", "SCHEMA_VERSION", "backup_catalog", "catalog
            "protected_outputs", "sql_path"]
 
 
-class Catalog(PhotosMixin, FacesMixin, PeopleMixin, HistoryMixin, CatalogBase):
+class Catalog(PhotosMixin, FacesMixin, PeopleMixin, HistoryMixin, BrowseMixin, CatalogBase):
     """An open catalog. Use as a context manager or call :meth:`close`."""
 
 

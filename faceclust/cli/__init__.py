@@ -24,7 +24,7 @@ from faceclust.cli.errors import EXIT_CODES_HELP, translate
 from faceclust.cli.options import CATALOG_META
 from faceclust.text import printable
 
-COMMAND_MODULES = ("scan", "people", "output", "find", "train", "evaluate")
+COMMAND_MODULES = ("scan", "people", "output", "find", "serve", "train", "evaluate")
 
 
 class _Group(click.Group):

@@ -19,11 +19,15 @@ from faceclust.people.decisions import (
                                         list_people,
                                         merge_people,
                                         move_face,
+                                        move_faces,
                                         name_person,
+                                        new_person,
                                         reject_face,
+                                        reject_faces,
                                         undo,
 )
 from faceclust.people.stable import ClusterOptions, ClusterSummary, PeopleClusterer, cluster_library
 
 __all__ = ["ClusterOptions", "ClusterSummary", "Decision", "PeopleClusterer", "cluster_library", "hide_person",
-           "history", "keep_apart", "list_people", "merge_people", "move_face", "name_person", "reject_face", "undo"]
+           "history", "keep_apart", "list_people", "merge_people", "move_face", "move_faces", "name_person", "new_person",
+           "reject_face", "reject_faces", "undo"]

@@ -107,28 +107,80 @@ def merge_people(catalog_path, target: str, sources: list[str], force: bool = Fa
         return Decision(into, entry.id, notes, [n for _, n in dropped])
 
 
+def _faces(catalog, face_ids) -> list[int]:
+    faces = list(dict.fromkeys(int(f) for f in face_ids))
+    if not faces:
+        raise UsageProblem("no faces given")
+    for face in faces:
+        if not catalog.face_exists(face):
+            raise NotFound(f"no face {face}; 'faceclust export' lists face ids")
+    return faces
+
+
+def _face_list(faces: list[int]) -> str:
+    return f"face {faces[0]}" if len(faces) == 1 else f"{len(faces)} faces ({', '.join(map(str, faces[:5]))}" \
+        + (", ..." if len(faces) > 5 else "") + ")"
+
+
 def move_face(catalog_path, face_id: int, ref: str) -> Decision:
+    return move_faces(catalog_path, [face_id], ref)
+
+
+def move_faces(catalog_path, face_ids, ref: str) -> Decision:
+    """Put faces into a person, as one decision; clustering keeps them there."""
     with _deciding(catalog_path) as catalog, catalog.recorded("move", "move") as entry:
-        if not catalog.face_exists(face_id):
-            raise NotFound(f"no face {face_id}; 'faceclust export' lists face ids")
+        faces = _faces(catalog, face_ids)
         person = catalog.resolve_person(ref)
-        before = catalog.assignments_of([face_id]).get(face_id)
-        catalog.move_face(face_id, person)
-        origin = f" from person {before[0]}" if before else ""
-        entry.description = f"move face {face_id}{origin} to {_label(catalog.person(person), person)}"
+        before = catalog.assignments_of(faces)
+        for face in faces:
+            catalog.move_face(face, person)
+        origins = sorted({b[0] for b in before.values()})
+        origin = f" from person {origins[0]}" if len(origins) == 1 and len(before) == len(faces) else ""
+        entry.description = f"move {_face_list(faces)}{origin} to {_label(catalog.person(person), person)}"
+        return Decision(person, entry.id)
+
+
+def new_person(catalog_path, face_ids, name: str | None = None) -> Decision:
+    """A new person made of these faces ("new person from these"), named if ``name`` is given;
+    one decision."""
+    name = name.strip() if name else None
+    if name is not None and name.isdigit():
+        raise UsageProblem(f"a name cannot be only digits ({name!r} would read as a person id); add a letter")
+    with _deciding(catalog_path) as catalog, catalog.recorded("move", "new person") as entry:
+        faces = _faces(catalog, face_ids)
+        photos = catalog.photos_of_faces(faces)
+        if len(set(photos.values())) < len(faces):
+            raise UsageProblem("two of these faces are in the same photo: one person appears once in a photo")
+        person = catalog.create_people(1)[0]
+        for face in faces:
+            catalog.move_face(face, person)
+        if name:
+            catalog.set_person(person, name=name)
+        entry.description = f"new {_label(catalog.person(person), person)} from {_face_list(faces)}"
         return Decision(person, entry.id)
 
 
 def reject_face(catalog_path, face_id: int, person: str | None = None) -> Decision:
     """The face is not its person (or not ``person``: a "no" to a suggestion for a lone face)."""
+    return reject_faces(catalog_path, [face_id], person)
+
+
+def reject_faces(catalog_path, face_ids, person: str | None = None) -> Decision:
+    """"Not this person" for several faces, as one decision: each leaves its person (or, given
+    ``person``, never joins that one) for good."""
     with _deciding(catalog_path) as catalog, catalog.recorded("reject", "reject") as entry:
-        if not catalog.face_exists(face_id):
-            raise NotFound(f"no face {face_id}; 'faceclust export' lists face ids")
-        person = catalog.reject_face(face_id, None if person is None else catalog.resolve_person(person))
-        if person is None:
-            raise UsageProblem(f"face {face_id} belongs to nobody; nothing to reject")
-        entry.description = f"reject face {face_id} from {_label(catalog.person(person), person)}"
-        return Decision(person, entry.id)
+        faces = _faces(catalog, face_ids)
+        target = None if person is None else catalog.resolve_person(person)
+        people = set()
+        for face in faces:
+            rejected = catalog.reject_face(face, target)
+            if rejected is None:
+                raise UsageProblem(f"face {face} belongs to nobody; nothing to reject")
+            people.add(rejected)
+        first = min(people)
+        whom = _label(catalog.person(first), first) if len(people) == 1 else f"{len(people)} people"
+        entry.description = f"reject {_face_list(faces)} from {whom}"
+        return Decision(first, entry.id)
 
 
 def keep_apart(catalog_path, a: str, b: str) -> Decision:

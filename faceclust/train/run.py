@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceclust.files import cache_dir as default_cache_dir
 from faceclust.train.data import (
     LabelledFaces,
     TrainingDataError,
@@ -26,15 +27,6 @@ from faceclust.train.data import (
 from faceclust.train.trainer import Trainer, TrainOptions, TrainResult
 
 TRAINED_EMBEDDER = "dlib-resnet"  # the network train fine-tunes
-
-
-def default_cache_dir() -> Path:
-    """``$FACECLUST_CACHE``, else ``$XDG_CACHE_HOME/faceclust`` (``~/.cache/faceclust``)."""
-    env = os.environ.get("FACECLUST_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "faceclust"
 
 
 def _key(text: str) -> str:

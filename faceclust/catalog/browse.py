@@ -1,0 +1,133 @@
+"""Reading the catalog for browsing (``faceclust serve``): pages of people and faces, a face's
+source photo, a photo's faces. Read-only; every query is bounded by a page size so a page of
+a library with a million faces costs what a page of a small one does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faceclust.catalog.sql import like_pattern
+
+
+@dataclass(frozen=True)
+class FaceSource:
+    """Where a face's pixels are: its photo (by catalog id) and its box in original pixels."""
+
+    face_id: int
+    photo_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    box: tuple[float, float, float, float]
+
+
+class BrowseMixin:
+    """Browsing queries; mixed into :class:`faceclust.catalog.Catalog` (uses ``self.db``)."""
+
+    def people_page(self, query: str | None = None, include_hidden: bool = False, limit: int = 200,
+                    offset: int = 0) -> tuple[list[dict], int]:
+        """(people with id, name, hidden, faces, photos, cover face id; the number matching),
+        named people first, then by faces (most first). ``query`` matches names (substring,
+        any case)."""
+        where, args = ["1=1"], []
+        if not include_hidden:
+            where.append("pe.hidden = 0")
+        if query:
+            where.append("pe.name LIKE ? ESCAPE '\\' COLLATE NOCASE")
+            args.append(like_pattern(query))
+        condition = " AND ".join(where)
+        total = self.db.execute(f"SELECT COUNT(*) FROM people pe WHERE {condition}", args).fetchone()[0]
+        rows = self.db.execute(
+            f"""WITH counts AS (
+                    SELECT a.person_id AS pid, COUNT(*) AS faces, COUNT(DISTINCT f.photo_id) AS photos,
+                           MAX(f.score) AS best
+                    FROM assignments a JOIN faces f ON f.id = a.face_id
+                    JOIN photos p ON p.id = f.photo_id AND p.status = 'ok'
+                    GROUP BY a.person_id)
+                SELECT pe.id, pe.name, pe.hidden, COALESCE(c.faces, 0), COALESCE(c.photos, 0)
+                FROM people pe LEFT JOIN counts c ON c.pid = pe.id WHERE {condition}
+                ORDER BY pe.name IS NULL, COALESCE(c.faces, 0) DESC, pe.id LIMIT ? OFFSET ?""",
+            [*args, int(limit), int(offset)]).fetchall()
+        people = [{"id": r[0], "name": r[1], "hidden": bool(r[2]), "faces": r[3], "photos": r[4]} for r in rows]
+        covers = self.cover_faces([p["id"] for p in people])
+        for p in people:
+            p["cover"] = covers.get(p["id"])
+        return people, int(total)
+
+    def cover_faces(self, people: list[int]) -> dict[int, int]:
+        """person id -> the face shown for them: their most confident detection."""
+        out: dict[int, int] = {}
+        for start in range(0, len(people), 500):
+            chunk = [int(p) for p in people[start:start + 500]]
+            rows = self.db.execute(
+                f"""SELECT a.person_id, f.id, MAX(f.score) FROM assignments a JOIN faces f ON f.id = a.face_id
+                    JOIN photos p ON p.id = f.photo_id AND p.status = 'ok'
+                    WHERE a.person_id IN ({",".join("?" * len(chunk))}) GROUP BY a.person_id""", chunk)
+            out.update({int(r[0]): int(r[1]) for r in rows})
+        return out
+
+    def faces_page(self, person: int | None, limit: int = 500, offset: int = 0) -> tuple[list[dict], int]:
+        """(faces of ``person``, or of nobody when None, with id, photo id, score, source of the
+        assignment; how many there are), by photo path."""
+        if person is None:
+            condition, args = "a.face_id IS NULL", []
+        else:
+            condition, args = "a.person_id = ?", [int(person)]
+        base = f"""FROM faces f JOIN photos p ON p.id = f.photo_id AND p.status = 'ok'
+                   LEFT JOIN assignments a ON a.face_id = f.id WHERE {condition}"""
+        total = self.db.execute(f"SELECT COUNT(*) {base}", args).fetchone()[0]
+        rows = self.db.execute(f"SELECT f.id, f.photo_id, f.score, a.source {base} ORDER BY p.path, f.id "
+                               "LIMIT ? OFFSET ?", [*args, int(limit), int(offset)]).fetchall()
+        return [{"id": r[0], "photo": r[1], "score": r[2], "source": r[3]} for r in rows], int(total)
+
+    def face_source(self, face_id: int) -> FaceSource | None:
+        """The photo a face is in (existing photos only), or None."""
+        row = self.db.execute(
+            """SELECT f.id, p.id, p.path, p.size, p.mtime_ns, p.content_hash, f.left, f.top, f.right, f.bottom
+               FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.id = ? AND p.status = 'ok'""",
+            (int(face_id),)).fetchone()
+        return None if row is None else FaceSource(int(row[0]), int(row[1]), row[2], int(row[3]), int(row[4]),
+                                                   row[5], tuple(float(v) for v in row[6:10]))
+
+    def photo_source(self, photo_id: int) -> FaceSource | None:
+        """A photo's file (as a FaceSource with face id 0 and an empty box), or None."""
+        row = self.db.execute("SELECT id, path, size, mtime_ns, content_hash FROM photos WHERE id = ? AND status = 'ok'",
+                              (int(photo_id),)).fetchone()
+        return None if row is None else FaceSource(0, int(row[0]), row[1], int(row[2]), int(row[3]), row[4],
+                                                   (0.0, 0.0, 0.0, 0.0))
+
+    def photo_view(self, photo_id: int) -> dict | None:
+        """A photo (id, path, width, height) and its faces (id, box, person, name), or None."""
+        row = self.db.execute("SELECT id, path, width, height FROM photos WHERE id = ? AND status = 'ok'",
+                              (int(photo_id),)).fetchone()
+        if row is None:
+            return None
+        faces = self.db.execute(
+            """SELECT f.id, f.left, f.top, f.right, f.bottom, a.person_id, pe.name FROM faces f
+               LEFT JOIN assignments a ON a.face_id = f.id LEFT JOIN people pe ON pe.id = a.person_id
+               WHERE f.photo_id = ? ORDER BY f.left""", (int(photo_id),)).fetchall()
+        return {"id": row[0], "path": row[1], "width": row[2], "height": row[3],
+                "faces": [{"id": f[0], "box": tuple(f[1:5]), "person": f[5], "name": f[6]} for f in faces]}
+
+    def photos_of_faces(self, face_ids) -> dict[int, int]:
+        """face id -> photo id."""
+        ids = [int(f) for f in face_ids]
+        out: dict[int, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            out.update({int(a): int(b) for a, b in self.db.execute(
+                f"SELECT id, photo_id FROM faces WHERE id IN ({','.join('?' * len(chunk))})", chunk)})
+        return out
+
+    def person_names(self, prefix: str = "", limit: int = 20) -> list[tuple[int, str]]:
+        """(id, name) of visible named people whose name contains ``prefix``, for completion."""
+        return [(int(r[0]), r[1]) for r in self.db.execute(
+            "SELECT id, name FROM people WHERE name IS NOT NULL AND hidden = 0 AND name LIKE ? ESCAPE '\\' "
+            "COLLATE NOCASE ORDER BY name LIMIT ?", (like_pattern(prefix), int(limit)))]
+
+    def state_key(self) -> tuple:
+        """Changes whenever people or faces change: for caching what is computed from them."""
+        history = self.db.execute("SELECT COALESCE(MAX(id), 0), COUNT(undone_by) FROM history").fetchone()
+        faces = self.db.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM faces").fetchone()
+        return (*history, *faces, self.setting("faces_version"))

@@ -1,0 +1,282 @@
+"""`faceclust serve`: the review pages and their actions through Starlette's test client, on a
+catalog of fake faces (one marker colour is one person). Every action is checked through the
+library afterwards; the guards (Host, token, CSRF) are checked by requests that must fail."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+from conftest import draw_photo
+
+from faceclust.cli import main
+
+pytest.importorskip("httpx", reason="Starlette's test client needs httpx (in the test extra)")
+
+FAKE = ["--detector", "fake", "--min-face", "20"]
+HOST = "127.0.0.1"
+PORT = 8765
+
+
+@pytest.fixture(autouse=True)
+def fake_default_embedder(monkeypatch):
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """Four people (one colour each, two photos each) and colours 1 and 2 together in a photo."""
+    root = tmp_path / "photos"
+    for colour in range(4):
+        for k in range(2):
+            draw_photo(root / f"c{colour}_{k}.png", [(colour, 40, 40, 60)])
+    draw_photo(root / "together.png", [(1, 20, 40, 60), (2, 200, 40, 60)])
+    path = tmp_path / "c.sqlite"
+    assert run("scan", root, "--catalog", path, *FAKE, "--quiet").exit_code == 0
+    assert run("cluster", "--catalog", path, "--quiet").exit_code == 0
+    return path
+
+
+@pytest.fixture
+def served(catalog, tmp_path):
+    """(a logged-in test client, the guard, the catalog path)."""
+    from starlette.testclient import TestClient
+
+    from faceclust.serve.app import create_app
+    from faceclust.serve.security import Guard
+    from faceclust.serve.thumbs import Thumbnails
+
+    guard = Guard(HOST, PORT)
+    app = create_app(catalog, guard, thumbs=Thumbnails(tmp_path / "thumbs"))
+    client = TestClient(app, base_url=f"http://{HOST}:{PORT}", follow_redirects=False)
+    login = client.get(f"/?token={guard.token}")
+    assert login.status_code == 303 and login.headers["location"] == "/"
+    assert "httponly" in login.headers["set-cookie"].lower() and "samesite=strict" in login.headers["set-cookie"].lower()
+    return client, guard, catalog
+
+
+def people_of(catalog):
+    return {p["id"]: p for p in json.loads(run("people", "--catalog", catalog, "--json", "--all").output)}
+
+
+def post(client, guard, action, follow=True, **fields):
+    data = {"csrf": guard.csrf, **fields}
+    reply = client.post(f"/act/{action}", data=data)
+    assert reply.status_code == 303, reply.text
+    return client.get(reply.headers["location"]) if follow else reply
+
+
+def test_no_token_no_page(catalog):
+    from starlette.testclient import TestClient
+
+    from faceclust.serve.app import create_app
+    from faceclust.serve.security import Guard
+
+    guard = Guard(HOST, PORT)
+    client = TestClient(create_app(catalog, guard), base_url=f"http://{HOST}:{PORT}", follow_redirects=False)
+    for url in ("/", "/person/1", "/thumb/1.jpg", "/suggestions", "/names?q=a", "/static/app.js"):
+        assert client.get(url).status_code == 403, url
+    assert client.get("/?token=" + guard.token[:-1] + "x").status_code == 403
+    assert client.post("/act/undo", data={"csrf": guard.csrf}).status_code == 403
+    # The right token, but asked for under another name (a DNS-rebinding page): refused.
+    other = TestClient(create_app(catalog, guard), base_url=f"http://evil.example:{PORT}", follow_redirects=False)
+    assert other.get(f"/?token={guard.token}").status_code == 400
+
+
+def test_pages_render_people_and_faces(served):
+    client, _guard, catalog = served
+    page = client.get("/")
+    assert page.status_code == 200
+    people = people_of(catalog)
+    assert len(people) == 4
+    for pid in people:
+        assert f'href="/person/{pid}"' in page.text
+    assert "Unknown faces" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    pid, person = max(people.items(), key=lambda kv: kv[1]["faces"])
+    detail = client.get(f"/person/{pid}")
+    faces = re.findall(r'name="faces" value="(\d+)"', detail.text)
+    assert len(faces) == person["faces"]
+    thumb = client.get(f"/thumb/{faces[0]}.jpg")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content[:2] == b"\xff\xd8"
+    photo = re.search(r'href="/photo/(\d+)"', detail.text).group(1)
+    view = client.get(f"/photo/{photo}")
+    assert view.status_code == 200 and f'href="/person/{pid}"' in view.text and 'class="box' in view.text
+    assert client.get(f"/preview/{photo}.jpg").content[:2] == b"\xff\xd8"
+    assert client.get("/person/999999").status_code == 404
+    assert client.get("/thumb/999999.jpg").status_code == 404
+    assert client.get("/static/../pyproject.toml").status_code == 404
+
+
+def test_thumbnails_are_cached_by_photo_content(served, tmp_path):
+    client, _guard, catalog = served
+    from faceclust.catalog import Catalog
+
+    with Catalog(catalog) as cat:
+        face = cat.faces_page(next(iter(people_of(catalog))), 1)[0][0]["id"]
+        source = cat.face_source(face)
+    first = client.get(f"/thumb/{face}.jpg").content
+    cached = list((tmp_path / "thumbs").rglob("*.jpg"))
+    assert len(cached) == 1 and cached[0].read_bytes() == first
+    cached[0].write_bytes(b"\xff\xd8 from the cache")  # the next request is served from the cache
+    assert client.get(f"/thumb/{face}.jpg").content == b"\xff\xd8 from the cache"
+    from faceclust.serve.thumbs import Thumbnails
+
+    edited = type(source)(**{**source.__dict__, "content_hash": "another"})  # an edited photo: a new key
+    assert Thumbnails(tmp_path / "thumbs").face(edited) == first
+    assert len(list((tmp_path / "thumbs").rglob("*.jpg"))) == 2
+
+
+def test_post_needs_the_csrf_value(served):
+    client, guard, catalog = served
+    pid = next(iter(people_of(catalog)))
+    assert client.post("/act/name", data={"person": pid, "name": "Ann"}).status_code == 403
+    assert client.post("/act/name", data={"person": pid, "name": "Ann", "csrf": "wrong"}).status_code == 403
+    assert people_of(catalog)[pid]["name"] is None
+    page = post(client, guard, "name", person=pid, name="Ann")
+    assert people_of(catalog)[pid]["name"] == "Ann"
+    assert "named" in page.text and "Ann" in page.text
+    # The header form of the value works too (the page's scripts could use it).
+    reply = client.post("/act/name", data={"person": pid, "name": "Ann B"}, headers={"x-csrf-token": guard.csrf,
+                                                                                   "accept": "application/json"})
+    assert reply.status_code == 200 and reply.json()["ok"] and people_of(catalog)[pid]["name"] == "Ann B"
+
+
+def test_hostile_name_renders_as_text(served):
+    client, guard, catalog = served
+    pid = next(iter(people_of(catalog)))
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    post(client, guard, "name", person=pid, name=hostile)
+    assert people_of(catalog)[pid]["name"] == hostile
+    for url in ("/", f"/person/{pid}", "/suggestions"):
+        text = client.get(url).text
+        assert "<script>alert" not in text and "<img src=x" not in text, url
+    assert "&lt;script&gt;alert" in client.get("/").text
+    names = client.get("/names?q=script").json()
+    assert names == [{"id": pid, "name": hostile}]
+
+
+def test_reject_move_new_person_and_undo(served):
+    client, guard, catalog = served
+    from faceclust.catalog import Catalog
+
+    people = people_of(catalog)
+    big = max(people, key=lambda p: people[p]["faces"])
+    small = min(people, key=lambda p: people[p]["faces"])
+    with Catalog(catalog) as cat:
+        faces = [f["id"] for f in cat.faces_page(big, 10)[0]]
+    post(client, guard, "reject", faces=[faces[0]], person=str(big))
+    with Catalog(catalog) as cat:
+        assert cat.assignments_of([faces[0]]) == {}
+        assert (faces[0], big) in cat.rejections()
+    post(client, guard, "undo")
+    with Catalog(catalog) as cat:
+        assert cat.assignments_of([faces[0]])[faces[0]][0] == big
+    # Move one face to another person by name, then make a new person of two faces.
+    post(client, guard, "name", person=small, name="Bo")
+    page = post(client, guard, "move", faces=[faces[0]], to="Bo")
+    assert "moved" in page.text
+    with Catalog(catalog) as cat:
+        assert cat.assignments_of([faces[0]])[faces[0]] == (small, "user")
+    reply = post(client, guard, "new", follow=False, faces=faces[1:], name="Cy")
+    assert reply.headers["location"].startswith("/person/")
+    new = int(reply.headers["location"].split("/")[2].split("?")[0])
+    assert people_of(catalog)[new]["name"] == "Cy" and people_of(catalog)[new]["faces"] == len(faces) - 1
+    history = json.loads(run("history", "--catalog", catalog, "--json").output)
+    assert history[0]["description"].startswith(f"new person {new}")
+
+
+def test_a_failed_action_says_why_and_changes_nothing(served):
+    client, guard, catalog = served
+    before = people_of(catalog)
+    page = post(client, guard, "move", faces=["12345"], to="1")
+    assert "no face 12345" in page.text and 'class="note error"' in page.text
+    page = post(client, guard, "merge", target="nobody-by-this-name", source="1")
+    assert 'class="note error"' in page.text
+    assert people_of(catalog) == before
+    assert client.post("/act/name", data={"csrf": guard.csrf, "person": "1", "name": "X",
+                                          "next": "https://evil.example/"}).headers["location"].startswith("/person/")
+
+
+def test_suggestions_yes_merges_no_is_never_asked_again(served):
+    client, guard, catalog = served
+    from faceclust.catalog import Catalog
+    from faceclust.find.suggest import suggest_merges
+
+    def card():
+        page = client.get("/suggestions").text
+        found = re.search(r'id="card" data-a="(\d+)" data-b="(\d*)" data-face="(\d*)"', page)
+        return None if found is None else tuple(int(v) if v else None for v in found.groups())
+
+    with Catalog(catalog) as cat:
+        listed = [(s.a, s.b, s.face) for s in suggest_merges(cat, limit=None)]
+    assert listed and card() == listed[0]
+    a, b, _ = card()
+    post(client, guard, "answer", answer="no", a=a, b=b)
+    with Catalog(catalog) as cat:
+        assert (min(a, b), max(a, b)) in cat.apart_pairs()
+    assert card() != (a, b, None)
+    seen = [card()]
+    post(client, guard, "answer", answer="skip", a=seen[0][0], b=seen[0][1] or "", face=seen[0][2] or "")
+    assert card() != seen[0]
+    current = card()
+    if current is not None and current[1] is not None:
+        count = len(people_of(catalog))
+        post(client, guard, "answer", answer="yes", a=current[0], b=current[1])
+        assert len(people_of(catalog)) == count - 1
+    for _ in range(10):  # answer everything: the "no" pair never comes back
+        current = card()
+        if current is None:
+            break
+        assert current[:2] != (a, b)
+        post(client, guard, "answer", answer="no", a=current[0], b=current[1] or "", face=current[2] or "")
+    assert "No suggestions left" in client.get("/suggestions").text or card() is not None
+
+
+def test_server_listens_on_loopback_only_by_default(catalog):
+    import socket
+
+    from faceclust.serve.server import make_server
+
+    server, sock, served = make_server(catalog, port=0)
+    try:
+        assert sock.getsockname()[0] == "127.0.0.1" and served.loopback
+        assert served.url.startswith(f"http://127.0.0.1:{served.port}/?token=")
+        # Another address of this machine (if it has one) does not answer.
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            address = None
+        finally:
+            probe.close()
+        if address and not address.startswith("127."):
+            with pytest.raises(OSError):
+                socket.create_connection((address, served.port), timeout=2).close()
+    finally:
+        sock.close()
+
+
+def test_serve_reports_a_taken_port(catalog):
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        result = run("serve", "--catalog", catalog, "--port", holder.getsockname()[1])
+        assert result.exit_code != 0 and "cannot listen on 127.0.0.1" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        holder.close()
