@@ -226,6 +226,8 @@ def test_suggestions_yes_merges_no_is_never_asked_again(served):
     with Catalog(catalog) as cat:
         assert (min(a, b), max(a, b)) in cat.apart_pairs()
     assert card() != (a, b, None)
+    client.app.app.state.review._suggestions = None  # computed again from the catalog: still not asked
+    assert card() != (a, b, None)
     seen = [card()]
     post(client, guard, "answer", answer="skip", a=seen[0][0], b=seen[0][1] or "", face=seen[0][2] or "")
     assert card() != seen[0]

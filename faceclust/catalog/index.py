@@ -168,3 +168,17 @@ def knn_graph(vectors: np.ndarray, k: int, *, exact_limit: int = EXACT_LIMIT,
     unfilled = neighbours < 0
     distances[unfilled] = np.inf
     return distances, neighbours
+
+
+def nearest_rows(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
+    """For each query row, the ``k`` nearest rows of ``base`` (exact, float32), nearest first:
+    int64 (n, k), -1 where ``base`` has fewer rows. No n x m matrix is kept."""
+    import faiss
+
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    b = np.ascontiguousarray(base, dtype=np.float32)
+    if len(q) == 0 or len(b) == 0:
+        return np.full((len(q), k), -1, np.int64)
+    index = faiss.IndexFlatL2(b.shape[1])
+    index.add(b)
+    return index.search(q, k)[1]

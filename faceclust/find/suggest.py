@@ -57,62 +57,97 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     if len(ids) < 2:
         return []
     calibration = load_calibration(None, model.model_id)
-    fitted = calibration.model_id == model.model_id
+    fitted = calibration if calibration.model_id == model.model_id else None
     same_person = model.distances.same_person
     apart = catalog.apart_pairs()
-    members = [np.flatnonzero(inverse == k) for k in range(len(ids))]
+    members = _groups(inverse, len(ids))
     rng = np.random.default_rng(0)
     members = [m if len(m) <= MAX_FACES else np.sort(rng.choice(m, MAX_FACES, replace=False)) for m in members]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     centres = np.stack([unit[m].mean(axis=0) for m in members])
-    out = []
+    photo_sets = [set(photos[m].tolist()) for m in members]
+    partners: dict[int, list[int]] = {}
     for i, j in _candidate_pairs(centres, neighbours):
         a, b = int(ids[i]), int(ids[j])
-        if tuple(sorted((a, b))) in apart or np.intersect1d(photos[members[i]], photos[members[j]]).size:
+        if tuple(sorted((a, b))) in apart or not photo_sets[i].isdisjoint(photo_sets[j]):
             continue
+        partners.setdefault(i, []).append(j)
+    # Judge every candidate with one distance matrix per person (against all its candidates'
+    # faces at once); only the suggestions returned get their closest faces and probability.
+    ranked = []  # (distance, -support, order, what)
+    for i, js in partners.items():
+        block = _distances(vectors[members[i]], vectors[np.concatenate([members[j] for j in js])])
+        starts = np.cumsum([0] + [len(members[j]) for j in js[:-1]])
+        sums = np.add.reduceat(block.sum(axis=0), starts)
+        close = np.add.reduceat((block < same_person).sum(axis=0), starts)
+        for j, total, support in zip(js, sums.tolist(), close.tolist()):
+            distance = round(total / (len(members[i]) * len(members[j])), 4)
+            ranked.append((distance, -int(support), len(ranked), ("pair", i, j)))
+    ranked += _lone_faces(records, ids, members, centres, vectors, photo_sets, catalog, neighbours,
+                          same_person, len(ranked))
+    ranked.sort()
+    ranked = ranked[:limit] if limit else ranked
+    return [_suggestion(what, distance, -negative, ids, members, vectors, face_ids, people, records, fitted)
+            for distance, negative, _order, what in ranked]
+
+
+def _suggestion(what, distance, support, ids, members, vectors, face_ids, people, records, fitted) -> Suggestion:
+    probability = _probability(fitted, distance)
+    if what[0] == "pair":
+        _kind, i, j = what
         d = _distances(vectors[members[i]], vectors[members[j]])
-        flat = np.argsort(d, axis=None)[:CLOSEST]
-        rows, cols = np.unravel_index(flat, d.shape)
-        distance = float(d.mean())
-        probability = _probability(calibration if fitted else None, distance)
-        big, small = (i, j) if len(members[i]) >= len(members[j]) else (j, i)
-        fa, fb = (face_ids[members[i]][rows], face_ids[members[j]][cols])
-        if big != i:
-            fa, fb = fb, fa
-        out.append(Suggestion(int(ids[big]), int(ids[small]), probability, round(distance, 4),
-                              int((d < same_person).sum()), list(dict.fromkeys(fa.tolist())),
-                              list(dict.fromkeys(fb.tolist())), people[int(ids[big])]["name"],
-                              people[int(ids[small])]["name"]))
-    out += _lone_faces(records, ids, members, unit, centres, vectors, face_ids, photos, people,
-                       catalog, neighbours, same_person, calibration if fitted else None)
-    out.sort(key=lambda s: (s.distance, -s.support))
-    return out[:limit] if limit else out
+        rows, cols = np.unravel_index(np.argsort(d, axis=None)[:CLOSEST], d.shape)
+        fa, fb = face_ids[members[i]][rows], face_ids[members[j]][cols]
+        if len(members[i]) < len(members[j]):
+            i, j, fa, fb = j, i, fb, fa
+        return Suggestion(int(ids[i]), int(ids[j]), probability, distance, support, list(dict.fromkeys(fa.tolist())),
+                          list(dict.fromkeys(fb.tolist())), people[int(ids[i])]["name"], people[int(ids[j])]["name"])
+    _kind, row, k = what
+    face = int(records["face_id"][row])
+    d = _distances(records["vector"][row:row + 1].astype(np.float64), vectors[members[k]])[0]
+    closest = np.argsort(d)[:CLOSEST]
+    pid = int(ids[k])
+    return Suggestion(pid, None, probability, distance, support, face_ids[members[k]][closest].tolist(), [face],
+                      people[pid]["name"], None, face)
 
 
-def _lone_faces(records, ids, members, unit, centres, vectors, face_ids, photos, people, catalog,
-                neighbours, same_person, calibration) -> list[Suggestion]:
+def _groups(inverse: np.ndarray, count: int) -> list[np.ndarray]:
+    """Row indices of each group 0..count-1, ascending (one sort, not a scan per group)."""
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=count))[:-1]
+    return np.split(order, bounds)
+
+
+def _lone_faces(records, ids, members, centres, vectors, photo_sets, catalog, neighbours, same_person,
+                first: int) -> list[tuple]:
     """Faces of nobody, each with the people nearest to it (not one it was rejected from, nor
-    one already in its photo)."""
-    lone = (records["person"] < 0) & ~np.isnan(records["vector"]).any(axis=1)
-    if not lone.any():
+    one already in its photo), as ranked candidates numbered from ``first``."""
+    from faceclust.catalog.index import nearest_rows
+
+    lone = np.flatnonzero((records["person"] < 0) & ~np.isnan(records["vector"]).any(axis=1))
+    if not len(lone):
         return []
     rejected = set(catalog.rejections())
     x = records["vector"][lone].astype(np.float64)
     x_unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    order = np.argsort(_distances(x_unit, centres), axis=1)[:, :neighbours]
+    order = nearest_rows(x_unit, centres, min(neighbours, len(centres)))
+    lone_faces, lone_photos = records["face_id"][lone].tolist(), records["photo_id"][lone].tolist()
+    wanted: dict[int, list[int]] = {}  # person index -> the lone rows that ask about it
+    for row, (face, photo) in enumerate(zip(lone_faces, lone_photos)):
+        for k in order[row].tolist():
+            if (face, int(ids[k])) not in rejected and photo not in photo_sets[k]:
+                wanted.setdefault(k, []).append(row)
+    found = {}
+    for k, rows in wanted.items():  # one distance matrix per person
+        d = _distances(x[rows], vectors[members[k]])
+        for row, mean, support in zip(rows, d.mean(axis=1).tolist(), (d < same_person).sum(axis=1).tolist()):
+            found[(row, k)] = (round(mean, 4), -int(support))
+    # Numbered in the order of a face-by-face walk (faces in catalog order, nearest people first).
     out = []
-    for row, (face, photo) in enumerate(zip(records["face_id"][lone], records["photo_id"][lone])):
-        for k in order[row]:
-            pid = int(ids[k])
-            if (int(face), pid) in rejected or np.any(photos[members[k]] == photo):
-                continue
-            d = _distances(x[row:row + 1], vectors[members[k]])[0]
-            closest = np.argsort(d)[:CLOSEST]
-            distance = float(d.mean())
-            probability = _probability(calibration, distance)
-            out.append(Suggestion(pid, None, probability, round(distance, 4), int((d < same_person).sum()),
-                                  face_ids[members[k]][closest].tolist(), [int(face)], people[pid]["name"],
-                                  None, int(face)))
+    for row in range(len(x)):
+        for k in order[row].tolist():
+            if (row, k) in found:
+                out.append((*found[(row, k)], first + len(out), ("lone", int(lone[row]), k)))
     return out
 
 

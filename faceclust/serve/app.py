@@ -73,12 +73,27 @@ class Review:
                 self._suggestions = (key, suggest_merges(catalog, limit=200))
             return self._suggestions[1]
 
+    def forget_answered(self, a: int, b: int | None, face: int | None, merged: bool) -> None:
+        """After an answer from the queue: drop that suggestion (and, after a merge, every one
+        about the person merged away; after a face was placed, every one about that face)
+        instead of computing all of them again, which takes seconds in a big library. Any
+        other change to the catalog recomputes them."""
+        with self._lock, self.catalog() as catalog:
+            if self._suggestions is None:
+                return
+            kept = [s for s in self._suggestions[1]
+                    if suggestion_key(s) != (a, b, face)
+                    and not (merged and b is not None and b in (s.a, s.b))
+                    and not (merged and face is not None and s.face == face)]
+            self._suggestions = (catalog.state_key(), kept)
+
 
 def suggestion_key(s) -> tuple:
     return (s.a, s.b, s.face)
 
 
-def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs=None):
+def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs=None,
+               faces_per_page: int = FACES_PER_PAGE):
     """The Starlette app for ``catalog_path``, behind :class:`GuardMiddleware`."""
     from jinja2 import Environment, PackageLoader, select_autoescape
     from starlette.applications import Starlette
@@ -126,16 +141,16 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
             if pid != request.path_params["person"]:
                 return RedirectResponse(f"/person/{pid}", 303)
             person = catalog.person(pid)
-            faces, total = catalog.faces_page(pid, FACES_PER_PAGE, number * FACES_PER_PAGE)
+            faces, total = catalog.faces_page(pid, faces_per_page, number * faces_per_page)
         return page(request, "person.html", person=person, faces=faces, total=total, page=number,
-                    pages=max(1, -(-total // FACES_PER_PAGE)))
+                    pages=max(1, -(-total // faces_per_page)))
 
     def unknown_page(request):
         number = int_param(request, "page")
         with review.catalog() as catalog:
-            faces, total = catalog.faces_page(None, FACES_PER_PAGE, number * FACES_PER_PAGE)
+            faces, total = catalog.faces_page(None, faces_per_page, number * faces_per_page)
         return page(request, "unknown.html", faces=faces, total=total, page=number,
-                    pages=max(1, -(-total // FACES_PER_PAGE)))
+                    pages=max(1, -(-total // faces_per_page)))
 
     def photo_page(request):
         with review.catalog() as catalog:
@@ -259,6 +274,8 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
         else:
             raise UsageProblem("a suggestion is two people or a face and a person")
         review.answered += 1
+        review.forget_answered(*_ids([a]), *(_ids([b]) if b else [None]), *(_ids([face]) if face else [None]),
+                               merged=answer == "yes")
         return d, "merged" if answer == "yes" and b else "moved" if answer == "yes" else "kept apart", None
 
     def act_refresh(form):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _warm(app) -> None:
+    try:
+        app.app.state.review.suggestions()
+    except Exception as exc:  # the page computes them again and shows any error itself
+        print(f"faceclust serve: suggestions not ready: {exc}", file=sys.stderr)
+
+
 def make_server(catalog_path: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, out: Path | None = None):
     """(uvicorn server, its socket, what to tell the user) for ``catalog_path``; nothing runs
     until ``server.run(sockets=[sock])``."""
@@ -62,6 +71,8 @@ def make_server(catalog_path: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
     port = sock.getsockname()[1]
     guard = Guard(host, port)
     app = create_app(catalog_path, guard, out)
+    # The suggestion queue takes seconds to compute in a big library: start before it is asked for.
+    threading.Thread(target=_warm, args=(app,), daemon=True, name="faceclust-suggestions").start()
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
