@@ -48,7 +48,7 @@ def build(path: Path, faces: int, seed: int = 0) -> int:
     centres = rng.normal(size=(len(sizes), dim))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     with Catalog(path) as cat:
-        batch, ids = [], []
+        batch = []
         for i in range(faces):
             centre = centres[labels[i]] if labels[i] >= 0 else rng.normal(size=dim) / np.sqrt(dim)
             v = centre + rng.normal(scale=0.35 / np.sqrt(dim), size=dim)
@@ -114,7 +114,8 @@ def browser_load(catalog: Path, big: int, per_page: int) -> dict[str, float]:
     server, sock, served = make_server(catalog, port=0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
+    review = server.config.app.app.state.review
+    while not server.started or review._suggestions is None:  # measured after the queue's warm-up
         time.sleep(0.05)
     options = webdriver.ChromeOptions()
     options.binary_location = browser

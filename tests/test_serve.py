@@ -282,3 +282,24 @@ def test_serve_reports_a_taken_port(catalog):
         assert "Traceback" not in result.output
     finally:
         holder.close()
+
+
+def test_people_page_counts_and_covers_match_the_catalog(catalog):
+    from faceclust.catalog import Catalog
+    from faceclust.people import name_person
+
+    name_person(catalog, str(min(people_of(catalog))), "Zed")
+    with Catalog(catalog) as cat:
+        page, total = cat.people_page(limit=2)
+        rest, _ = cat.people_page(limit=10, offset=2)
+        everyone = {p["id"]: p for p in cat.people()}
+        assert total == len(everyone) == len(page) + len(rest)
+        rows = page + rest
+        assert rows[0]["name"] == "Zed"  # named people first, then the biggest
+        assert [p["faces"] for p in rows[1:]] == sorted((p["faces"] for p in rows[1:]), reverse=True)
+        for p in rows:
+            assert (p["faces"], p["photos"]) == (everyone[p["id"]]["faces"], everyone[p["id"]]["photos"])
+            faces = cat.faces_page(p["id"], 100)[0]
+            assert p["cover"] == max(faces, key=lambda f: f["score"])["id"]
+        assert [p["id"] for p in cat.people_page("ZE")[0]] == [rows[0]["id"]]
+        assert cat.people_page("%")[1] == 0 and cat.people_page("_")[1] == 0  # LIKE wildcards are text
