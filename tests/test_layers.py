@@ -25,7 +25,7 @@ LAYERS = {
     "people": 3, "evaluate": 3, "scan": 3,
     "find": 4,
     "output": 5, "train": 5,
-    "job": 6,
+    "job": 6, "serve": 6,
     "cli": 7, "__main__": 8,
 }
 

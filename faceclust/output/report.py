@@ -17,6 +17,7 @@ from faceclust.errors import FaceclustError
 from faceclust.files import atomic_write
 from faceclust.text import printable, strip_unsafe
 
+REPORT_NAME = "faceclust-report.html"  # the report's name in an albums folder (run, serve)
 THUMB = 96
 FACES_PER_PERSON = 12
 MARGIN = 0.2

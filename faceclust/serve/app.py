@@ -281,9 +281,8 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
     def act_refresh(form):
         if review.out is None:
             raise UsageProblem("start 'faceclust serve --out FOLDER' to refresh albums from here")
-        from faceclust.job import REPORT_NAME
         from faceclust.output.albums import write_albums
-        from faceclust.output.report import write_report
+        from faceclust.output.report import REPORT_NAME, write_report
 
         summary = write_albums(review.catalog_path, review.out).as_dict()
         write_report(review.catalog_path, review.out / REPORT_NAME)
