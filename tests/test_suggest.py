@@ -123,3 +123,48 @@ def test_a_face_of_nobody_is_suggested_for_the_nearest_person_it_was_not_rejecte
     assert person[3] not in again and person[0] not in again
     text = run("suggest", "--catalog", catalog).output
     assert f"faceclust move {face} " in text and f"faceclust reject {face} --person " in text
+
+
+def test_a_face_unlike_its_person_is_asked_about_first_and_an_answer_settles_it(tmp_path, monkeypatch):
+    """With a calibration that fits the model, a face clustered into the wrong person (here
+    put there as a clustering would) is asked about before any merge; no rejects it, yes keeps
+    it (pinned) and it is never asked again."""
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+    from faceclust.find import calibration as calibration_module
+    from faceclust.find import suggest as suggest_module
+
+    root = tmp_path / "photos"
+    for colour, count in ((0, 3), (3, 2), (2, 2)):
+        for k in range(count):
+            draw_photo(root / f"c{colour}_{k}.png", [(colour, 40, 40, 60)])
+    catalog = tmp_path / "c.sqlite"
+    assert run("scan", root, "--catalog", catalog, *FAKE, "--quiet").exit_code == 0
+    assert run("cluster", "--catalog", catalog, "--quiet").exit_code == 0
+    with Catalog(catalog) as cat:
+        model_id = catalog_model(cat).model_id
+        records = cat.face_records(model_id)
+        colour = {int(f): int(p.rsplit("/", 1)[1][1]) for f, p in zip(records["face_id"], records["path"])}
+        person_of = {int(f): int(p) for f, p in zip(records["face_id"], records["person"])}
+        zero = next(person_of[f] for f, c in colour.items() if c == 0)
+        stray = next(f for f, c in colour.items() if c == 3)
+        cat.add_assignments([(stray, zero, "cluster")])  # a clustering's mistake
+    # P(same) = 1/2 halfway between one colour (distance 0) and the nearest other colours.
+    half = min(fake_distance(a, b) for a in (0, 2, 3) for b in (0, 2, 3) if a < b) / 2
+    fitted = calibration_module.Calibration(model_id, "distance", 40 * half, (-40.0,))
+    monkeypatch.setattr(calibration_module, "load_calibration", lambda path, model: fitted)
+
+    first = suggest_module.suggest_library(catalog, limit=5)[0]
+    assert (first.kind, first.a, first.face) == ("member", zero, stray)
+    assert first.probability < 0.01 and stray not in first.faces_a
+    assert suggest_module.suggest_library(catalog, limit=5, check_members=False)[0].kind == "merge"
+    text = run("suggest", "--catalog", catalog).output
+    assert text.startswith(f"face {stray} of person {zero}:") and f"faceclust reject {stray}" in text
+    assert run("move", stray, zero, "--catalog", catalog).exit_code == 0  # yes: it stays, pinned
+    assert all(s.face != stray for s in suggest_module.suggest_library(catalog, limit=None))
+    assert run("undo", "--catalog", catalog).exit_code == 0
+    assert suggest_module.suggest_library(catalog, limit=1)[0].face == stray
+    assert run("reject", stray, "--catalog", catalog).exit_code == 0  # no: it leaves
+    with Catalog(catalog) as cat:
+        assert stray not in cat.assignments_of([stray])
+    assert all(not (s.face == stray and s.a == zero) for s in suggest_module.suggest_library(catalog, limit=None))

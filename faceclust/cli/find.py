@@ -188,9 +188,10 @@ def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
 @option("--limit", type=click.IntRange(min=1), default=None, show_default="20", help="Suggestions listed.")
 @json_option
 def suggest(catalog, limit, as_json):
-    """Pairs of people who may be one person, and faces of nobody that may be someone, most
-    likely first. Answer with 'faceclust merge A B' / 'faceclust move FACE A' (yes), or
-    'faceclust apart A B' / 'faceclust reject FACE --person A' (no: never asked again)."""
+    """Pairs of people who may be one person, faces of nobody that may be someone, and faces
+    that may not be their person; the answer most likely to change something first. Answer
+    with 'faceclust merge A B' / 'faceclust move FACE A' (yes), or 'faceclust apart A B' /
+    'faceclust reject FACE --person A' (no: never asked again)."""
     from faceclust.find.suggest import suggest_library
 
     rows = [s.as_dict() for s in suggest_library(_catalog_path(catalog), limit or 20)]
@@ -204,6 +205,11 @@ def suggest(catalog, limit, as_json):
         def who(k):
             return printable(f"person {row[k]}" + (f" ({row['name_' + k]!r})" if row["name_" + k] else ""))
         chance = "" if row["probability"] is None else f"{row['probability']:.0%} likely, "
+        if row["kind"] == "member":  # a face of the person that may not be them
+            click.echo(f"face {row['face']} of {who('a')}: {chance}the same person, {row['distance']:.3f} from its "
+                       f"other faces on average; faceclust move {row['face']} {row['a']} (yes, keep it)  |  "
+                       f"faceclust reject {row['face']}")
+            continue
         if row["b"] is None:  # a face of nobody yet
             click.echo(f"face {row['face']} and {who('a')}: {chance}{row['distance']:.3f} from its faces on average; "
                        f"faceclust move {row['face']} {row['a']}  |  faceclust reject {row['face']} --person {row['a']}")

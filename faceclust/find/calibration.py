@@ -91,6 +91,22 @@ class Calibration:
             return None
         return float(self.probability(np.zeros((1, 1)), np.array([[float(distance)]]), prior)[0])
 
+    def probabilities_at(self, distances, prior: float = 0.5) -> np.ndarray | None:
+        """P(same person) at each of ``distances``, for a calibration on the distance alone
+        (else None)."""
+        if self.features != "distance":
+            return None
+        z = self.intercept + self.coef[0] * np.asarray(distances, np.float64) + math.log(prior / (1 - prior))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def distance_at(self, probability: float, prior: float = 0.5) -> float | None:
+        """The distance at which P(same person) is ``probability`` (distance calibrations with a
+        falling probability only, else None)."""
+        if self.features != "distance" or not self.coef[0] < 0 or not 0 < probability < 1:
+            return None
+        z = math.log(probability / (1 - probability)) - math.log(prior / (1 - prior))
+        return (z - self.intercept) / self.coef[0]
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out["coef"] = list(self.coef)

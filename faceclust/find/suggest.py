@@ -35,14 +35,19 @@ class Suggestion:
     faces_b: list[int]
     name_a: str | None = None
     name_b: str | None = None
-    face: int | None = None  # the lone face, when b is None
+    face: int | None = None  # the face in question, when b is None
+    kind: str = "merge"  # "merge" (two people), "face" (a face of nobody), "member" (a doubtful face of a)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS) -> list[Suggestion]:
-    """The catalog's merge suggestions, most likely first (at most ``limit``)."""
+def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS,
+                   check_members: bool = True) -> list[Suggestion]:
+    """The catalog's suggestions, the answer most likely to change the people first (at most
+    ``limit``): pairs of people that may be one, faces of nobody that may be someone, and (with
+    ``check_members`` and a calibration fitted to the model) faces more likely not their
+    person than their person. Without a fitted calibration, by mean distance."""
     from faceclust.faces.embed import catalog_model
     from faceclust.find.calibration import load_calibration
 
@@ -57,12 +62,12 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     if len(ids) < 2:
         return []
     calibration = load_calibration(None, model.model_id)
-    fitted = calibration if calibration.model_id == model.model_id else None
+    fitted = calibration if calibration.model_id == model.model_id and calibration.features == "distance" else None
     same_person = model.distances.same_person
     apart = catalog.apart_pairs()
-    members = _groups(inverse, len(ids))
+    groups = _groups(inverse, len(ids))
     rng = np.random.default_rng(0)
-    members = [m if len(m) <= MAX_FACES else np.sort(rng.choice(m, MAX_FACES, replace=False)) for m in members]
+    members = [m if len(m) <= MAX_FACES else np.sort(rng.choice(m, MAX_FACES, replace=False)) for m in groups]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     centres = np.stack([unit[m].mean(axis=0) for m in members])
     photo_sets = [set(photos[m].tolist()) for m in members]
@@ -85,10 +90,41 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
             ranked.append((distance, -int(support), len(ranked), ("pair", i, j)))
     ranked += _lone_faces(records, ids, members, centres, vectors, photo_sets, catalog, neighbours,
                           same_person, len(ranked))
-    ranked.sort()
+    if fitted is not None:
+        # The chance the answer changes something: a yes for a pair or a face of nobody (the
+        # calibrated probability), a no for a face of a person (one minus it).
+        chance = fitted.probabilities_at([r[0] for r in ranked]).tolist()
+        doubtful = (_doubtful_members(catalog, groups, members, vectors, face_ids, same_person, fitted, len(ranked))
+                    if check_members else [])
+        chance += (1 - fitted.probabilities_at([r[0] for r in doubtful])).tolist() if doubtful else []
+        ranked = [r for _c, r in sorted(zip((-c for c in chance), ranked + doubtful))]
+    else:
+        ranked.sort()
     ranked = ranked[:limit] if limit else ranked
     return [_suggestion(what, distance, -negative, ids, members, vectors, face_ids, people, records, fitted)
             for distance, negative, _order, what in ranked]
+
+
+def _doubtful_members(catalog, groups, members, vectors, face_ids, same_person, calibration,
+                      first: int) -> list[tuple]:
+    """Faces of a person (of 3 faces or more, not placed there by the user) that are more
+    likely not that person than that person: their mean distance to the person's other faces
+    has a calibrated probability under one half. Ranked candidates numbered from ``first``."""
+    pinned = {face for face, (_person, source) in catalog.assignments().items() if source == "user"}
+    limit = calibration.distance_at(0.5)
+    out = []
+    for k, (rows, sample) in enumerate(zip(groups, members)):
+        if len(rows) < 3:
+            continue
+        d = _distances(vectors[rows], vectors[sample])
+        in_sample = np.isin(rows, sample)
+        mean = d.sum(axis=1) / (len(sample) - in_sample)
+        for r in np.flatnonzero(mean > limit).tolist():
+            if int(face_ids[rows[r]]) in pinned:
+                continue
+            support = int((d[r] < same_person).sum()) - int(in_sample[r])
+            out.append((round(float(mean[r]), 4), -support, first + len(out), ("member", int(rows[r]), k)))
+    return out
 
 
 def _suggestion(what, distance, support, ids, members, vectors, face_ids, people, records, fitted) -> Suggestion:
@@ -102,13 +138,20 @@ def _suggestion(what, distance, support, ids, members, vectors, face_ids, people
             i, j, fa, fb = j, i, fb, fa
         return Suggestion(int(ids[i]), int(ids[j]), probability, distance, support, list(dict.fromkeys(fa.tolist())),
                           list(dict.fromkeys(fb.tolist())), people[int(ids[i])]["name"], people[int(ids[j])]["name"])
-    _kind, row, k = what
+    kind, row, k = what
+    pid = int(ids[k])
+    if kind == "member":  # row indexes the people's faces; shown with the person's most typical faces
+        face = int(face_ids[row])
+        others = members[k][members[k] != row]
+        centre = vectors[others].mean(axis=0, keepdims=True)
+        typical = others[np.argsort(_distances(centre, vectors[others])[0])[:CLOSEST]]
+        return Suggestion(pid, None, probability, distance, support, face_ids[typical].tolist(), [face],
+                          people[pid]["name"], None, face, "member")
     face = int(records["face_id"][row])
     d = _distances(records["vector"][row:row + 1].astype(np.float64), vectors[members[k]])[0]
     closest = np.argsort(d)[:CLOSEST]
-    pid = int(ids[k])
     return Suggestion(pid, None, probability, distance, support, face_ids[members[k]][closest].tolist(), [face],
-                      people[pid]["name"], None, face)
+                      people[pid]["name"], None, face, "face")
 
 
 def _groups(inverse: np.ndarray, count: int) -> list[np.ndarray]:
@@ -170,8 +213,8 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d, 0))
 
 
-def suggest_library(catalog_path, limit: int | None = 50) -> list[Suggestion]:
+def suggest_library(catalog_path, limit: int | None = 50, check_members: bool = True) -> list[Suggestion]:
     from faceclust.catalog import Catalog
 
     with Catalog(catalog_path, create=False) as catalog:
-        return suggest_merges(catalog, limit)
+        return suggest_merges(catalog, limit, check_members=check_members)

@@ -167,8 +167,12 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
     def suggestions_page(request):
         waiting = [s for s in review.suggestions() if suggestion_key(s) not in review.skipped]
         card = waiting[0] if waiting else None
+        face_photo = None
+        if card is not None and card.face is not None:
+            with review.catalog() as catalog:
+                face_photo = catalog.photos_of_faces([card.face]).get(card.face)
         return page(request, "suggestions.html", card=card, waiting=len(waiting), answered=review.answered,
-                    faces=SUGGESTION_FACES)
+                    faces=SUGGESTION_FACES, face_photo=face_photo)
 
     def names(request):
         with review.catalog() as catalog:
