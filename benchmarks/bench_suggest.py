@@ -51,7 +51,8 @@ def face_ids(catalog_path: Path) -> np.ndarray:
     return records["face_id"][~np.isnan(records["vector"]).any(axis=1)]
 
 
-def simulate(name: str, source: Path, answers: int, members: bool = True) -> dict:
+def simulate(name: str, source: Path, answers: int, members: bool = True, judge=None) -> dict:
+    """``judge``: None for the shipped one (if it fits the model), False for none, or a Judge."""
     from faceclust.find.suggest import suggest_library
     from faceclust.people import cluster_library, keep_apart, merge_people, move_face, reject_face
 
@@ -70,7 +71,7 @@ def simulate(name: str, source: Path, answers: int, members: bool = True) -> dic
             reached = n
         if n == answers:
             break
-        top = suggest_library(catalog, limit=1, check_members=members)
+        top = suggest_library(catalog, limit=1, check_members=members, judge=judge)
         if not top:
             curve.setdefault(n, f1)
             break

@@ -168,3 +168,42 @@ def test_a_face_unlike_its_person_is_asked_about_first_and_an_answer_settles_it(
     with Catalog(catalog) as cat:
         assert stray not in cat.assignments_of([stray])
     assert all(not (s.face == stray and s.a == zero) for s in suggest_module.suggest_library(catalog, limit=None))
+
+
+def test_a_fitted_judge_ranks_by_the_chance_an_answer_changes_the_people(tmp_path, people, monkeypatch):
+    from faceclust.faces.embed import catalog_model
+    from faceclust.find import judge as judge_module
+    from faceclust.find import suggest as suggest_module
+    from faceclust.find.suggest import Evidence
+
+    rng = np.random.default_rng(0)
+    # Evidence where a pair is one person when its faces are close on average.
+    evidence = [Evidence("merge", float(m), float(m) - 0.1, 0.5, 2, 3) for m in rng.uniform(0.2, 1.2, 400)]
+    changes = [e.mean + rng.normal(0, 0.05) < 0.6 for e in evidence]
+    judge = judge_module.fit_judge("some-model", evidence, changes)
+    near, far = judge.chances([Evidence("merge", 0.3, 0.2, 0.5, 2, 3), Evidence("merge", 1.0, 0.9, 0.5, 2, 3)])
+    assert near > 0.9 and far < 0.1
+    assert set(judge.kinds) == {"merge"}  # too little evidence of the other kinds: not fitted
+    assert judge.chances([Evidence("face", 0.3, 0.2, 0.5, 1, 3)])[0] == 0.5
+    path = tmp_path / "judge.json"
+    judge.save(path)
+    assert judge_module.load_judge("some-model", path) == judge
+    assert judge_module.load_judge("another-model", path) is None
+    assert judge_module.load_judge("some-model", tmp_path / "missing.json") is None
+
+    # In suggest: the judge's order and its probability, whatever the distances say.
+    catalog, colour_of = people
+    from faceclust.catalog import Catalog
+
+    with Catalog(catalog) as cat:
+        model_id = catalog_model(cat).model_id
+    plain = suggest_module.suggest_library(catalog, limit=None, judge=False)
+    favourite = plain[-1]  # the least alike pair by distance
+    contrary = judge_module.Judge(model_id, {"merge": {"centre": [0.0] * 5, "scale": [1.0] * 5,
+                                                       "coef": [40.0, 0, 0, 0, 0], "intercept": -40 * favourite.distance}})
+    ranked = suggest_module.suggest_library(catalog, limit=None, judge=contrary)
+    assert (ranked[0].a, ranked[0].b) == (favourite.a, favourite.b)
+    assert [s.distance for s in ranked] == sorted((s.distance for s in plain), reverse=True)
+    assert ranked[0].probability == pytest.approx(0.5, abs=1e-3)
+    monkeypatch.setattr(judge_module, "JUDGE_FILE", path)  # a shipped judge for another model is not used
+    assert [(s.a, s.b) for s in suggest_module.suggest_library(catalog, limit=None)] == [(s.a, s.b) for s in plain]

@@ -15,13 +15,14 @@ A "yes" is a merge (``faceclust merge``), a "no" :func:`keep_apart`; both are hi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 CLOSEST = 3  # the closest faces shown with a suggestion
 NEIGHBOURS = 5  # candidate people per person
 MAX_FACES = 300  # faces of one person compared (a fixed sample of a bigger person)
+MEMBER_DOUBT = 0.9  # a person's face is a candidate when P(same) from its mean distance is under this
 
 
 @dataclass
@@ -37,13 +38,16 @@ class Suggestion:
     name_b: str | None = None
     face: int | None = None  # the face in question, when b is None
     kind: str = "merge"  # "merge" (two people), "face" (a face of nobody), "member" (a doubtful face of a)
+    evidence: "Evidence | None" = field(default=None, repr=False, compare=False)  # what it was judged on
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("evidence")
+        return out
 
 
 def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS,
-                   check_members: bool = True) -> list[Suggestion]:
+                   check_members: bool = True, judge=None) -> list[Suggestion]:
     """The catalog's suggestions, the answer most likely to change the people first (at most
     ``limit``): pairs of people that may be one, faces of nobody that may be someone, and (with
     ``check_members`` and a calibration fitted to the model) faces more likely not their
@@ -79,51 +83,93 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
         partners.setdefault(i, []).append(j)
     # Judge every candidate with one distance matrix per person (against all its candidates'
     # faces at once); only the suggestions returned get their closest faces and probability.
-    ranked = []  # (distance, -support, order, what)
+    ranked = []  # (distance, -support, order, what, evidence)
     for i, js in partners.items():
         block = _distances(vectors[members[i]], vectors[np.concatenate([members[j] for j in js])])
         starts = np.cumsum([0] + [len(members[j]) for j in js[:-1]])
         sums = np.add.reduceat(block.sum(axis=0), starts)
         close = np.add.reduceat((block < same_person).sum(axis=0), starts)
-        for j, total, support in zip(js, sums.tolist(), close.tolist()):
-            distance = round(total / (len(members[i]) * len(members[j])), 4)
-            ranked.append((distance, -int(support), len(ranked), ("pair", i, j)))
-    ranked += _lone_faces(records, ids, members, centres, vectors, photo_sets, catalog, neighbours,
+        nearest = np.minimum.reduceat(block.min(axis=0), starts)
+        for j, total, support, low in zip(js, sums.tolist(), close.tolist(), nearest.tolist()):
+            pairs = len(members[i]) * len(members[j])
+            distance = round(total / pairs, 4)
+            sizes = sorted((len(groups[i]), len(groups[j])))
+            ranked.append((distance, -int(support), len(ranked), ("pair", i, j),
+                           Evidence("merge", distance, low, support / pairs, *sizes)))
+    ranked += _lone_faces(records, ids, groups, members, centres, vectors, photo_sets, catalog, neighbours,
                           same_person, len(ranked))
-    if fitted is not None:
-        # The chance the answer changes something: a yes for a pair or a face of nobody (the
-        # calibrated probability), a no for a face of a person (one minus it).
-        chance = fitted.probabilities_at([r[0] for r in ranked]).tolist()
-        doubtful = (_doubtful_members(catalog, groups, members, vectors, face_ids, same_person, fitted, len(ranked))
-                    if check_members else [])
-        chance += (1 - fitted.probabilities_at([r[0] for r in doubtful])).tolist() if doubtful else []
-        ranked = [r for _c, r in sorted(zip((-c for c in chance), ranked + doubtful))]
+    if fitted is not None and check_members:
+        ranked += _doubtful_members(catalog, groups, members, vectors, face_ids, same_person, fitted, len(ranked))
+    from faceclust.find.judge import load_judge
+
+    judge = load_judge(model.model_id) if judge is None else (judge or None)  # False: none
+    chance = _chances(ranked, fitted, judge)
+    if chance is not None:  # the answer most likely to change the people first
+        pairs = sorted(zip(chance, ranked), key=lambda cr: (-cr[0], cr[1][:3]))
     else:
-        ranked.sort()
-    ranked = ranked[:limit] if limit else ranked
-    return [_suggestion(what, distance, -negative, ids, members, vectors, face_ids, people, records, fitted)
-            for distance, negative, _order, what in ranked]
+        pairs = sorted(((None, r) for r in ranked), key=lambda cr: cr[1][:3])
+    pairs = pairs[:limit] if limit else pairs
+    out = []
+    for c, (distance, negative, _order, what, evidence) in pairs:
+        s = _suggestion(what, distance, -negative, ids, members, vectors, face_ids, people, records, fitted)
+        if judge is not None:  # the judge's view of "the same person"
+            s.probability = round(1 - c if evidence.kind == "member" else c, 4)
+        s.evidence = evidence
+        out.append(s)
+    return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a suggestion is judged on (the features of :mod:`faceclust.find.judge`)."""
+
+    kind: str  # merge, face, member
+    mean: float  # mean distance over the cross pairs of faces
+    closest: float  # the closest cross pair
+    support: float  # the share of cross pairs closer than the model's same-person distance
+    smaller: int  # faces of the smaller side (1 for a single face)
+    larger: int
+
+
+def _chances(ranked, calibration, judge) -> list[float] | None:
+    """The chance that each candidate's answer changes the people: from the judge fitted to the
+    model (:mod:`faceclust.find.judge`) if there is one, else from the verify calibration at the
+    mean distance (a yes for a pair or a face of nobody, a no for a face of a person); None
+    without either (then: by distance)."""
+    if not ranked:
+        return []
+    if judge is not None:
+        return judge.chances([r[4] for r in ranked]).tolist()
+    if calibration is None:
+        return None
+    same = calibration.probabilities_at([r[0] for r in ranked])
+    member = np.array([r[4].kind == "member" for r in ranked])
+    return np.where(member, 1 - same, same).tolist()
 
 
 def _doubtful_members(catalog, groups, members, vectors, face_ids, same_person, calibration,
                       first: int) -> list[tuple]:
-    """Faces of a person (of 3 faces or more, not placed there by the user) that are more
-    likely not that person than that person: their mean distance to the person's other faces
-    has a calibrated probability under one half. Ranked candidates numbered from ``first``."""
+    """Faces of a person (of 3 faces or more, not placed there by the user) that may not be
+    that person: their mean distance to the person's other faces has a calibrated probability
+    under MEMBER_DOUBT. Ranked candidates numbered from ``first``."""
     pinned = {face for face, (_person, source) in catalog.assignments().items() if source == "user"}
-    limit = calibration.distance_at(0.5)
+    limit = calibration.distance_at(MEMBER_DOUBT)
     out = []
     for k, (rows, sample) in enumerate(zip(groups, members)):
         if len(rows) < 3:
             continue
         d = _distances(vectors[rows], vectors[sample])
-        in_sample = np.isin(rows, sample)
-        mean = d.sum(axis=1) / (len(sample) - in_sample)
+        in_sample = rows[:, None] == sample[None, :]
+        d_other = np.where(in_sample, np.inf, d)
+        others = len(sample) - in_sample.any(axis=1)
+        mean = np.where(in_sample, 0, d).sum(axis=1) / others
         for r in np.flatnonzero(mean > limit).tolist():
             if int(face_ids[rows[r]]) in pinned:
                 continue
-            support = int((d[r] < same_person).sum()) - int(in_sample[r])
-            out.append((round(float(mean[r]), 4), -support, first + len(out), ("member", int(rows[r]), k)))
+            support = int((d_other[r] < same_person).sum())
+            distance = round(float(mean[r]), 4)
+            out.append((distance, -support, first + len(out), ("member", int(rows[r]), k),
+                        Evidence("member", distance, float(d_other[r].min()), support / others[r], 1, len(rows) - 1)))
     return out
 
 
@@ -161,7 +207,7 @@ def _groups(inverse: np.ndarray, count: int) -> list[np.ndarray]:
     return np.split(order, bounds)
 
 
-def _lone_faces(records, ids, members, centres, vectors, photo_sets, catalog, neighbours, same_person,
+def _lone_faces(records, ids, groups, members, centres, vectors, photo_sets, catalog, neighbours, same_person,
                 first: int) -> list[tuple]:
     """Faces of nobody, each with the people nearest to it (not one it was rejected from, nor
     one already in its photo), as ranked candidates numbered from ``first``."""
@@ -183,14 +229,18 @@ def _lone_faces(records, ids, members, centres, vectors, photo_sets, catalog, ne
     found = {}
     for k, rows in wanted.items():  # one distance matrix per person
         d = _distances(x[rows], vectors[members[k]])
-        for row, mean, support in zip(rows, d.mean(axis=1).tolist(), (d < same_person).sum(axis=1).tolist()):
-            found[(row, k)] = (round(mean, 4), -int(support))
+        for row, mean, support, low in zip(rows, d.mean(axis=1).tolist(), (d < same_person).sum(axis=1).tolist(),
+                                           d.min(axis=1).tolist()):
+            distance = round(mean, 4)
+            found[(row, k)] = (distance, -int(support),
+                               Evidence("face", distance, low, support / d.shape[1], 1, len(groups[k])))
     # Numbered in the order of a face-by-face walk (faces in catalog order, nearest people first).
     out = []
     for row in range(len(x)):
         for k in order[row].tolist():
             if (row, k) in found:
-                out.append((*found[(row, k)], first + len(out), ("lone", int(lone[row]), k)))
+                distance, negative, evidence = found[(row, k)]
+                out.append((distance, negative, first + len(out), ("lone", int(lone[row]), k), evidence))
     return out
 
 
@@ -213,8 +263,8 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d, 0))
 
 
-def suggest_library(catalog_path, limit: int | None = 50, check_members: bool = True) -> list[Suggestion]:
+def suggest_library(catalog_path, limit: int | None = 50, check_members: bool = True, judge=None) -> list[Suggestion]:
     from faceclust.catalog import Catalog
 
     with Catalog(catalog_path, create=False) as catalog:
-        return suggest_merges(catalog, limit, check_members=check_members)
+        return suggest_merges(catalog, limit, check_members=check_members, judge=judge)

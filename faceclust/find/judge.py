@@ -1,0 +1,92 @@
+"""How likely a suggestion's answer changes the people: a logistic regression per kind of
+suggestion (two people, a face of nobody and a person, a doubtful face of a person) on the
+cluster-to-cluster evidence: the mean distance over the cross pairs of faces, the closest
+pair, the share of pairs closer than the same-person distance, and both sides' sizes.
+
+A face-pair calibration (verify's) read at the mean distance says how alike two faces are; it
+does not know that a face the clustering left alone is usually someone else, or that two
+big people whose faces are close on average are usually look-alikes it kept apart on purpose.
+This judge is fitted on what the clustering leaves: every suggestion on labelled libraries
+after the default clustering, marked by whether the true answer changes the people
+(``benchmarks/fit_judge.py``, which also measures it on each set with a judge fitted on the
+others). One file per model: ``faceclust/find/judge.json`` for the default descriptor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+JUDGE_FILE = Path(__file__).with_name("judge.json")
+KINDS = ("merge", "face", "member")
+FEATURES = ("mean", "closest", "support", "log_smaller", "log_larger")
+
+
+def features(evidence) -> np.ndarray:
+    """float64 (n, len(FEATURES)) from :class:`faceclust.find.suggest.Evidence` records."""
+    return np.array([[e.mean, e.closest, e.support, math.log(e.smaller), math.log(e.larger)] for e in evidence],
+                    np.float64).reshape(-1, len(FEATURES))
+
+
+@dataclass(frozen=True)
+class Judge:
+    model_id: str
+    kinds: dict  # kind -> {"centre": [...], "scale": [...], "coef": [...], "intercept": float}
+    info: dict = field(default_factory=dict, compare=False)
+
+    def chances(self, evidence) -> np.ndarray:
+        """P(the true answer changes the people) for each Evidence."""
+        evidence = list(evidence)
+        x = features(evidence)
+        out = np.full(len(evidence), 0.5)
+        kinds = np.array([e.kind for e in evidence])
+        for kind, fit in self.kinds.items():
+            rows = kinds == kind
+            if rows.any():
+                z = (x[rows] - np.asarray(fit["centre"])) / np.asarray(fit["scale"])
+                out[rows] = 1 / (1 + np.exp(-(z @ np.asarray(fit["coef"]) + fit["intercept"])))
+        return out
+
+    def as_dict(self) -> dict:
+        return {"model_id": self.model_id, "features": list(FEATURES), "kinds": self.kinds, "info": self.info}
+
+    def save(self, path: Path) -> None:
+        from faceclust.files import atomic_write
+
+        atomic_write(path, json.dumps(self.as_dict(), indent=2) + "\n")
+
+
+def fit_judge(model_id: str, evidence, changes, info: dict | None = None, c: float = 1.0) -> Judge:
+    """A judge from Evidence records and whether each true answer changed the people."""
+    from sklearn.linear_model import LogisticRegression
+
+    evidence = list(evidence)
+    x, y = features(evidence), np.asarray(changes, bool)
+    kinds = np.array([e.kind for e in evidence])
+    fitted, counts = {}, {}
+    for kind in KINDS:
+        rows = kinds == kind
+        counts[kind] = {"candidates": int(rows.sum()), "changes": int(y[rows].sum())}
+        if rows.sum() < 10 or len(set(y[rows].tolist())) < 2:
+            continue  # too little to fit: that kind keeps even odds
+        centre, scale = x[rows].mean(axis=0), x[rows].std(axis=0) + 1e-9
+        model = LogisticRegression(C=c, max_iter=1000).fit((x[rows] - centre) / scale, y[rows])
+        fitted[kind] = {"centre": centre.tolist(), "scale": scale.tolist(), "coef": model.coef_[0].tolist(),
+                        "intercept": float(model.intercept_[0])}
+    return Judge(model_id, fitted, {**(info or {}), "counts": counts})
+
+
+def load_judge(model_id: str, path: Path | None = None) -> Judge | None:
+    """The judge fitted for ``model_id`` (None when the file is missing, unreadable or for
+    another model)."""
+    try:
+        data = json.loads(Path(path or JUDGE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("model_id") != model_id or data.get("features") != list(FEATURES):
+        return None
+    return Judge(data["model_id"], data["kinds"], data.get("info", {}))
