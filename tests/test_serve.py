@@ -155,15 +155,18 @@ def test_post_needs_the_csrf_value(served):
 def test_hostile_name_renders_as_text(served):
     client, guard, catalog = served
     pid = next(iter(people_of(catalog)))
-    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    from faceclust.text import printable
+
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>\u202e\x1b[31m'
     post(client, guard, "name", person=pid, name=hostile)
     assert people_of(catalog)[pid]["name"] == hostile
     for url in ("/", f"/person/{pid}", "/suggestions"):
         text = client.get(url).text
         assert "<script>alert" not in text and "<img src=x" not in text, url
+        assert "\u202e" not in text and "\x1b" not in text, url  # layout and terminal controls as escapes
     assert "&lt;script&gt;alert" in client.get("/").text
     names = client.get("/names?q=script").json()
-    assert names == [{"id": pid, "name": hostile}]
+    assert names == [{"id": pid, "name": printable(hostile)}]
 
 
 def test_reject_move_new_person_and_undo(served):

@@ -106,6 +106,7 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
     env = Environment(loader=PackageLoader("faceclust.serve", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["label"] = lambda p: printable(p["name"]) if p.get("name") else f"person {p['id']}"
+    env.filters["shown"] = lambda text: printable(text) if text else text  # no layout or terminal controls
     static = Path(__file__).parent / "static"
 
     def page(request, template: str, status: int = 200, **values):
