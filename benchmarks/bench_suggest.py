@@ -51,10 +51,17 @@ def face_ids(catalog_path: Path) -> np.ndarray:
     return records["face_id"][~np.isnan(records["vector"]).any(axis=1)]
 
 
-def simulate(name: str, source: Path, answers: int, members: bool = True, judge=None) -> dict:
+def simulate(name: str, source: Path, answers: int, members: bool = True, judge=None, **options) -> dict:
     """``judge``: None for the shipped one (if it fits the model), False for none, or a Judge."""
     from faceclust.find.suggest import suggest_library
-    from faceclust.people import cluster_library, keep_apart, merge_people, move_face, reject_face
+    from faceclust.people import (
+        cluster_library,
+        keep_apart,
+        merge_people,
+        move_face,
+        reject_face,
+        sort_faces,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="bench-suggest-"))
     catalog = work / "c.sqlite"
@@ -71,12 +78,18 @@ def simulate(name: str, source: Path, answers: int, members: bool = True, judge=
             reached = n
         if n == answers:
             break
-        top = suggest_library(catalog, limit=1, check_members=members, judge=judge)
+        top = suggest_library(catalog, limit=1, check_members=members, judge=judge, **options)
         if not top:
             curve.setdefault(n, f1)
             break
         s = top[0]
         majority = Counter(data.label[labels == s.a]).most_common(1)[0][0]
+        if s.kind == "faces":  # several faces of nobody: the user ticks those that are s.a
+            ids = face_ids(catalog)
+            ticked = [f for f in s.faces_b if data.label[np.flatnonzero(ids == f)[0]] == majority]
+            sort_faces(catalog, str(s.a), ticked, [f for f in s.faces_b if f not in ticked])
+            yes += bool(ticked)
+            continue
         if s.b is None:  # a face of nobody, or a doubtful face of s.a: its photo's label
             other = data.label[np.flatnonzero(face_ids(catalog) == s.face)[0]]
         else:

@@ -50,7 +50,7 @@ def candidates(name: str, source: Path) -> tuple[list, list, str]:
     majority = {p: Counter(data.label[labels == p]).most_common(1)[0][0] for p in np.unique(labels[labels >= 0])}
     label_of = dict(zip(ids.tolist(), data.label.tolist()))
     evidence, changes = [], []
-    for s in suggest_library(catalog, limit=None, judge=False):
+    for s in suggest_library(catalog, limit=None, judge=False, group_faces=False):
         if s.kind == "merge":
             change = majority[s.a] == majority[s.b]
         elif s.kind == "face":
@@ -68,8 +68,18 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=50)
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     parser.add_argument("--write", action="store_true", help="write faceclust/find/judge.json (fitted on all sets)")
+    parser.add_argument("--features", nargs="+", default=None, help="a subset of the judge's features")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength")
+    parser.add_argument("--skip-plain", action="store_true", help="leave out the ranking without a judge")
+    parser.add_argument("--no-groups", action="store_true", help="faces of nobody asked about one by one")
+    parser.add_argument("--by-chance", action="store_true", help="rank by chance, not by faces put right")
     args = parser.parse_args()
-    from faceclust.find.judge import JUDGE_FILE, fit_judge
+    from faceclust.find.judge import FEATURES, JUDGE_FILE, fit_judge
+
+    use = tuple(args.features or FEATURES)
+    unknown = set(use) - set(FEATURES)
+    if unknown:
+        raise SystemExit(f"unknown features {sorted(unknown)}; the judge's are {', '.join(FEATURES)}")
 
     data = {}
     for name in args.sets:
@@ -82,19 +92,23 @@ def main() -> None:
     everything = fit_judge(model_id, [e for n in args.sets for e in data[n][0]],
                            [c for n in args.sets for c in data[n][1]],
                            {"fitted_on": list(args.sets), "fitted_at": time.strftime("%Y-%m-%d"),
-                            "command": "benchmarks/fit_judge.py --write"})
+                            "features_used": list(use), "C": args.C,
+                            "command": " ".join(["benchmarks/fit_judge.py", *sys.argv[1:]])}, args.C, use)
     if args.write:
         everything.save(JUDGE_FILE)
         print(f"wrote {JUDGE_FILE}", file=sys.stderr)
-    print(f"Command: `.venv/bin/python benchmarks/fit_judge.py --answers {args.answers}` ({time.strftime('%Y-%m-%d')})\n")
+    print(f"Command: `.venv/bin/python benchmarks/fit_judge.py {' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d')})\n")
     print("| set | identities | ranking | F1 after 0 | 10 | 25 | 50 answers | answers to reach 0.99 | of which yes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.sets:
         others = [n for n in args.sets if n != name]
-        held_out = fit_judge(model_id, [e for n in others for e in data[n][0]], [c for n in others for c in data[n][1]])
-        for label, judge in (("by distance (no judge)", False), (f"judge fitted on {' + '.join(others)}", held_out),
-                             ("judge fitted on all three (in-sample)", everything)):
-            r = simulate(name, CACHE / f"{name}.sqlite", args.answers, True, judge)
+        held_out = fit_judge(model_id, [e for n in others for e in data[n][0]], [c for n in others for c in data[n][1]],
+                             None, args.C, use)
+        rankings = [("by distance (no judge)", False)] * (not args.skip_plain) + [
+            (f"judge fitted on {' + '.join(others)}", held_out), ("judge fitted on all three (in-sample)", everything)]
+        for label, judge in rankings:
+            r = simulate(name, CACHE / f"{name}.sqlite", args.answers, True, judge,
+                         group_faces=not args.no_groups, by_gain=not args.by_chance)
             c = r["curve"]
             cells = [f"{c[k]:.4f}" if k in c else "" for k in (0, 10, 25, 50)]
             reached = r["reached"] if r["reached"] is not None else f"not within {args.answers}"

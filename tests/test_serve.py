@@ -218,7 +218,7 @@ def test_suggestions_yes_merges_no_is_never_asked_again(served):
 
     def card():
         page = client.get("/suggestions").text
-        found = re.search(r'id="card" data-a="(\d+)" data-b="(\d*)" data-face="(\d*)"', page)
+        found = re.search(r'id="card" data-kind="\w+" data-a="(\d+)" data-b="(\d*)" data-face="(\d*)"', page)
         return None if found is None else tuple(int(v) if v else None for v in found.groups())
 
     with Catalog(catalog) as cat:
@@ -306,3 +306,57 @@ def test_people_page_counts_and_covers_match_the_catalog(catalog):
             assert p["cover"] == max(faces, key=lambda f: f["score"])["id"]
         assert [p["id"] for p in cat.people_page("ZE")[0]] == [rows[0]["id"]]
         assert cat.people_page("%")[1] == 0 and cat.people_page("_")[1] == 0  # LIKE wildcards are text
+
+
+def test_a_group_of_faces_of_nobody_is_one_answer(tmp_path, monkeypatch):
+    """New faces of one person, scanned after the clustering, come as one question ("are these
+    faces X?"); a yes with one face unticked puts the ticked one in and keeps the other out."""
+    from starlette.testclient import TestClient
+
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+    from faceclust.find import calibration as calibration_module
+    from faceclust.serve.app import create_app
+    from faceclust.serve.security import Guard
+    from faceclust.serve.thumbs import Thumbnails
+
+    root = tmp_path / "photos"
+    for k in range(3):
+        draw_photo(root / f"c0_{k}.png", [(0, 40, 40, 60)])
+    draw_photo(root / "c3_0.png", [(3, 40, 40, 60)])
+    draw_photo(root / "c3_1.png", [(3, 40, 40, 60)])
+    catalog = tmp_path / "c.sqlite"
+    assert run("scan", root, "--catalog", catalog, *FAKE, "--quiet").exit_code == 0
+    assert run("cluster", "--catalog", catalog, "--quiet").exit_code == 0
+    for k in (3, 4):  # later photos of person 0: faces of nobody until the next clustering
+        draw_photo(root / f"c0_{k}.png", [(0, 40, 40, 60)])
+    assert run("scan", root, "--catalog", catalog, *FAKE, "--quiet").exit_code == 0
+    with Catalog(catalog) as cat:
+        model_id = catalog_model(cat).model_id
+        records = cat.face_records(model_id)
+    lone = sorted(int(f) for f, p in zip(records["face_id"], records["person"]) if p < 0)
+    zero = {int(p) for f, p, path in zip(records["face_id"], records["person"], records["path"])
+            if "c0_0" in path}.pop()
+    assert len(lone) == 2
+    fitted = calibration_module.Calibration(model_id, "distance", 8.0, (-40.0,))  # P(same) = 1/2 at 0.2
+    monkeypatch.setattr(calibration_module, "load_calibration", lambda path, model: fitted)
+
+    guard = Guard(HOST, PORT)
+    client = TestClient(create_app(catalog, guard, thumbs=Thumbnails(tmp_path / "thumbs")),
+                        base_url=f"http://{HOST}:{PORT}", follow_redirects=False)
+    client.get(f"/?token={guard.token}")
+    page = client.get("/suggestions").text
+    assert 'data-kind="faces"' in page and f'data-a="{zero}"' in page
+    assert sorted(int(v) for v in re.findall(r'name="group" value="(\d+)"', page)) == lone
+    reply = client.post("/act/answer", data={"csrf": guard.csrf, "answer": "yes", "a": str(zero),
+                                             "group": [str(f) for f in lone], "faces": [str(lone[0])]})
+    assert reply.status_code == 303
+    with Catalog(catalog) as cat:
+        assert cat.assignments_of(lone) == {lone[0]: (zero, "user")}
+        assert (lone[1], zero) in cat.rejections()
+    assert 'data-kind="faces"' not in client.get("/suggestions").text
+    history = json.loads(run("history", "--catalog", catalog, "--json").output)
+    assert history[0]["description"].startswith("sort face")
+    assert run("undo", "--catalog", catalog).exit_code == 0  # one answer, one undo
+    with Catalog(catalog) as cat:
+        assert cat.assignments_of(lone) == {} and (lone[1], zero) not in cat.rejections()

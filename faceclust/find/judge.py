@@ -60,8 +60,10 @@ class Judge:
         atomic_write(path, json.dumps(self.as_dict(), indent=2) + "\n")
 
 
-def fit_judge(model_id: str, evidence, changes, info: dict | None = None, c: float = 1.0) -> Judge:
-    """A judge from Evidence records and whether each true answer changed the people."""
+def fit_judge(model_id: str, evidence, changes, info: dict | None = None, c: float = 1.0,
+              use: tuple[str, ...] = FEATURES) -> Judge:
+    """A judge from Evidence records and whether each true answer changed the people, on the
+    features in ``use`` (the others get no weight)."""
     from sklearn.linear_model import LogisticRegression
 
     evidence = list(evidence)
@@ -73,9 +75,12 @@ def fit_judge(model_id: str, evidence, changes, info: dict | None = None, c: flo
         counts[kind] = {"candidates": int(rows.sum()), "changes": int(y[rows].sum())}
         if rows.sum() < 10 or len(set(y[rows].tolist())) < 2:
             continue  # too little to fit: that kind keeps even odds
+        mask = np.array([f in use for f in FEATURES])
         centre, scale = x[rows].mean(axis=0), x[rows].std(axis=0) + 1e-9
-        model = LogisticRegression(C=c, max_iter=1000).fit((x[rows] - centre) / scale, y[rows])
-        fitted[kind] = {"centre": centre.tolist(), "scale": scale.tolist(), "coef": model.coef_[0].tolist(),
+        model = LogisticRegression(C=c, max_iter=1000).fit(((x[rows] - centre) / scale)[:, mask], y[rows])
+        coef = np.zeros(len(FEATURES))
+        coef[mask] = model.coef_[0]
+        fitted[kind] = {"centre": centre.tolist(), "scale": scale.tolist(), "coef": coef.tolist(),
                         "intercept": float(model.intercept_[0])}
     return Judge(model_id, fitted, {**(info or {}), "counts": counts})
 

@@ -22,6 +22,8 @@ import numpy as np
 CLOSEST = 3  # the closest faces shown with a suggestion
 NEIGHBOURS = 5  # candidate people per person
 MAX_FACES = 300  # faces of one person compared (a fixed sample of a bigger person)
+GROUP_MIN = 0.05  # a face of nobody joins a group question when at least this likely that person
+GROUP_MAX = 24  # faces in one group question
 MEMBER_DOUBT = 0.9  # a person's face is a candidate when P(same) from its mean distance is under this
 
 
@@ -37,7 +39,9 @@ class Suggestion:
     name_a: str | None = None
     name_b: str | None = None
     face: int | None = None  # the face in question, when b is None
-    kind: str = "merge"  # "merge" (two people), "face" (a face of nobody), "member" (a doubtful face of a)
+    # "merge" (two people), "face" (a face of nobody), "faces" (several faces of nobody, in
+    # faces_b: a yes with the ones that are a), "member" (a face of a that may not be a)
+    kind: str = "merge"
     evidence: "Evidence | None" = field(default=None, repr=False, compare=False)  # what it was judged on
 
     def as_dict(self) -> dict:
@@ -47,7 +51,8 @@ class Suggestion:
 
 
 def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS,
-                   check_members: bool = True, judge=None) -> list[Suggestion]:
+                   check_members: bool = True, judge=None, group_faces: bool = True,
+                   by_gain: bool = True) -> list[Suggestion]:
     """The catalog's suggestions, the answer most likely to change the people first (at most
     ``limit``): pairs of people that may be one, faces of nobody that may be someone, and (with
     ``check_members`` and a calibration fitted to the model) faces more likely not their
@@ -105,17 +110,56 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     judge = load_judge(model.model_id) if judge is None else (judge or None)  # False: none
     chance = _chances(ranked, fitted, judge)
     if chance is not None:  # the answer most likely to change the people first
-        pairs = sorted(zip(chance, ranked), key=lambda cr: (-cr[0], cr[1][:3]))
+        pairs = list(zip(chance, ranked))
+        if group_faces:
+            pairs = _grouped(pairs)
+        pairs.sort(key=lambda cr: (-_gain(*cr) if by_gain else -cr[0], cr[1][:3]))
     else:
         pairs = sorted(((None, r) for r in ranked), key=lambda cr: cr[1][:3])
     pairs = pairs[:limit] if limit else pairs
     out = []
     for c, (distance, negative, _order, what, evidence) in pairs:
         s = _suggestion(what, distance, -negative, ids, members, vectors, face_ids, people, records, fitted)
-        if judge is not None:  # the judge's view of "the same person"
-            s.probability = round(1 - c if evidence.kind == "member" else c, 4)
+        if judge is not None:  # the judge's view of "the same person" (for a group: on average)
+            same = 1 - c if evidence.kind == "member" else c / evidence.smaller if evidence.kind == "faces" else c
+            s.probability = round(same, 4)
         s.evidence = evidence
         out.append(s)
+    return out
+
+
+def _gain(chance: float, candidate) -> float:
+    """Faces an answer is expected to put right: a merge moves the smaller person's faces, a
+    group of faces of nobody each of its faces (``chance`` is their sum), others one face."""
+    evidence = candidate[4]
+    return chance * evidence.smaller if evidence.kind == "merge" else chance
+
+
+def _grouped(pairs: list) -> list:
+    """Faces of nobody asked about together: each face goes to the group of the person it most
+    likely is (if at least GROUP_MIN likely), and a group of two or more becomes one question
+    ("are these faces X?") whose chance is the sum of theirs; its other candidates are dropped."""
+    best: dict[int, tuple] = {}
+    for c, r in pairs:
+        if r[3][0] == "lone" and c >= GROUP_MIN and (r[3][1] not in best or c > best[r[3][1]][0]):
+            best[r[3][1]] = (c, r)
+    groups: dict[int, list] = {}
+    for c, r in best.values():
+        groups.setdefault(r[3][2], []).append((c, r))
+    out = [(c, r) for c, r in pairs if r[3][0] != "lone"]
+    for k, found in groups.items():
+        found.sort(key=lambda cr: (-cr[0], cr[1][:3]))
+        found = found[:GROUP_MAX]
+        if len(found) == 1:
+            out.append(found[0])
+            continue
+        rows = [r[3][1] for _c, r in found]
+        first = found[0][1]
+        evidence = Evidence("faces", round(float(np.mean([r[4].mean for _c, r in found])), 4),
+                            min(r[4].closest for _c, r in found), float(np.mean([r[4].support for _c, r in found])),
+                            len(found), first[4].larger)
+        out.append((float(sum(c for c, _r in found)),
+                    (evidence.mean, first[1], first[2], ("faces", rows, k), evidence)))
     return out
 
 
@@ -186,6 +230,13 @@ def _suggestion(what, distance, support, ids, members, vectors, face_ids, people
                           list(dict.fromkeys(fb.tolist())), people[int(ids[i])]["name"], people[int(ids[j])]["name"])
     kind, row, k = what
     pid = int(ids[k])
+    if kind == "faces":  # several faces of nobody that may be this person
+        faces = [int(records["face_id"][r]) for r in row]
+        group = records["vector"][row].astype(np.float64)
+        d = _distances(group.mean(axis=0, keepdims=True), vectors[members[k]])[0]
+        closest = members[k][np.argsort(d)[:CLOSEST]]
+        return Suggestion(pid, None, None, distance, support, face_ids[closest].tolist(), faces,
+                          people[pid]["name"], None, None, "faces")
     if kind == "member":  # row indexes the people's faces; shown with the person's most typical faces
         face = int(face_ids[row])
         others = members[k][members[k] != row]
@@ -263,8 +314,9 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d, 0))
 
 
-def suggest_library(catalog_path, limit: int | None = 50, check_members: bool = True, judge=None) -> list[Suggestion]:
+def suggest_library(catalog_path, limit: int | None = 50, **options) -> list[Suggestion]:
+    """:func:`suggest_merges` on the catalog at ``catalog_path`` (same options)."""
     from faceclust.catalog import Catalog
 
     with Catalog(catalog_path, create=False) as catalog:
-        return suggest_merges(catalog, limit, check_members=check_members, judge=judge)
+        return suggest_merges(catalog, limit, **options)

@@ -24,10 +24,11 @@ from faceclust.people.decisions import (
                                         new_person,
                                         reject_face,
                                         reject_faces,
+                                        sort_faces,
                                         undo,
 )
 from faceclust.people.stable import ClusterOptions, ClusterSummary, PeopleClusterer, cluster_library
 
 __all__ = ["ClusterOptions", "ClusterSummary", "Decision", "PeopleClusterer", "cluster_library", "hide_person",
            "history", "keep_apart", "list_people", "merge_people", "move_face", "move_faces", "name_person", "new_person",
-           "reject_face", "reject_faces", "undo"]
+           "reject_face", "reject_faces", "sort_faces", "undo"]

@@ -183,6 +183,26 @@ def reject_faces(catalog_path, face_ids, person: str | None = None) -> Decision:
         return Decision(first, entry.id)
 
 
+def sort_faces(catalog_path, ref: str, yes, no) -> Decision:
+    """An answer to "are these faces this person?": the ``yes`` faces go to the person (placed
+    by the user), the ``no`` faces never join them; one decision."""
+    yes, no = list(dict.fromkeys(int(f) for f in yes)), list(dict.fromkeys(int(f) for f in no))
+    if set(yes) & set(no):
+        raise UsageProblem("a face cannot be both this person and not this person")
+    with _deciding(catalog_path) as catalog, catalog.recorded("move", "sort faces") as entry:
+        faces = _faces(catalog, yes + no)
+        person = catalog.resolve_person(ref)
+        for face in yes:
+            catalog.move_face(face, person)
+        for face in no:
+            catalog.reject_face(face, person)
+        label = _label(catalog.person(person), person)
+        parts = ([f"{_face_list(yes)} to {label}"] if yes else []) + ([f"{_face_list(no)} not {label}"] if no else [])
+        entry.description = "sort " + "; ".join(parts)
+        entry.details = {"person": person, "yes": yes, "no": no, "faces": len(faces)}
+        return Decision(person, entry.id)
+
+
 def keep_apart(catalog_path, a: str, b: str) -> Decision:
     """Record that two people are two people (a "no" to a merge suggestion): the pair is never
     suggested again. Undoable like every decision."""

@@ -73,7 +73,7 @@ class Review:
                 self._suggestions = (key, suggest_merges(catalog, limit=200))
             return self._suggestions[1]
 
-    def forget_answered(self, a: int, b: int | None, face: int | None, merged: bool) -> None:
+    def forget_answered(self, a: int, b: int | None, face: int | None, merged: bool, group=()) -> None:
         """After an answer from the queue: drop that suggestion (and, after a merge, every one
         about the person merged away; after a face was placed, every one about that face)
         instead of computing all of them again, which takes seconds in a big library. Any
@@ -81,10 +81,12 @@ class Review:
         with self._lock, self.catalog() as catalog:
             if self._suggestions is None:
                 return
+            group = set(group)
             kept = [s for s in self._suggestions[1]
                     if suggestion_key(s) != (a, b, face)
                     and not (merged and b is not None and b in (s.a, s.b))
-                    and not (merged and face is not None and s.face == face)]
+                    and not (merged and face is not None and s.face == face)
+                    and not (group and (s.face in group or (s.kind == "faces" and group & set(s.faces_b))))]
             self._suggestions = (catalog.state_key(), kept)
 
 
@@ -270,6 +272,14 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
             return None, "skipped", None
         if answer not in ("yes", "no"):
             raise UsageProblem("an answer is yes, no or skip")
+        group = _ids(form.getlist("group"))
+        if group:  # "are these faces a?": the ticked ones are, the others are not
+            ticked = set(_ids(form.getlist("faces"))) if answer == "yes" else set()
+            d = lib.sort_faces(review.catalog_path, a, [f for f in group if f in ticked],
+                               [f for f in group if f not in ticked])
+            review.answered += 1
+            review.forget_answered(*_ids([a]), None, None, merged=False, group=group)
+            return d, f"{len(ticked)} of {len(group)} faces are this person", None
         if face:
             d = (lib.move_faces(review.catalog_path, _ids([face]), a) if answer == "yes"
                  else lib.reject_faces(review.catalog_path, _ids([face]), a))
