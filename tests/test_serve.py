@@ -13,7 +13,7 @@ from conftest import draw_photo
 
 from faceclust.cli import main
 
-pytest.importorskip("httpx", reason="Starlette's test client needs httpx (in the test extra)")
+pytest.importorskip("starlette.testclient", reason="Starlette's test client needs httpx2 (in the test extra)")
 
 FAKE = ["--detector", "fake", "--min-face", "20"]
 HOST = "127.0.0.1"
@@ -340,6 +340,11 @@ def test_a_group_of_faces_of_nobody_is_one_answer(tmp_path, monkeypatch):
     assert len(lone) == 2
     fitted = calibration_module.Calibration(model_id, "distance", 8.0, (-40.0,))  # P(same) = 1/2 at 0.2
     monkeypatch.setattr(calibration_module, "load_calibration", lambda path, model: fitted)
+    from faceclust.find import judge as judge_module
+
+    by_mean = {"centre": [0.0] * 5, "scale": [1.0] * 5, "coef": [-40.0, 0, 0, 0, 0], "intercept": 8.0}
+    judge = judge_module.Judge(model_id, {"merge": by_mean, "face": by_mean, "member": by_mean})
+    monkeypatch.setattr(judge_module, "load_judge", lambda model: judge if model == model_id else None)
 
     guard = Guard(HOST, PORT)
     client = TestClient(create_app(catalog, guard, thumbs=Thumbnails(tmp_path / "thumbs")),

@@ -113,8 +113,9 @@ def test_review_in_chromium(library, server, tmp_path):
         if not found:
             return None
         c = found[0]
+        group = [int(e.get_attribute("value")) for e in c.find_elements(By.CSS_SELECTOR, "input[name=faces]")]
         return tuple(int(v) if v else None for v in (c.get_attribute("data-a"), c.get_attribute("data-b"),
-                                                     c.get_attribute("data-face")))
+                                                     c.get_attribute("data-face"))) + (tuple(group),)
 
     def answered(before):
         wait.until(lambda d: d.find_elements(By.ID, "note") or d.find_elements(By.ID, "no-suggestions"))
@@ -159,10 +160,10 @@ def test_review_in_chromium(library, server, tmp_path):
         key("n")
         wait.until(lambda d: card() != second)
         with Catalog(catalog) as cat:
-            if second[1] is not None:
+            if second[1] is not None:  # two people: kept apart
                 assert tuple(sorted(second[:2])) in cat.apart_pairs()
-            else:
-                assert (second[2], second[0]) in cat.rejections()
+            else:  # a face (or a group of faces): never this person
+                assert all((face, second[0]) in cat.rejections() for face in (second[2], *second[3]) if face)
         seen = []
         for _ in range(40):
             now = card()

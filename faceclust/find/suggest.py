@@ -53,10 +53,15 @@ class Suggestion:
 def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS,
                    check_members: bool = True, judge=None, group_faces: bool = True,
                    by_gain: bool = True) -> list[Suggestion]:
-    """The catalog's suggestions, the answer most likely to change the people first (at most
-    ``limit``): pairs of people that may be one, faces of nobody that may be someone, and (with
-    ``check_members`` and a calibration fitted to the model) faces more likely not their
-    person than their person. Without a fitted calibration, by mean distance."""
+    """The catalog's suggestions (at most ``limit``): pairs of people that may be one, faces of
+    nobody that may be someone, and (with ``check_members`` and a calibration fitted to the
+    model) faces that may not be their person.
+
+    With a judge fitted to the model (:mod:`faceclust.find.judge`; ``judge=False``: none),
+    faces of nobody that are most likely the same person come as one question
+    (``group_faces``) and the answers expected to put the most faces right come first
+    (``by_gain``). Else by the verify calibration's chance at the mean distance, else by mean
+    distance."""
     from faceclust.faces.embed import catalog_model
     from faceclust.find.calibration import load_calibration
 
@@ -111,9 +116,12 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     chance = _chances(ranked, fitted, judge)
     if chance is not None:  # the answer most likely to change the people first
         pairs = list(zip(chance, ranked))
-        if group_faces:
+        # Grouping faces and weighing answers by the faces they put right need chances that
+        # know what the clustering left (a judge): a face-pair calibration overrates big look-alikes.
+        judged = judge is not None
+        if group_faces and judged:
             pairs = _grouped(pairs)
-        pairs.sort(key=lambda cr: (-_gain(*cr) if by_gain else -cr[0], cr[1][:3]))
+        pairs.sort(key=lambda cr: (-_gain(*cr) if by_gain and judged else -cr[0], cr[1][:3]))
     else:
         pairs = sorted(((None, r) for r in ranked), key=lambda cr: cr[1][:3])
     pairs = pairs[:limit] if limit else pairs
