@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "faceclust"
 # Lower number, lower layer. The bottom layer's modules import nothing of faceclust above it.
 LAYERS = {
     "errors": 0, "records": 0, "text": 0,
-    "registry": 0.5, "files": 0.5, "locks": 0.5, "memory": 0.5,
+    "registry": 0.5, "files": 0.5, "locks": 0.5, "memory": 0.5, "cpu": 0.5,
     "models": 1, "photos": 1,
     "faces": 2, "catalog": 2,
     "people": 3, "evaluate": 3, "scan": 3,

@@ -43,6 +43,10 @@ class FaceIndex:
               exact_limit: int = EXACT_LIMIT) -> "FaceIndex":
         import faiss
 
+        from faceclust.cpu import apply_to_faiss
+
+        apply_to_faiss()
+
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n = len(face_ids)
         dim = vectors.shape[1] if n else 128
@@ -77,6 +81,10 @@ class FaceIndex:
     def save(self, catalog_path: Path) -> None:
         import faiss
 
+        from faceclust.cpu import apply_to_faiss
+
+        apply_to_faiss()
+
         from faceclust.files import atomic_file, atomic_write
 
         index_file, meta_file = index_paths(catalog_path)
@@ -91,6 +99,10 @@ class FaceIndex:
     def load(cls, catalog_path: Path) -> "FaceIndex | None":
         """The saved index, or None when there is none or it cannot be read."""
         import faiss
+
+        from faceclust.cpu import apply_to_faiss
+
+        apply_to_faiss()
 
         index_file, meta_file = index_paths(catalog_path)
         if not index_file.exists() or not meta_file.exists():
@@ -129,6 +141,10 @@ def knn_graph(vectors: np.ndarray, k: int, *, exact_limit: int = EXACT_LIMIT,
     cost grows like n·sqrt(n) and no n×n matrix is ever built.
     """
     import faiss
+
+    from faceclust.cpu import apply_to_faiss
+
+    apply_to_faiss()
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2:
@@ -174,6 +190,10 @@ def nearest_rows(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
     """For each query row, the ``k`` nearest rows of ``base`` (exact, float32), nearest first:
     int64 (n, k), -1 where ``base`` has fewer rows. No n x m matrix is kept."""
     import faiss
+
+    from faceclust.cpu import apply_to_faiss
+
+    apply_to_faiss()
 
     q = np.ascontiguousarray(queries, dtype=np.float32)
     b = np.ascontiguousarray(base, dtype=np.float32)

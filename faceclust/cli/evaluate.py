@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli.options import catalog_option, json_option
+from faceclust.cli.options import catalog_option, json_option, threads_option
 from faceclust.cli.options import catalog_path as _catalog_path
 from faceclust.text import printable
 
 
 @click.command()
+@threads_option
 @click.argument("labelled_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @catalog_option
 @json_option

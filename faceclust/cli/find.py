@@ -12,7 +12,14 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli.options import Finite, catalog_option, detect_options, json_option, option
+from faceclust.cli.options import (
+    Finite,
+    catalog_option,
+    detect_options,
+    json_option,
+    option,
+    threads_option,
+)
 from faceclust.cli.options import catalog_path as _catalog_path
 from faceclust.cli.options import given as _given
 from faceclust.text import printable
@@ -36,6 +43,7 @@ def _detect(detector, min_face):
 
 
 @click.command()
+@threads_option
 @click.argument("photo_a", type=photo_argument)
 @click.argument("photo_b", type=photo_argument)
 @option("--face", "faces", type=click.IntRange(min=0), multiple=True, metavar="N",
@@ -83,6 +91,7 @@ def verify(photo_a, photo_b, faces, threshold, calibration, prior, model, detect
 
 
 @click.command()
+@threads_option
 @click.argument("photo", type=photo_argument, required=False)
 @catalog_option
 @option("--top", type=click.IntRange(min=1), default=None, show_default="10",
@@ -129,6 +138,7 @@ def search(photo, catalog, top, threshold, person, detector, min_face, as_json):
 
 
 @click.command()
+@threads_option
 @catalog_option
 @option("--face-distance", type=Finite(0, 2, min_open=True, max_open=True), default=None,
               show_default=DUPLICATE_DEFAULT,
@@ -157,6 +167,7 @@ def dedupe(catalog, face_distance, as_json):
 
 
 @click.command()
+@threads_option
 @click.argument("labelled_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @catalog_option
 @option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -184,6 +195,7 @@ def calibrate(labelled_dir, catalog, out, features, max_negatives, as_json):
 
 
 @click.command()
+@threads_option
 @catalog_option
 @option("--limit", type=click.IntRange(min=1), default=None, show_default="20", help="Suggestions listed.")
 @json_option

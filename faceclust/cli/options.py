@@ -33,6 +33,19 @@ catalog_option = click.option(
     envvar="FACECLUST_CATALOG", show_envvar=True,
     help="The catalog file (SQLite). Default: ~/.local/share/faceclust/catalog.sqlite.")
 json_option = option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+
+
+def _set_threads(ctx, param, value):
+    from faceclust.cpu import set_threads
+
+    set_threads(value)
+    return value
+
+
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None, expose_value=False, is_eager=True,
+    callback=_set_threads, show_default="$FACECLUST_THREADS, else the cores this process may use",
+    help="CPU threads for torch, FAISS, the numeric libraries and photo decoding.")
 quiet_option = option("--quiet", "-q", is_flag=True, help="No progress and no summary table.")
 
 

@@ -14,6 +14,7 @@ from faceclust.cli.options import (
     json_option,
     option,
     quiet_option,
+    threads_option,
 )
 from faceclust.cli.options import catalog_path as _catalog_path
 from faceclust.cli.options import given as _given
@@ -22,6 +23,7 @@ from faceclust.text import printable
 
 
 @click.command()
+@threads_option
 @catalog_option
 @option("--method", type=Registered("faceclust.people.cluster:clusterers",
                                           ("adaptive", "agglomerative", "hdbscan", "chinese-whispers", "kmeans")),

@@ -16,6 +16,7 @@ from faceclust.cli.options import (
     json_option,
     option,
     quiet_option,
+    threads_option,
 )
 from faceclust.cli.options import catalog_path as _catalog_path
 from faceclust.cli.options import given as _given
@@ -74,6 +75,7 @@ def _scan_options(batch_photos=None, model=None, prune=None, stall_seconds=None,
 
 
 @click.command()
+@threads_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @catalog_option
 @scan_options
@@ -109,6 +111,7 @@ def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> 
 
 
 @click.command()
+@threads_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the albums (one folder per person) and the report.")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli.options import catalog_option, option
+from faceclust.cli.options import catalog_option, option, threads_option
 from faceclust.cli.options import catalog_path as _catalog_path
 
 
 @click.command()
+@threads_option
 @catalog_option
 @option("--host", default=None, show_default="127.0.0.1",
         help="Address to listen on. Anything but this machine's loopback lets other machines reach the "

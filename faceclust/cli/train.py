@@ -11,11 +11,19 @@ from pathlib import Path
 
 import click
 
-from faceclust.cli.options import Finite, detect_options, json_option, option, quiet_option
+from faceclust.cli.options import (
+    Finite,
+    detect_options,
+    json_option,
+    option,
+    quiet_option,
+    threads_option,
+)
 from faceclust.cli.options import given as _given
 
 
 @click.command()
+@threads_option
 @click.argument("data", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @option("--catalog", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Train on the people named in this catalog (their rejected faces are negatives) "

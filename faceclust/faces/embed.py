@@ -61,7 +61,10 @@ DLIB_DISTANCES = Distances()
 
 
 def torch_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """The threads torch computes with (faceclust.cpu: --threads, FACECLUST_THREADS, the cores)."""
+    from faceclust.cpu import threads
+
+    return threads()
 
 
 @embedders.register("dlib-resnet")

@@ -9,6 +9,12 @@ from faceclust.faces.detect import DetectOptions
 from faceclust.photos.read import READ_STALL_SECONDS
 
 
+def _threads() -> int:
+    from faceclust.cpu import threads
+
+    return threads()
+
+
 @dataclass(frozen=True)
 class ScanOptions:
     detect: DetectOptions = field(default_factory=DetectOptions)
@@ -16,7 +22,7 @@ class ScanOptions:
     model: str | None = None  # a fine-tuned checkpoint, or "default"; None: the catalog's current
     batch_photos: int = 32
     reembed_faces: int = 64
-    decode_workers: int = 2
+    decode_workers: int = field(default_factory=lambda: _threads())  # --threads, else the cores
     update_index: bool = True
     prune: bool = False  # mark photos gone even when most of a folder vanished at once
     # A photo or folder that delivers nothing for this long is given up (a hung network share).

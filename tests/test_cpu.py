@@ -1,0 +1,64 @@
+"""--threads and FACECLUST_THREADS: one thread count for torch, FAISS, the OpenMP pools and the
+decode pool, defaulting to the cores the process may use."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+from conftest import draw_photo
+
+from faceclust import cpu
+from faceclust.cli import main
+
+
+@pytest.fixture(autouse=True)
+def restore_threads(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", cpu.ENV):
+        monkeypatch.delenv(name, raising=False)
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+    yield
+    monkeypatch.delenv(cpu.ENV, raising=False)
+    cpu.set_threads(None)
+    torch.set_num_threads(before)
+
+
+def test_the_default_is_the_cores_this_process_may_use():
+    assert cpu.threads() == len(os.sched_getaffinity(0))
+    from faceclust.scan.options import ScanOptions
+
+    assert ScanOptions().decode_workers == cpu.threads()
+
+
+def test_threads_option_reaches_torch_faiss_the_pools_and_the_decode_pool(tmp_path):
+    import faiss
+    import torch
+
+    draw_photo(tmp_path / "p" / "a.png", [(0, 40, 40, 60)])
+    result = CliRunner().invoke(main, ["scan", str(tmp_path / "p"), "--catalog", str(tmp_path / "c.sqlite"),
+                                       "--detector", "fake", "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert torch.get_num_threads() == 1 and faiss.omp_get_max_threads() == 1
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    from faceclust.scan.options import ScanOptions
+
+    assert ScanOptions().decode_workers == 1
+
+
+def test_the_environment_sets_it_and_a_bad_value_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(cpu.ENV, "3")
+    assert cpu.threads() == 3
+    monkeypatch.setenv(cpu.ENV, "many")
+    draw_photo(tmp_path / "p" / "a.png", [(0, 40, 40, 60)])
+    result = CliRunner().invoke(main, ["scan", str(tmp_path / "p"), "--catalog", str(tmp_path / "c.sqlite"),
+                                       "--detector", "fake", "--quiet"])
+    assert result.exit_code == 2 and "FACECLUST_THREADS='many' is not a number of threads" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["cluster", "--threads", "0", "--catalog", str(tmp_path / "c.sqlite")])
+    assert result.exit_code == 2 and "--threads" in result.output
