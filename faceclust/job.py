@@ -25,10 +25,10 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
     # So does an album folder that is (or holds) a photo folder.
     check_outside_photos(out, photo_folders=[r for r in roots if os.path.isdir(r)])
     scanned = scan_library(catalog_path, roots, scan_options, progress)
-    clustered = cluster_library(catalog_path, cluster_options)
-    albums = write_albums(catalog_path, out, album_mode, include_unknown)
+    clustered = cluster_library(catalog_path, cluster_options, progress=progress)
+    albums = write_albums(catalog_path, out, album_mode, include_unknown, progress=progress)
     report = Path(out) / REPORT_NAME
-    write_report(catalog_path, report)
+    write_report(catalog_path, report, progress=progress)
     return {"scan": scanned.as_dict(), "cluster": clustered.as_dict(), "albums": albums.as_dict(),
             "report": str(report)}
 

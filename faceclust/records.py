@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -117,3 +118,18 @@ class ScanSummary:
         out = {k: v for k, v in self.__dict__.items()}
         out["photos_per_second"] = round(self.processed / self.seconds, 2) if self.seconds else 0.0
         return out
+
+
+@dataclass
+class ProgressEvent:
+    """How far a stage of a long job is: ``done`` of ``total`` (0: unknown)."""
+
+    stage: str  # scan: "walk", "photos", "reembed", "index"; "models"; "cluster"; "albums"; "report"
+    done: int
+    total: int
+    faces: int = 0
+    errors: int = 0
+    path: str | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]

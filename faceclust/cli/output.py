@@ -50,9 +50,12 @@ def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
     Re-running updates OUT: new photos are added, photos whose faces moved are removed, and
     files faceclust did not create are never touched.
     """
+    from faceclust.cli.progress import ScanProgress
     from faceclust.output.albums import write_albums
 
-    summary = write_albums(_catalog_path(catalog), out, mode, include_unknown, skip_duplicates).as_dict()
+    with ScanProgress(enabled=not as_json) as progress:
+        summary = write_albums(_catalog_path(catalog), out, mode, include_unknown, skip_duplicates,
+                               progress=progress).as_dict()
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -67,9 +70,11 @@ def albums(out, catalog, mode, include_unknown, skip_duplicates, as_json):
 @catalog_option
 def report(out, catalog):
     """Write a self-contained HTML page OUT with a row of face thumbnails per person."""
+    from faceclust.cli.progress import ScanProgress
     from faceclust.output.report import write_report
 
-    shown = write_report(_catalog_path(catalog), out)
+    with ScanProgress() as progress:
+        shown = write_report(_catalog_path(catalog), out, progress=progress)
     click.echo(f"{shown} people in {printable(out)}")
 
 

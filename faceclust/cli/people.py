@@ -54,7 +54,10 @@ def cluster(catalog, method, min_faces, min_face_size, min_score, threshold, ful
     options = ClusterOptions(**_given(method=method, min_faces=min_faces, min_face_size=min_face_size,
                                       min_score=min_score), full=full,
                              method_options=_given(threshold=threshold))
-    summary = cluster_library(_catalog_path(catalog), options).as_dict()
+    from faceclust.cli.progress import ScanProgress
+
+    with ScanProgress(enabled=not quiet and not as_json) as progress:
+        summary = cluster_library(_catalog_path(catalog), options, progress=progress).as_dict()
     if as_json:
         click.echo(json.dumps(summary))
     elif not quiet:

@@ -10,10 +10,15 @@ import time
 from pathlib import Path
 
 PLAIN_EVERY_SECONDS = 10.0
+LABELS = {"walk": "finding photos", "photos": "scanning", "reembed": "re-embedding", "index": "indexing",
+          "models": "loading models", "cluster": "clustering", "albums": "albums", "report": "report thumbnails"}
+CLUSTER_STEPS = ("reading faces", "grouping faces", "writing people", "done")
 
 
 class ScanProgress:
-    """A callable receiving pipeline ProgressEvents."""
+    """A callable receiving ProgressEvents (scan, cluster, albums, report): a rich bar per
+    stage with rate and ETA on a terminal, a plain line every 10 s (and at a stage's end)
+    otherwise."""
 
     def __init__(self, enabled: bool = True, stream=None) -> None:
         self.enabled = enabled
@@ -59,8 +64,7 @@ class ScanProgress:
 
     def _live(self, event) -> None:
         task = self._tasks.get(event.stage)
-        label = {"walk": "finding photos", "photos": "scanning", "reembed": "re-embedding",
-                 "index": "indexing"}.get(event.stage, event.stage)
+        label = LABELS.get(event.stage, event.stage)
         if task is None:
             task = self._progress.add_task(label, total=event.total or None, rate="", faces="")
             self._tasks[event.stage] = task
@@ -73,6 +77,10 @@ class ScanProgress:
         self._progress.update(task, completed=event.done, total=event.total or None, **fields)
 
     def _plain(self, event) -> None:
+        if event.stage == "models":  # one line while they load
+            if event.done == 0:
+                print("loading models...", file=self.stream, flush=True)
+            return
         now = time.monotonic()
         final = event.total and event.done >= event.total
         if not final and now - self._last_plain < PLAIN_EVERY_SECONDS:
@@ -82,8 +90,10 @@ class ScanProgress:
         if event.stage == "photos":
             line = (f"scan: {event.done}/{event.total} photos, {event.faces} faces, "
                     f"{event.errors} errors, {event.done / elapsed:.1f} photos/s")
+        elif event.stage == "cluster":
+            line = f"cluster: step {event.done}/{event.total} ({CLUSTER_STEPS[min(event.done, 3)]}), {event.faces} faces"
         else:
-            line = f"{event.stage}: {event.done}/{event.total or '?'}"
+            line = f"{LABELS.get(event.stage, event.stage)}: {event.done}/{event.total or '?'}"
         print(line, file=self.stream, flush=True)
 
 

@@ -66,6 +66,14 @@ class FaceFinder:
             embedder = embedders.create(embedder)
         return cls(detect, detectors.create(detect.detector, options=detect), embedder)
 
+    def load(self) -> None:
+        """Load every model now (they load on first use otherwise): to say so while it happens."""
+        for part in (self.detector, self.aligner, self.arcface, self.embedder,
+                     *getattr(self.embedder, "parts", ())):
+            loader = getattr(part, "_load", None)
+            if loader is not None:
+                loader()
+
     def scale_policy(self) -> ScalePolicy:
         """Decode no larger than the detector will look at (never enlarge at decode)."""
         window = self.detector.window

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from faceclust.files import atomic_write, copy_regular_file
 from faceclust.output.album_plan import AlbumError, check_outside_photos, plan_albums
 from faceclust.photos.walk import ALBUM_FILES
 from faceclust.photos.walk import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
+from faceclust.records import ProgressEvent
 from faceclust.text import printable
 
 MODES = ("symlink", "hardlink", "copy")
@@ -58,7 +60,8 @@ class AlbumWriter:
     name. One run at a time per OUT (a lock file beside the manifest).
     """
 
-    def __init__(self, out: Path, mode: str = "symlink") -> None:
+    def __init__(self, out: Path, mode: str = "symlink", progress=None) -> None:
+        self.progress = progress or (lambda event: None)
         if mode not in MODES:
             raise AlbumError(f"unknown album mode {mode!r}; choose one of: {', '.join(MODES)}")
         self.out = Path(out)
@@ -96,7 +99,12 @@ class AlbumWriter:
         summary = AlbumSummary(people=len({p for _, p in plan.values() if p is not None}))
         for rel in sorted(set(manifest) - set(plan)):
             self._remove(rel, manifest, summary)
-        for rel, (source, _person) in sorted(plan.items()):
+        total, last = len(plan), 0.0
+        self.progress(ProgressEvent("albums", 0, total))
+        for done, (rel, (source, _person)) in enumerate(sorted(plan.items()), 1):
+            if time.monotonic() - last > 0.2 or done == total:
+                last = time.monotonic()
+                self.progress(ProgressEvent("albums", done, total))
             entry = manifest.get(rel)
             if entry and entry["source"] == source and self._still_ours(rel, entry):
                 summary.kept += 1
@@ -367,12 +375,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown: bool = False,
-                 skip_duplicates: bool = False) -> AlbumSummary:
+                 skip_duplicates: bool = False, progress=None) -> AlbumSummary:
     """Write (or update) one folder per visible person under ``out``; with ``skip_duplicates``
     only one photo of each group of duplicate photos is placed."""
     from faceclust.catalog import Catalog
 
-    writer = AlbumWriter(out, mode)  # validates the mode before any work
+    writer = AlbumWriter(out, mode, progress)  # validates the mode before any work
     leave_out: frozenset[str] = frozenset()
     if skip_duplicates:
         from faceclust.find.dedupe import photos_to_leave_out

@@ -14,7 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from faceclust.errors import FaceclustError
-from faceclust.files import atomic_write
+from faceclust.files import atomic_file
+from faceclust.records import ProgressEvent
 from faceclust.text import printable, strip_unsafe
 
 REPORT_NAME = "faceclust-report.html"  # the report's name in an albums folder (run, serve)
@@ -56,8 +57,9 @@ def _thumbnail(path: str, box: tuple[float, float, float, float], cache: dict) -
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def render_report(rows, people: list[dict], title: str = "faceclust") -> str:
-    """HTML for ``rows`` (catalog.person_faces()) and ``people`` (catalog.people())."""
+def render_report(rows, people: list[dict], title: str = "faceclust", progress=None) -> str:
+    """HTML for ``rows`` (catalog.person_faces()) and ``people`` (catalog.people()); ``progress``
+    receives ProgressEvents of stage "report" (thumbnails cut)."""
     visible = [p for p in people if not p["hidden"] and p["faces"]]
     faces_of: dict[int | None, list] = defaultdict(list)
     for person, face_id, path, left, top, right, bottom, score in rows:
@@ -69,7 +71,12 @@ def render_report(rows, people: list[dict], title: str = "faceclust") -> str:
     # Decode each photo once: crops are made in path order.
     wanted = sorted({(f[2], f[4]): f for _, faces in chosen for f in faces}.values(), key=lambda f: f[2])
     cache: dict = {}
-    thumbs = {f[4]: _thumbnail(f[2], f[3], cache) for f in wanted}
+    thumbs = {}
+    progress = progress or (lambda event: None)
+    for done, f in enumerate(wanted, 1):
+        thumbs[f[4]] = _thumbnail(f[2], f[3], cache)
+        if done % 20 == 0 or done == len(wanted):
+            progress(ProgressEvent("report", done, len(wanted)))
     by_id = {p["id"]: p for p in visible}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -94,15 +101,16 @@ def render_report(rows, people: list[dict], title: str = "faceclust") -> str:
     return "\n".join(parts)
 
 
-def write_report(catalog_path, out: Path) -> int:
+def write_report(catalog_path, out: Path, progress=None) -> int:
     """Write the report to ``out``; returns the number of people shown."""
     from faceclust.catalog import Catalog, protected_outputs
 
     with Catalog(catalog_path, create=False) as catalog:
         protected_outputs(catalog, out)
         rows, people = catalog.person_faces(), catalog.people()
-    text = render_report(rows, people)
     # All or nothing, through a fresh temporary file: a symlink planted beside ``out`` (or at
-    # it) cannot redirect the write.
-    atomic_write(Path(out), text)
+    # it) cannot redirect the write. Opened before the thumbnails are cut, so a folder that
+    # cannot be written fails at once.
+    with atomic_file(Path(out)) as handle:
+        handle.write(render_report(rows, people, progress=progress).encode("utf-8"))
     return sum(1 for p in people if not p["hidden"] and p["faces"])

@@ -94,14 +94,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
 class PeopleClusterer:
     """One clustering run over a catalog."""
 
-    def __init__(self, catalog, model_id: str, options: ClusterOptions | None = None) -> None:
+    def __init__(self, catalog, model_id: str, options: ClusterOptions | None = None, progress=None) -> None:
         self.catalog = catalog
         self.model_id = model_id
         self.options = options or ClusterOptions()
         self.summary = ClusterSummary()
+        self.progress = progress or (lambda event: None)
 
     def run(self) -> ClusterSummary:
+        from faceclust.records import ProgressEvent
+
         start = time.perf_counter()
+        self.progress(ProgressEvent("cluster", 0, 3))
         table = self.catalog.face_table(self.model_id)
         assigned = self.catalog.assignments()
         rejected = self.catalog.rejections()
@@ -110,7 +114,9 @@ class PeopleClusterer:
         full = self.options.full or not any(src != "user" for _, src in assigned.values())
         self.summary.mode = "full" if full else "incremental"
         self._fresh = 0
+        self.progress(ProgressEvent("cluster", 1, 3, faces=int(eligible.sum())))
         rows = (self._full if full else self._incremental)(table, eligible, assigned, rejected)
+        self.progress(ProgressEvent("cluster", 2, 3, faces=int(eligible.sum())))
         # Everything is written at once (people, assignments, the faces seen), as one undoable
         # history entry: a scan or a decision in between never sees half a clustering.
         with self.catalog.recorded("cluster", "cluster") as entry:
@@ -119,6 +125,7 @@ class PeopleClusterer:
                                  f"{self.summary.recognized} faces recognised")
             entry.details = {"method": self.options.method, "mode": self.summary.mode,
                              "new_people": self.summary.new_people}
+        self.progress(ProgressEvent("cluster", 3, 3, faces=int(eligible.sum())))
         people = self.catalog.people()
         self.summary.people = sum(1 for p in people if p["faces"])
         self.summary.assigned = sum(p["faces"] for p in people)
@@ -289,8 +296,10 @@ class PeopleClusterer:
         return out
 
 
-def cluster_library(catalog_path, options: ClusterOptions | None = None, model_id: str | None = None) -> ClusterSummary:
-    """Cluster the catalog's faces into people (see :class:`PeopleClusterer`)."""
+def cluster_library(catalog_path, options: ClusterOptions | None = None, model_id: str | None = None,
+                    progress=None) -> ClusterSummary:
+    """Cluster the catalog's faces into people (see :class:`PeopleClusterer`). ``progress``
+    receives ProgressEvents of stage "cluster": reading the faces, grouping them, writing."""
     import dataclasses
 
     from faceclust.catalog import Catalog
@@ -307,4 +316,4 @@ def cluster_library(catalog_path, options: ClusterOptions | None = None, model_i
                 options = dataclasses.replace(options, distance_scale=distances.cluster_scale)
             if options.method is None:
                 options = dataclasses.replace(options, method=distances.cluster_method)
-        return PeopleClusterer(catalog, model_id, options).run()
+        return PeopleClusterer(catalog, model_id, options, progress).run()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 from faceclust.faces.detect import DetectOptions
 from faceclust.photos.read import READ_STALL_SECONDS
@@ -39,14 +38,4 @@ class ScanOptions:
             raise ValueError("stall_seconds must be above 0")
 
 
-@dataclass
-class ProgressEvent:
-    stage: str  # "walk", "photos", "reembed", "index", "done"
-    done: int
-    total: int
-    faces: int = 0
-    errors: int = 0
-    path: str | None = None
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
+from faceclust.records import ProgressCallback, ProgressEvent  # noqa: E402,F401 (scan's events)

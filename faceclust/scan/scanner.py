@@ -120,6 +120,10 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
         total = len(todo)
         claimed: set[int] = set()
         done = 0
+        if total:
+            self.progress(ProgressEvent("models", 0, 1))
+            self.finder.load()
+            self.progress(ProgressEvent("models", 1, 1))
         self.progress(ProgressEvent("photos", 0, total))  # starts the clock of the rate shown
         with ThreadPoolExecutor(self.options.decode_workers) as pool:
             prepare = lambda f: self._prepare(f, states.get(str(f.path)), by_hash, policy)  # noqa: E731
