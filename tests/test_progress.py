@@ -44,6 +44,8 @@ def test_each_long_command_reports_its_progress_in_plain_lines(library):
     assert albums.exit_code == 0 and "albums: 6/6" in albums.stderr
     report = run("report", library / "r.html", "--catalog", catalog)
     assert report.exit_code == 0 and "report thumbnails: 6/6" in report.stderr
+    dedupe = run("dedupe", "--catalog", catalog)
+    assert dedupe.exit_code == 0 and "dedupe: step 3/3 (done), 6 faces" in dedupe.stderr
     # stdout stays what it was: the summaries.
     assert "people" in cluster.stdout and "albums: 6/6" not in albums.stdout
 
@@ -55,3 +57,4 @@ def test_quiet_and_json_show_no_progress(library):
     assert quiet.exit_code == 0 and quiet.stderr == ""
     as_json = run("albums", library / "albums", "--catalog", catalog, "--json")
     assert as_json.stderr == "" and json.loads(as_json.stdout)["added"] == 6
+    assert run("dedupe", "--catalog", catalog, "--json").stderr == ""

@@ -151,9 +151,12 @@ def dedupe(catalog, face_distance, as_json):
     photo of the same shape (copies, resized or re-encoded, burst shots); a mirrored copy is
     not a duplicate. Nothing is deleted or moved; each group names the photo an album keeps.
     """
+    from faceclust.cli.progress import ScanProgress
     from faceclust.find.dedupe import DedupeOptions, dedupe_library
 
-    report = dedupe_library(_catalog_path(catalog), DedupeOptions(**_given(face_distance=face_distance))).as_dict()
+    with ScanProgress(enabled=not as_json) as progress:
+        report = dedupe_library(_catalog_path(catalog), DedupeOptions(**_given(face_distance=face_distance)),
+                                progress=progress).as_dict()
     if as_json:
         click.echo(json.dumps(report))
         return

@@ -11,8 +11,9 @@ from pathlib import Path
 
 PLAIN_EVERY_SECONDS = 10.0
 LABELS = {"walk": "finding photos", "photos": "scanning", "reembed": "re-embedding", "index": "indexing",
-          "models": "loading models", "cluster": "clustering", "albums": "albums", "report": "report thumbnails"}
-CLUSTER_STEPS = ("reading faces", "grouping faces", "writing people", "done")
+          "models": "loading models", "cluster": "clustering", "dedupe": "finding duplicates", "albums": "albums", "report": "report thumbnails"}
+STEPS = {"cluster": ("reading faces", "grouping faces", "writing people", "done"),
+         "dedupe": ("reading faces", "comparing faces", "comparing photos", "done")}
 
 
 class ScanProgress:
@@ -90,8 +91,9 @@ class ScanProgress:
         if event.stage == "photos":
             line = (f"scan: {event.done}/{event.total} photos, {event.faces} faces, "
                     f"{event.errors} errors, {event.done / elapsed:.1f} photos/s")
-        elif event.stage == "cluster":
-            line = f"cluster: step {event.done}/{event.total} ({CLUSTER_STEPS[min(event.done, 3)]}), {event.faces} faces"
+        elif event.stage in STEPS:
+            line = (f"{event.stage}: step {event.done}/{event.total} ({STEPS[event.stage][min(event.done, 3)]}), "
+                    f"{event.faces} faces")
         else:
             line = f"{LABELS.get(event.stage, event.stage)}: {event.done}/{event.total or '?'}"
         print(line, file=self.stream, flush=True)

@@ -235,11 +235,15 @@ class _Sizes:
 class DuplicateFinder:
     """One pass over a catalog's faces and photos."""
 
-    def __init__(self, options: DedupeOptions | None = None) -> None:
+    def __init__(self, options: DedupeOptions | None = None, progress=None) -> None:
         self.options = options or DedupeOptions()
+        self.progress = progress or (lambda event: None)
 
     def run(self, catalog, model_id: str) -> DedupeReport:
+        from faceclust.records import ProgressEvent
+
         start = time.perf_counter()
+        self.progress(ProgressEvent("dedupe", 0, 3))
         distances = _model_distances(catalog, model_id)
         if self.options.face_distance is None:
             self.options = dataclasses.replace(self.options, face_distance=distances.duplicate)
@@ -265,10 +269,13 @@ class DuplicateFinder:
         self.sizes = _Sizes()
         report = DedupeReport([], [], photos=len(photos), faces=n, options=dict(self.options.__dict__))
 
+        self.progress(ProgressEvent("dedupe", 1, 3, faces=n))
         i, j, d = near_identical_pairs(vectors, self.options.face_distance, self.options.neighbours)
         report.face_groups = self._face_groups(i, j)
+        self.progress(ProgressEvent("dedupe", 2, 3, faces=n))
         photo_pairs = self._same_bytes_pairs() | self._same_faces_pairs(i, j, report)
         report.photo_groups = self._photo_groups(photo_pairs)
+        self.progress(ProgressEvent("dedupe", 3, 3, faces=n))
         report.seconds = time.perf_counter() - start
         return report
 
@@ -380,17 +387,19 @@ class DuplicateFinder:
         return min(paths, key=key)
 
 
-def find_duplicates(catalog, model_id: str, options: DedupeOptions | None = None) -> DedupeReport:
-    return DuplicateFinder(options).run(catalog, model_id)
+def find_duplicates(catalog, model_id: str, options: DedupeOptions | None = None, progress=None) -> DedupeReport:
+    return DuplicateFinder(options, progress).run(catalog, model_id)
 
 
-def dedupe_library(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None) -> DedupeReport:
-    """Duplicate faces and photos of the catalog at ``catalog_path`` (reads only)."""
+def dedupe_library(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None,
+                   progress=None) -> DedupeReport:
+    """Duplicate faces and photos of the catalog at ``catalog_path`` (reads only); ``progress``
+    receives ProgressEvents of stage "dedupe" (reading faces, faces compared, photos compared)."""
     from faceclust.catalog import Catalog
     from faceclust.faces.embed import catalog_model
 
     with Catalog(catalog_path, create=False) as catalog:
-        return find_duplicates(catalog, model_id or catalog_model(catalog).model_id, options)
+        return find_duplicates(catalog, model_id or catalog_model(catalog).model_id, options, progress)
 
 
 def photos_to_leave_out(catalog_path, options: DedupeOptions | None = None, model_id: str | None = None) -> set[str]:
