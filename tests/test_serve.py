@@ -365,3 +365,16 @@ def test_a_group_of_faces_of_nobody_is_one_answer(tmp_path, monkeypatch):
     assert run("undo", "--catalog", catalog).exit_code == 0  # one answer, one undo
     with Catalog(catalog) as cat:
         assert cat.assignments_of(lone) == {} and (lone[1], zero) not in cat.rejections()
+
+
+def test_listening_on_every_address_answers_any_host_but_still_wants_the_token(catalog):
+    from starlette.testclient import TestClient
+
+    from faceclust.serve.app import create_app
+    from faceclust.serve.security import Guard
+
+    guard = Guard("0.0.0.0", PORT)
+    client = TestClient(create_app(catalog, guard), base_url=f"http://nas.local:{PORT}", follow_redirects=False)
+    assert client.get("/").status_code == 403
+    assert client.get(f"/?token={guard.token}").status_code == 303
+    assert client.get("/").status_code == 200

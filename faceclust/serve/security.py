@@ -2,7 +2,8 @@
 value for every change, and headers that keep pages from being framed or leaking the token.
 
 * Requests must name an allowed Host (the address served, ``localhost``): a web page elsewhere
-  cannot reach the server through a DNS name pointed at 127.0.0.1 (DNS rebinding).
+  cannot reach the server through a DNS name pointed at 127.0.0.1 (DNS rebinding). Listening
+  on every address (``--host 0.0.0.0``), any Host is answered: the token still guards it.
 * Every request carries the token: in the address that ``faceclust serve`` prints
   (``?token=...``, then moved into an HttpOnly, SameSite=Strict cookie and dropped from the
   address) or in that cookie. Without it: 403. Other users of a shared NAS cannot change people.
@@ -16,6 +17,7 @@ import secrets
 from urllib.parse import parse_qsl, urlencode
 
 COOKIE = "faceclust_token"
+WILDCARDS = ("0.0.0.0", "::", "")
 HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
                                  b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
@@ -32,10 +34,19 @@ class Guard:
     def __init__(self, host: str, port: int, token: str | None = None, csrf: str | None = None) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.csrf = csrf or secrets.token_urlsafe(24)
+        self.hosts: set[str] | None
+        if host in WILDCARDS:
+            # Listening on every address: reached by whatever name or address the network
+            # gives this machine, so any Host is answered (the token is still required).
+            self.hosts = None
+            return
         names = {host, "localhost", "127.0.0.1", "[::1]"} if host in ("127.0.0.1", "localhost", "::1") else {host}
         if ":" in host and not host.startswith("["):
             names.add(f"[{host}]")
         self.hosts = {f"{name}:{port}" for name in names} | names
+
+    def host_ok(self, host: str) -> bool:
+        return self.hosts is None or host in self.hosts
 
     def check_csrf(self, value: str | None) -> bool:
         return bool(value) and secrets.compare_digest(str(value), self.csrf)
@@ -72,7 +83,7 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         host = headers.get(b"host", b"").decode("latin-1")
-        if host not in self.guard.hosts:
+        if not self.guard.host_ok(host):
             return await _plain(send, 400, "this server answers only at the address 'faceclust serve' printed")
         if scope["method"] not in ("GET", "HEAD", "POST"):
             return await _plain(send, 405, "method not allowed")

@@ -73,7 +73,10 @@ def make_server(catalog_path: Path, host: str = DEFAULT_HOST, port: int = DEFAUL
     app = create_app(catalog_path, guard, out)
     # The suggestion queue takes seconds to compute in a big library: start before it is asked for.
     threading.Thread(target=_warm, args=(app,), daemon=True, name="faceclust-suggestions").start()
-    shown = f"[{host}]" if ":" in host else host
+    from faceclust.serve.security import WILDCARDS
+
+    shown = socket.gethostname() if host in WILDCARDS else host  # an address others can open
+    shown = f"[{shown}]" if ":" in shown else shown
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     return server, sock, Served(f"http://{shown}:{port}/?token={guard.token}", host, port, is_loopback(host))
