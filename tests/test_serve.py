@@ -378,3 +378,27 @@ def test_listening_on_every_address_answers_any_host_but_still_wants_the_token(c
     assert client.get("/").status_code == 403
     assert client.get(f"/?token={guard.token}").status_code == 303
     assert client.get("/").status_code == 200
+
+
+def test_refresh_keeps_the_albums_as_they_were_made(catalog, tmp_path):
+    from starlette.testclient import TestClient
+
+    from faceclust.catalog import Catalog
+    from faceclust.serve.app import create_app
+    from faceclust.serve.security import Guard
+
+    out = tmp_path / "albums"
+    assert run("albums", out, "--mode", "copy", "--catalog", catalog).exit_code == 0
+    guard = Guard(HOST, PORT)
+    client = TestClient(create_app(catalog, guard, out=out), base_url=f"http://{HOST}:{PORT}", follow_redirects=False)
+    client.get(f"/?token={guard.token}")
+    people = people_of(catalog)
+    source, target = sorted(people, key=lambda p: people[p]["faces"])[:2]
+    with Catalog(catalog) as cat:
+        face = cat.faces_page(source, 1)[0][0]["id"]
+        photo = cat.face_source(face).path
+    post(client, guard, "move", faces=[face], to=str(target))
+    page = post(client, guard, "refresh")
+    assert "1 added" in page.text
+    placed = [p for p in out.rglob("*") if p.is_file() and p.name == photo.rsplit("/", 1)[1]]
+    assert placed and all(not p.is_symlink() for p in placed)  # copies, as the album was made

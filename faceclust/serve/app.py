@@ -296,10 +296,12 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
     def act_refresh(form):
         if review.out is None:
             raise UsageProblem("start 'faceclust serve --out FOLDER' to refresh albums from here")
-        from faceclust.output.albums import write_albums
+        from faceclust.output.albums import album_mode, write_albums
         from faceclust.output.report import REPORT_NAME, write_report
 
-        summary = write_albums(review.catalog_path, review.out).as_dict()
+        # The albums as they were made (links, hard links or copies), unknown faces if they had them.
+        summary = write_albums(review.catalog_path, review.out, album_mode(review.out) or "symlink",
+                               include_unknown=(review.out / "unknown").is_dir()).as_dict()
         write_report(review.catalog_path, review.out / REPORT_NAME)
         return None, (f"albums in {printable(review.out)}: {summary['added']} added, {summary['removed']} removed; "
                       "report written"), None
