@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from faceclust.find.looks import LookCache, is_mirror_image, photo_size, thumbnail  # noqa: F401 (used and re-exported)
+
 # Chosen by measurement (benchmarks/bench_find.py: 45 real photos, 360 copies, in the celeba_train
 # catalog). Copies lie farther from their original than one might think (median / 95th pct:
 # JPEG q90 0.05 / 0.13, q50 0.16 / 0.26, resized to 50% 0.20 / 0.29), as far as the nearest
@@ -165,73 +167,6 @@ def near_identical_pairs(vectors: np.ndarray, face_distance: float,
     return pairs[0], pairs[1], dist[keep][first]
 
 
-def _read_photo(path: str) -> bytes:
-    """A candidate's bytes, as the scan reads them (HEIC opener, no blocking on odd files)."""
-    from pathlib import Path
-
-    from faceclust.photos.decode import read_file
-    from faceclust.photos.formats import ensure_opener
-
-    ensure_opener(Path(path))
-    return read_file(Path(path))
-
-
-def photo_size(path: str) -> tuple[int, int] | None:
-    """(width, height) after EXIF orientation, from the file's header; None if unreadable."""
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(_read_photo(path))) as im:
-            width, height = im.size
-            orientation = int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - an unreadable candidate is simply not a duplicate
-        return None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
-def thumbnail(path: str, side: int = 24) -> np.ndarray | None:
-    """A small grey image of the whole photo, zero-mean and unit-norm, for comparing photo
-    content; None if unreadable. (Thumbnails of a square around the faces were tried: detector
-    jitter moves the square, and copies then compared worse than distinct photos.)"""
-    import io
-
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(_read_photo(path))) as im:
-            im.draft("L", (side * 4, side * 4))
-            im = ImageOps.exif_transpose(im.convert("L"))
-            x = np.asarray(im.resize((side, side), Image.Resampling.BOX), np.float64)
-    except Exception:  # noqa: BLE001 - an unreadable candidate is simply not a duplicate
-        return None
-    x = x - x.mean()
-    norm = np.linalg.norm(x)
-    return x / norm if norm > 0 else x
-
-
-def is_mirror_image(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when thumbnail ``b`` looks more like ``a`` flipped left-right than like ``a``."""
-    return float(np.sum(a * b[:, ::-1])) > float(np.sum(a * b))
-
-
-class _Sizes:
-    def __init__(self) -> None:
-        self.sizes: dict[str, tuple[int, int] | None] = {}
-        self.thumbs: dict[str, np.ndarray | None] = {}
-
-    def size(self, path: str):
-        if path not in self.sizes:
-            self.sizes[path] = photo_size(path)
-        return self.sizes[path]
-
-    def thumb(self, path: str):
-        if path not in self.thumbs:
-            self.thumbs[path] = thumbnail(path)
-        return self.thumbs[path]
-
-
 class DuplicateFinder:
     """One pass over a catalog's faces and photos."""
 
@@ -266,7 +201,7 @@ class DuplicateFinder:
                    if n else np.zeros((0, 128), np.float32))
         self.face_ids, self.face_photo = np.array(face_ids, np.int64), face_photo
         self.boxes, self.vectors, self.photos = np.array(boxes, np.float64).reshape(-1, 4), vectors, photos
-        self.sizes = _Sizes()
+        self.sizes = LookCache()
         report = DedupeReport([], [], photos=len(photos), faces=n, options=dict(self.options.__dict__))
 
         self.progress(ProgressEvent("dedupe", 1, 3, faces=n))

@@ -4,6 +4,7 @@ filesystem, never shared by two people), a link per photo. Pure planning: no fil
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import unicodedata
@@ -11,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from faceclust.errors import OutputError
+from faceclust.photos.walk import ALBUM_MARKER  # the album manifest's name
 from faceclust.text import printable, strip_unsafe
 
 
@@ -112,3 +114,17 @@ def check_outside_photos(out: Path, photo_paths=(), photo_folders=()) -> None:
         if inside(folder):
             raise AlbumError(f"{printable(out)} is or holds the photo folder {printable(folder)}; albums go in a "
                              "folder of their own, outside the photo folders (scans skip album folders)")
+
+
+def album_mode(out: Path) -> str | None:
+    """How the album folder ``out`` was made (its manifest's most common mode), or None when
+    it holds no readable manifest: a refresh then keeps making what is there."""
+    from collections import Counter
+
+    try:
+        with open(Path(out) / ALBUM_MARKER, encoding="utf-8") as handle:  # read only; never followed to write
+            entries = json.load(handle).get("entries", {})
+        modes = Counter(e.get("mode") for e in entries.values() if e.get("mode") in ("symlink", "hardlink", "copy"))
+    except (OSError, ValueError, AttributeError):
+        return None
+    return modes.most_common(1)[0][0] if modes else None

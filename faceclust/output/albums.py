@@ -374,20 +374,6 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def album_mode(out: Path) -> str | None:
-    """How the album folder ``out`` was made (its manifest's most common mode), or None when
-    it holds no readable manifest: a refresh then keeps making what is there."""
-    from collections import Counter
-
-    try:
-        with open(Path(out) / MANIFEST, encoding="utf-8") as handle:  # read only; never followed to write
-            entries = json.load(handle).get("entries", {})
-        modes = Counter(e.get("mode") for e in entries.values() if e.get("mode") in MODES)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return modes.most_common(1)[0][0] if modes else None
-
-
 def write_albums(catalog_path, out: Path, mode: str = "symlink", include_unknown: bool = False,
                  skip_duplicates: bool = False, progress=None) -> AlbumSummary:
     """Write (or update) one folder per visible person under ``out``; with ``skip_duplicates``

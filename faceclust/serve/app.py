@@ -296,7 +296,8 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
     def act_refresh(form):
         if review.out is None:
             raise UsageProblem("start 'faceclust serve --out FOLDER' to refresh albums from here")
-        from faceclust.output.albums import album_mode, write_albums
+        from faceclust.output.album_plan import album_mode
+        from faceclust.output.albums import write_albums
         from faceclust.output.report import REPORT_NAME, write_report
 
         # The albums as they were made (links, hard links or copies), unknown faces if they had them.
