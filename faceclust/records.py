@@ -105,6 +105,7 @@ class ScanSummary:
     kept_missing: int = 0  # missing photos kept: too many vanished at once (see --prune)
     faces_found: int = 0
     photos_with_faces: int = 0
+    skipped: dict = field(default_factory=dict)  # files that are not photos, by kind: video, raw, sidecar, other
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     error_samples: list = field(default_factory=list)

@@ -260,3 +260,29 @@ def test_an_atomic_file_is_whole_or_absent(tmp_path):
         with atomic_file(tmp_path / "missing" / "x.bin") as handle:
             pass
     assert raised.value.filename == str(tmp_path / "missing" / "x.bin")  # the target, not the temp file
+
+
+def test_files_that_are_not_photos_are_counted_by_kind(tmp_path, monkeypatch):
+    """A video, a RAW file, a sidecar and a text file are not read, and the summary says so
+    (hidden files such as .DS_Store are not counted)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from faceclust.cli import main
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+    root = tmp_path / "photos"
+    draw_photo(root / "a.jpg", [(0, 40, 40, 60)])
+    for name in ("clip.MP4", "sub/IMG_1.CR2", "a.jpg.xmp", "notes.txt", ".DS_Store"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"not a photo")
+    args = ["scan", str(root), "--catalog", str(tmp_path / "c.sqlite"), "--detector", "fake"]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == {"video": 1, "raw": 1, "sidecar": 1, "other": 1}
+    assert summary["photos_seen"] == 1
+    text = CliRunner().invoke(main, args).stdout
+    assert "1 videos, 1 RAW files, 1 sidecars, 1 other files" in text

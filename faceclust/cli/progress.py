@@ -176,6 +176,11 @@ def print_scan_summary(summary: dict, catalog: Path) -> None:
         if key in ("kept_missing", "known_errors", "aliases") and not summary.get(key):
             continue
         table.add_row(key.replace("_", " "), str(summary.get(key, 0)))
+    skipped = summary.get("skipped") or {}
+    if skipped:
+        names = {"video": "videos", "raw": "RAW files", "sidecar": "sidecars", "other": "other files"}
+        table.add_row("not photos (not read)", ", ".join(f"{skipped[k]} {names.get(k, k)}" for k in
+                                                        ("video", "raw", "sidecar", "other") if skipped.get(k)))
     table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")
     console.print(table)
 

@@ -54,14 +54,32 @@ def is_skipped_dir(name: str) -> bool:
     return name.startswith(".") or name.lower() in SKIPPED_DIRS
 
 
+# Files that are not photos faceclust reads, counted by kind in the scan's summary so that users
+# see what was left out (hidden files, ".DS_Store" and the like, are not counted).
+SKIPPED_KINDS = {
+    "video": {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".3gp", ".mts", ".m2ts", ".wmv", ".webm", ".mpg", ".mpeg"},
+    "raw": {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".dng", ".pef",
+            ".srw", ".x3f", ".3fr", ".iiq", ".rwl"},
+    "sidecar": {".xmp", ".aae", ".thm", ".pp3", ".dop", ".on1"},
+}
+
+
+def skipped_kind(name: str) -> str:
+    """"video", "raw", "sidecar" or "other" for a file that is not read as a photo."""
+    suffix = Path(name).suffix.lower()
+    return next((kind for kind, suffixes in SKIPPED_KINDS.items() if suffix in suffixes), "other")
+
+
 def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
-                on_progress: Callable[[Path], None] | None = None) -> Iterator[PhotoFile]:
+                on_progress: Callable[[Path], None] | None = None,
+                skipped: dict[str, int] | None = None) -> Iterator[PhotoFile]:
     """Yield image files under ``roots`` recursively, in a stable order.
 
     Hidden and NAS system folders are skipped. Symlinked folders are followed once: a folder
     already visited (same device and inode) is not entered again, so symlink cycles end.
     Unreadable folders are reported through ``errors`` and skipped. ``on_progress(path)`` is
     called before each folder is listed and each entry looked at (a watchdog's heartbeat).
+    ``skipped`` (kind -> count) counts the visible files that are not photos (see SKIPPED_KINDS).
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: dict[tuple[int, int], Path] = {}
@@ -82,15 +100,18 @@ def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
         if stat.S_ISREG(st.st_mode):
             if root.suffix.lower() in IMAGE_EXTENSIONS:
                 yield once(root, st)
+            elif skipped is not None:
+                kind = skipped_kind(root.name)
+                skipped[kind] = skipped.get(kind, 0) + 1
             continue
         if not stat.S_ISDIR(st.st_mode):
             _report(errors, root, f"{file_kind(st.st_mode)}, not a photo file; skipped")
             continue
-        yield from _walk_dir(root, seen_dirs, errors, tick, once)
+        yield from _walk_dir(root, seen_dirs, errors, tick, once, skipped)
 
 
 def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | None,
-              tick: Callable[[Path], None], once: Callable) -> Iterator[PhotoFile]:
+              tick: Callable[[Path], None], once: Callable, skipped: dict[str, int] | None) -> Iterator[PhotoFile]:
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -120,7 +141,12 @@ def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | N
                     if not is_skipped_dir(entry.name):
                         subdirs.append(Path(entry.path))
                     continue
-                if entry.name.startswith(".") or Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
+                if entry.name.startswith("."):
+                    continue
+                if Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
+                    if skipped is not None:
+                        kind = skipped_kind(entry.name)
+                        skipped[kind] = skipped.get(kind, 0) + 1
                     continue
                 est = entry.stat(follow_symlinks=True)
             except OSError as exc:

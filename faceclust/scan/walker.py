@@ -36,7 +36,7 @@ class WalkingMixin:
 
         def walk() -> None:
             try:
-                files.extend(walk_photos(roots, errors, on_progress=tick))
+                files.extend(walk_photos(roots, errors, on_progress=tick, skipped=self.summary.skipped))
             except BaseException as exc:  # noqa: BLE001 - raised again in the scanning thread
                 outcome["error"] = exc
             finally:
