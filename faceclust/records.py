@@ -87,6 +87,7 @@ class PhotoResult:
     error: str | None = None
     source_id: int | None = None
     known_error: bool = False  # the same file failed the same way before: not recorded again
+    taken_at: float | None = None  # when the photo was taken (EXIF, else the file's time)
 
 
 @dataclass

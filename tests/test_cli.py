@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -73,8 +74,12 @@ def test_status_and_export(tmp_path, lib):
     result = run("export", "--catalog", cat, "--embeddings", tmp_path / "e.npy")
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["photo"].rsplit("/", 1)[1] for r in rows] == ["a.png", "b.png", "b.png"]
-    assert list(rows[0]) == ["photo", "face_id", "left", "top", "right", "bottom", "score", "person"]
+    assert list(rows[0]) == ["photo", "face_id", "left", "top", "right", "bottom", "score", "person", "taken_at"]
     assert (float(rows[0]["left"]), float(rows[0]["right"])) == (10.0, 50.0)
+    from datetime import datetime
+
+    taken = datetime.fromisoformat(rows[0]["taken_at"])  # no EXIF in these PNGs: the file's time
+    assert abs(taken.timestamp() - os.stat(lib / "a.png").st_mtime) < 1.5
     assert all(r["person"] == "" for r in rows)
     vectors = np.load(tmp_path / "e.npy")
     assert vectors.shape == (3, 8) and not np.isnan(vectors).any()

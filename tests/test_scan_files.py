@@ -286,3 +286,43 @@ def test_files_that_are_not_photos_are_counted_by_kind(tmp_path, monkeypatch):
     assert summary["photos_seen"] == 1
     text = CliRunner().invoke(main, args).stdout
     assert "1 videos, 1 RAW files, 1 sidecars, 1 other files" in text
+
+
+def test_capture_dates_come_from_exif_with_its_offset_else_the_file(tmp_path, monkeypatch):
+    """DateTimeOriginal with OffsetTimeOriginal is an exact moment; without an offset it is
+    local time; a photo without EXIF dates gets its file's time. export and people show them."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from faceclust.cli import main
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+    root = tmp_path / "photos"
+    for name, date, offset in (("a.jpg", "2019:07:14 09:30:00", "+02:00"), ("b.jpg", "2021:01:02 03:04:05", None),
+                               ("c.jpg", None, None)):
+        draw_photo(root / name, [(0, 40, 40, 60)])
+        exif = Image.Exif()
+        if date:
+            exif.get_ifd(0x8769)[0x9003] = date
+            if offset:
+                exif.get_ifd(0x8769)[0x9011] = offset
+        with Image.open(root / name) as im:
+            im.load()
+            im.save(root / name, exif=exif.tobytes(), quality=95)
+    catalog = tmp_path / "c.sqlite"
+    assert CliRunner().invoke(main, ["scan", str(root), "--catalog", str(catalog), "--detector", "fake",
+                                     "--quiet"]).exit_code == 0
+    rows = CliRunner().invoke(main, ["export", "--catalog", str(catalog), "--format", "jsonl"]).stdout.splitlines()
+    taken = {json.loads(r)["photo"].rsplit("/", 1)[1]: datetime.fromisoformat(json.loads(r)["taken_at"]) for r in rows}
+    assert taken["a.jpg"] == datetime(2019, 7, 14, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert taken["b.jpg"].replace(tzinfo=None) == datetime(2021, 1, 2, 3, 4, 5)  # local time
+    assert abs(taken["c.jpg"].timestamp() - (root / "c.jpg").stat().st_mtime) < 1.5
+    assert CliRunner().invoke(main, ["cluster", "--catalog", str(catalog), "--quiet"]).exit_code == 0
+    people = json.loads(CliRunner().invoke(main, ["people", "--catalog", str(catalog), "--json"]).stdout)
+    assert len(people) == 1
+    assert datetime.fromisoformat(people[0]["first_seen"]) == taken["a.jpg"]
+    assert datetime.fromisoformat(people[0]["last_seen"]) == max(taken.values())

@@ -62,7 +62,7 @@ class BrowseMixin:
 
     def faces_page(self, person: int | None, limit: int = 500, offset: int = 0) -> tuple[list[dict], int]:
         """(faces of ``person``, or of nobody when None, with id, photo id, score, source of the
-        assignment; how many there are), by photo path."""
+        assignment; how many there are), in the order the photos were taken (then by path)."""
         if person is None:
             condition, args = "a.face_id IS NULL", []
         else:
@@ -70,8 +70,9 @@ class BrowseMixin:
         base = f"""FROM faces f JOIN photos p ON p.id = f.photo_id AND p.status = 'ok'
                    LEFT JOIN assignments a ON a.face_id = f.id WHERE {condition}"""
         total = self.db.execute(f"SELECT COUNT(*) {base}", args).fetchone()[0]
-        rows = self.db.execute(f"SELECT f.id, f.photo_id, f.score, a.source {base} ORDER BY p.path, f.id "
-                               "LIMIT ? OFFSET ?", [*args, int(limit), int(offset)]).fetchall()
+        rows = self.db.execute(f"SELECT f.id, f.photo_id, f.score, a.source {base} "
+                               "ORDER BY p.taken_at IS NULL, p.taken_at, p.path, f.id LIMIT ? OFFSET ?",
+                               [*args, int(limit), int(offset)]).fetchall()
         return [{"id": r[0], "photo": r[1], "score": r[2], "source": r[3]} for r in rows], int(total)
 
     def face_source(self, face_id: int) -> FaceSource | None:

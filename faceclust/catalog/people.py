@@ -203,11 +203,16 @@ class PeopleMixin:
         return int(person_id)
 
     def people(self) -> list[dict]:
-        """id, name, hidden, faces, photos for every person (existing photos only), biggest first."""
+        """id, name, hidden, faces, photos, first_seen and last_seen (when their earliest and
+        latest photos were taken, seconds since the epoch, or None) for every person (existing
+        photos only), biggest first."""
         rows = self.db.execute(
-            """SELECT pe.id, pe.name, pe.hidden, COUNT(f.id), COUNT(DISTINCT f.photo_id)
+            """SELECT pe.id, pe.name, pe.hidden, COUNT(f.id), COUNT(DISTINCT f.photo_id),
+                      MIN(ph.taken_at), MAX(ph.taken_at)
                FROM people pe LEFT JOIN assignments a ON a.person_id = pe.id
                LEFT JOIN faces f ON f.id = a.face_id
                     AND f.photo_id IN (SELECT id FROM photos WHERE status = 'ok')
+               LEFT JOIN photos ph ON ph.id = f.photo_id
                GROUP BY pe.id ORDER BY COUNT(f.id) DESC, pe.id""").fetchall()
-        return [{"id": r[0], "name": r[1], "hidden": bool(r[2]), "faces": r[3], "photos": r[4]} for r in rows]
+        return [{"id": r[0], "name": r[1], "hidden": bool(r[2]), "faces": r[3], "photos": r[4],
+                 "first_seen": r[5], "last_seen": r[6]} for r in rows]

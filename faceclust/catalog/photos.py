@@ -36,6 +36,11 @@ def _relative_iou(a, size_a, b, size_b) -> float:
 class PhotosMixin:
     """Photos and the faces found in them, written a batch at a time (part of :class:`Catalog`)."""
 
+    def photo_dates(self) -> dict[str, float]:
+        """path -> when it was taken (seconds since the epoch) for existing photos that know it."""
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT path, taken_at FROM photos WHERE status = 'ok' AND taken_at IS NOT NULL")}
+
     def photo_states(self) -> dict[str, PhotoState]:
         rows = self.db.execute(
             "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity, error FROM photos"
@@ -92,15 +97,15 @@ class PhotosMixin:
                       run_id: int | None, now: float) -> int:
         self.db.execute(
             """INSERT INTO photos(path, size, mtime_ns, content_hash, width, height, status, error,
-                                  detect_identity, run_id, updated_at)
-               VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                  detect_identity, run_id, updated_at, taken_at)
+               VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
                    content_hash=excluded.content_hash, width=excluded.width, height=excluded.height,
                    status=excluded.status, error=excluded.error,
                    detect_identity=excluded.detect_identity, run_id=excluded.run_id,
-                   updated_at=excluded.updated_at""",
+                   updated_at=excluded.updated_at, taken_at=COALESCE(excluded.taken_at, photos.taken_at)""",
             (sql_path(r.path), r.size, r.mtime_ns, r.content_hash, r.width, r.height, status, r.error,
-             detect_identity, run_id, now),
+             detect_identity, run_id, now, r.taken_at),
         )
         self.db.execute("DELETE FROM aliases WHERE path=CAST(? AS TEXT)", (sql_path(r.path),))  # a photo now
         return int(self.db.execute("SELECT id FROM photos WHERE path=CAST(? AS TEXT)",
@@ -229,9 +234,10 @@ class PhotosMixin:
                         (r.size, r.mtime_ns, run_id, now, sql_path(r.path)))
 
     def _write_copied(self, r: PhotoResult, model_id, detect_identity, run_id, now) -> None:
-        src = self.db.execute("SELECT width, height, detect_identity FROM photos WHERE id=?",
+        src = self.db.execute("SELECT width, height, detect_identity, taken_at FROM photos WHERE id=?",
                               (r.source_id,)).fetchone()
         r.width, r.height = src[0], src[1]
+        r.taken_at = r.taken_at if r.taken_at is not None else src[3]  # the same bytes: the same moment
         before = self._faces_before_redetection(r.path, model_id)  # an edit made it a copy of another
         photo_id = self._upsert_photo(r, "ok", src[2], run_id, now)
         if self.db.execute("DELETE FROM faces WHERE photo_id=?", (photo_id,)).rowcount:

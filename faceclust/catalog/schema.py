@@ -146,6 +146,12 @@ MIGRATIONS: list[str] = [
     """,
     # 8: "these two are different people" (a no to a merge suggestion), undoable (see catalog_history)
     "apart",
+    # 9: when a photo was taken (seconds since the epoch): EXIF DateTimeOriginal (with its offset
+    # when the camera wrote one, else in local time), else the file's modification time.
+    """
+    ALTER TABLE photos ADD COLUMN taken_at REAL;
+    CREATE INDEX photos_taken ON photos(taken_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

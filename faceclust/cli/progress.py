@@ -226,10 +226,11 @@ def print_people(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "name", "faces", "photos")
+    table = Table("id", "name", "faces", "photos", "first seen", "last seen")
     for row in rows:
         name = _safe(row["name"] or "")
         if row["hidden"]:
             name.append(" (hidden)")
-        table.add_row(str(row["id"]), name, str(row["faces"]), str(row["photos"]))
+        table.add_row(str(row["id"]), name, str(row["faces"]), str(row["photos"]),
+                      (row.get("first_seen") or "")[:10], (row.get("last_seen") or "")[:10])
     Console().print(table)

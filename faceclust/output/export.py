@@ -11,15 +11,18 @@ import numpy as np
 
 from faceclust.errors import FaceclustError
 
-COLUMNS = ["photo", "face_id", "left", "top", "right", "bottom", "score", "person"]
+COLUMNS = ["photo", "face_id", "left", "top", "right", "bottom", "score", "person", "taken_at"]
 FORMATS = ("csv", "jsonl")
 
 
 def face_rows(catalog, model_id: str | None) -> Iterator[tuple[dict, bytes | None]]:
+    from faceclust.records import iso_time
+
+    dates = catalog.photo_dates()
     for face_id, path, left, top, right, bottom, score, vector, person in catalog.iter_faces(model_id):
         row = {"photo": path, "face_id": face_id, "left": round(left, 1), "top": round(top, 1),
                "right": round(right, 1), "bottom": round(bottom, 1), "score": round(score, 4),
-               "person": "" if person is None else person}
+               "person": "" if person is None else person, "taken_at": iso_time(dates.get(path)) or ""}
         yield row, vector
 
 

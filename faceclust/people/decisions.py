@@ -45,8 +45,12 @@ def _label(person: dict | None, pid: int) -> str:
 
 
 def list_people(catalog_path, include_hidden: bool = False) -> list[dict]:
+    """People, biggest first; ``first_seen`` / ``last_seen`` in ISO 8601 (local time)."""
     with _open(catalog_path) as catalog:
-        return [p for p in catalog.people() if include_hidden or not p["hidden"]]
+        rows = [p for p in catalog.people() if include_hidden or not p["hidden"]]
+    for row in rows:
+        row["first_seen"], row["last_seen"] = iso_time(row["first_seen"]), iso_time(row["last_seen"])
+    return rows
 
 
 def name_person(catalog_path, ref: str, name: str) -> Decision:

@@ -32,6 +32,7 @@ class LoadedImage:
     original_height: int
     scale: float
     content_hash: str
+    taken_at: float | None = None  # EXIF DateTimeOriginal as seconds since the epoch, if the photo has one
 
 
 def content_hash(data: bytes) -> str:
@@ -95,9 +96,11 @@ _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 
 def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageOps) -> LoadedImage:
     try:
-        orientation = int(im.getexif().get(0x0112, 1))
+        exif = im.getexif()
+        orientation = int(exif.get(0x0112, 1))
     except Exception:  # a broken EXIF block must not lose the photo
-        orientation = 1
+        exif, orientation = None, 1
+    taken_at = exif_taken_at(exif)
     width, height = im.size
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
@@ -122,7 +125,43 @@ def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageO
         original_height=height,
         scale=target[0] / width,
         content_hash=content_hash(data),
+        taken_at=taken_at,
     )
+
+
+def exif_taken_at(exif) -> float | None:
+    """EXIF DateTimeOriginal (else DateTimeDigitized, else DateTime) as seconds since the epoch:
+    with OffsetTimeOriginal when present, else as this machine's local time. None when absent
+    or unreadable (a zeroed "0000:00:00 00:00:00" is absent)."""
+    from datetime import datetime, timedelta, timezone
+
+    if exif is None:
+        return None
+    try:
+        sub = exif.get_ifd(0x8769)
+    except Exception:
+        sub = {}
+    for tag, offset_tag in ((0x9003, 0x9011), (0x9004, 0x9012), (0x0132, 0x9010)):
+        text = sub.get(tag) if tag != 0x0132 else exif.get(tag)
+        if not isinstance(text, str):
+            continue
+        try:
+            when = datetime.strptime(text.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S")
+        except ValueError:
+            continue
+        offset = sub.get(offset_tag)
+        if isinstance(offset, str) and len(offset.strip()) >= 6 and offset.strip()[0] in "+-":
+            try:
+                sign = 1 if offset.strip()[0] == "+" else -1
+                hours, minutes = int(offset.strip()[1:3]), int(offset.strip()[4:6])
+                when = when.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
+            except ValueError:
+                pass
+        try:
+            return when.timestamp()  # naive: local time
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
 
 
 def _to_rgb(im, Image):

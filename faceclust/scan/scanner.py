@@ -181,7 +181,9 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
             elif p.candidates:
                 results.append(self._relink(p, base, seen, claimed))
             else:
-                result = PhotoResult("faces", width=p.image.original_width, height=p.image.original_height, **base)
+                taken = p.image.taken_at if p.image.taken_at is not None else base["mtime_ns"] / 1e9
+                result = PhotoResult("faces", width=p.image.original_width, height=p.image.original_height,
+                                     taken_at=taken, **base)
                 to_detect.append((p, result))
                 results.append(result)
             self._count(p, states.get(path))
