@@ -326,3 +326,50 @@ def test_capture_dates_come_from_exif_with_its_offset_else_the_file(tmp_path, mo
     assert len(people) == 1
     assert datetime.fromisoformat(people[0]["first_seen"]) == taken["a.jpg"]
     assert datetime.fromisoformat(people[0]["last_seen"]) == max(taken.values())
+
+
+def test_photos_catalogued_before_dates_get_theirs_on_the_next_scan(tmp_path, monkeypatch):
+    import sqlite3
+    from datetime import datetime
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from faceclust.catalog import Catalog
+    from faceclust.cli import main
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+    root, other = tmp_path / "photos", tmp_path / "elsewhere"
+    for folder in (root, other):
+        draw_photo(folder / "a.jpg", [(0, 40, 40, 60)])
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = "2018:05:06 07:08:09"
+        with Image.open(folder / "a.jpg") as im:
+            im.load()
+            im.save(folder / "a.jpg", exif=exif.tobytes(), quality=95)
+    catalog = tmp_path / "c.sqlite"
+    args = ["--catalog", str(catalog), "--detector", "fake", "--quiet"]
+    assert CliRunner().invoke(main, ["scan", str(root), str(other), *args]).exit_code == 0
+    db = sqlite3.connect(catalog)
+    db.execute("UPDATE photos SET taken_at = NULL")  # as a catalog from before dates were stored
+    db.commit()
+    db.close()
+    assert CliRunner().invoke(main, ["scan", str(root), *args]).exit_code == 0  # one root only
+    with Catalog(catalog) as cat:
+        dates = cat.photo_dates()
+    assert list(dates) == [str(root / "a.jpg")]  # the photo not walked keeps no date, not a wrong one
+    assert datetime.fromtimestamp(dates[str(root / "a.jpg")]) == datetime(2018, 5, 6, 7, 8, 9)
+
+
+def test_a_head_read_returns_only_the_first_bytes(tmp_path):
+    from faceclust.photos.read import read_photo_bytes
+
+    path = tmp_path / "big.jpg"
+    data = os.urandom(300_000)
+    path.write_bytes(data)
+    assert read_photo_bytes(path, head=131072) == data[:131072]
+    assert read_photo_bytes(path, head=131072, max_bytes=1000) == data[:131072]  # the size limit is for whole reads
+    small = tmp_path / "small.jpg"
+    small.write_bytes(b"abc")
+    assert read_photo_bytes(small, head=131072) == b"abc"

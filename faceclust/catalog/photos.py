@@ -41,6 +41,16 @@ class PhotosMixin:
         return {r[0]: r[1] for r in self.db.execute(
             "SELECT path, taken_at FROM photos WHERE status = 'ok' AND taken_at IS NOT NULL")}
 
+    def photos_without_dates(self) -> list[tuple[int, str, int]]:
+        """(id, path, mtime_ns) of existing photos whose capture date is not known yet."""
+        return [(int(r[0]), r[1], int(r[2])) for r in self.db.execute(
+            "SELECT id, path, mtime_ns FROM photos WHERE status = 'ok' AND taken_at IS NULL ORDER BY path")]
+
+    def set_dates(self, rows) -> None:
+        """(taken_at, photo id) pairs, in one transaction."""
+        with self.transaction():
+            self.db.executemany("UPDATE photos SET taken_at = ? WHERE id = ?", list(rows))
+
     def photo_states(self) -> dict[str, PhotoState]:
         rows = self.db.execute(
             "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity, error FROM photos"

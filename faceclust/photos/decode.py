@@ -185,3 +185,16 @@ def _to_rgb(im, Image):
 def load_image(path: Path, scale_for: ScalePolicy | None = None) -> LoadedImage:
     """Read and decode one photo. Raises :class:`ImageError` (or MissingExtraError)."""
     return decode_image(read_file(path), path, scale_for)
+
+
+def taken_at_from_head(data: bytes, path: Path) -> float | None:
+    """The EXIF capture time from the first bytes of a photo (where JPEG, TIFF and most HEIC
+    files keep their EXIF), or None."""
+    from PIL import Image
+
+    ensure_opener(path)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return exif_taken_at(im.getexif())
+    except Exception:  # a header cut short, an odd file: no date from EXIF
+        return None

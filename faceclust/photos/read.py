@@ -24,16 +24,17 @@ MAX_PHOTO_BYTES = 1 << 30
 
 
 def read_photo_bytes(path: str | os.PathLike, *, stall_seconds: float | None = None,
-                     max_bytes: int | None = None) -> bytes:
+                     max_bytes: int | None = None, head: int | None = None) -> bytes:
     """The bytes of the regular file at ``path``; every failure is an :class:`ImageError`.
 
     The open and the reads run on a helper thread, so a read stuck in the kernel (an NFS or SMB
     share that stopped answering) costs this call ``stall_seconds`` and no more; the helper
-    is a daemon thread and never keeps the process alive.
+    is a daemon thread and never keeps the process alive. ``head``: only the first ``head``
+    bytes (for metadata), whatever the file's size.
     """
     stall = READ_STALL_SECONDS if stall_seconds is None else stall_seconds
     limit = MAX_PHOTO_BYTES if max_bytes is None else max_bytes
-    job = _READERS.submit(os.fspath(path), limit)
+    job = _READERS.submit(os.fspath(path), limit, head)
     seen = -1
     while not job.done.wait(stall):
         if job.progress == seen:
@@ -46,8 +47,8 @@ def read_photo_bytes(path: str | os.PathLike, *, stall_seconds: float | None = N
 
 
 class _ReadJob:
-    def __init__(self, path: str, limit: int) -> None:
-        self.path, self.limit = path, limit
+    def __init__(self, path: str, limit: int, head: int | None = None) -> None:
+        self.path, self.limit, self.head = path, limit, head
         self.progress = 0
         self.data: bytes | None = None
         self.error: ImageError | None = None
@@ -55,7 +56,7 @@ class _ReadJob:
 
     def run(self) -> None:
         try:
-            self.data = _read(self.path, self.limit, self)
+            self.data = _read(self.path, self.limit, self, self.head)
         except ImageError as exc:
             self.error = exc
         except OSError as exc:
@@ -79,8 +80,8 @@ class _ReaderPool:
         self._idle = 0
         self._lock = threading.Lock()
 
-    def submit(self, path: str, limit: int) -> _ReadJob:
-        job = _ReadJob(path, limit)
+    def submit(self, path: str, limit: int, head: int | None = None) -> _ReadJob:
+        job = _ReadJob(path, limit, head)
         with self._lock:
             if self._idle:
                 self._idle -= 1
@@ -99,14 +100,16 @@ class _ReaderPool:
 _READERS = _ReaderPool()
 
 
-def _read(path: str, limit: int, job: "_ReadJob") -> bytes:
+def _read(path: str, limit: int, job: "_ReadJob", head: int | None = None) -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
     try:
         st = os.fstat(fd)  # of what was opened, not of what the walk saw
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(f"{file_kind(st.st_mode)}, not a photo file; skipped")
-        if st.st_size > limit:
+        if head is not None:
+            limit = head
+        elif st.st_size > limit:
             raise ImageError(f"file is too large ({st.st_size / 2**30:.1f} GiB; photos up to "
                              f"{limit / 2**30:.0f} GiB are read)")
         if hasattr(os, "set_blocking"):
@@ -114,10 +117,13 @@ def _read(path: str, limit: int, job: "_ReadJob") -> bytes:
         chunks = []
         total = 0
         while True:
-            chunk = os.read(fd, CHUNK)
+            chunk = os.read(fd, CHUNK if head is None else min(CHUNK, head - total))
             if not chunk:
                 break
             total += len(chunk)
+            if head is not None and total >= head:
+                chunks.append(chunk)
+                break
             if total > limit:
                 raise ImageError(f"file is too large (over {limit / 2**30:.0f} GiB)")
             chunks.append(chunk)

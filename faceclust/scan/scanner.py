@@ -41,6 +41,9 @@ class _Prepared:
     candidates: list[PhotoState] = field(default_factory=list)
 
 
+DATE_HEAD = 128 * 1024  # bytes read from a photo catalogued without a date: JPEG's EXIF is in its first 64 KB
+
+
 class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
     """One scan of some roots into one catalog."""
 
@@ -96,6 +99,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
 
                 record_model(self.catalog, self.model)
             self._mark_gone(roots, seen, walk_errors)
+            self._fill_dates(seen)
             status = "ok"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -242,6 +246,33 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
             self.summary.error_samples.append((path, message))
 
     # -- other steps -----------------------------------------------------------------------
+
+    def _fill_dates(self, seen: set[str]) -> None:
+        """Capture dates for photos catalogued before dates were stored (read once: the first
+        DATE_HEAD bytes of each, where its EXIF is; else the file's time). Only photos this
+        walk saw: an unmounted share is not given wrong dates."""
+        from faceclust.errors import ImageError
+        from faceclust.photos.decode import taken_at_from_head
+        from faceclust.photos.read import read_photo_bytes
+
+        missing = [m for m in self.catalog.photos_without_dates() if m[1] in seen]
+        if not missing:
+            return
+
+        def date(item) -> tuple[float, int]:
+            photo_id, path, mtime_ns = item
+            try:
+                head = read_photo_bytes(path, stall_seconds=self.options.stall_seconds, head=DATE_HEAD)
+                taken = taken_at_from_head(head, Path(path))
+            except ImageError:
+                taken = None
+            return (taken if taken is not None else mtime_ns / 1e9, photo_id)
+
+        self.progress(ProgressEvent("dates", 0, len(missing)))
+        with ThreadPoolExecutor(self.options.decode_workers) as pool:
+            for start in range(0, len(missing), 500):
+                self.catalog.set_dates(pool.map(date, missing[start:start + 500]))
+                self.progress(ProgressEvent("dates", min(start + 500, len(missing)), len(missing)))
 
     def _update_index(self) -> None:
         from faceclust.catalog.index import open_index
