@@ -194,3 +194,18 @@ def test_albums_can_keep_one_photo_of_each_duplicate_group(library):
     write_albums(library["catalog"], library["root"] / "one", skip_duplicates=True)
     kept = tree(library["root"] / "one")[a]
     assert len({"a2.jpg", "a2 copy.jpg"} & kept) == 1 and len(kept) == 4
+
+
+def test_report_shows_a_persons_faces_in_the_order_they_were_taken(tmp_path):
+    import re
+
+    from faceclust.output.report import render_report
+
+    # (person, face id, path, left, top, right, bottom, score): the best-scored face is the newest.
+    rows = [(1, 10, str(tmp_path / "new.jpg"), 0, 0, 10, 10, 0.99), (1, 11, str(tmp_path / "old.jpg"), 0, 0, 10, 10, 0.5),
+            (1, 12, str(tmp_path / "undated.jpg"), 0, 0, 10, 10, 0.7)]
+    people = [{"id": 1, "name": "Ann", "hidden": False, "faces": 3, "photos": 3}]
+    dates = {str(tmp_path / "new.jpg"): 2_000_000_000.0, str(tmp_path / "old.jpg"): 1_000_000_000.0}
+    order = re.findall(r"face (\d+) in", render_report(rows, people, dates=dates))
+    assert order == ["11", "10", "12"]
+    assert re.findall(r"face (\d+) in", render_report(rows, people)) == ["10", "11", "12"]  # no dates: by path

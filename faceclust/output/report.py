@@ -57,7 +57,8 @@ def _thumbnail(path: str, box: tuple[float, float, float, float], cache: dict) -
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def render_report(rows, people: list[dict], title: str = "faceclust", progress=None) -> str:
+def render_report(rows, people: list[dict], title: str = "faceclust", progress=None,
+                  dates: dict | None = None) -> str:
     """HTML for ``rows`` (catalog.person_faces()) and ``people`` (catalog.people()); ``progress``
     receives ProgressEvents of stage "report" (thumbnails cut)."""
     visible = [p for p in people if not p["hidden"] and p["faces"]]
@@ -67,6 +68,8 @@ def render_report(rows, people: list[dict], title: str = "faceclust", progress=N
     chosen: list[tuple[int | None, list]] = []
     for person in [p["id"] for p in visible] + [None]:
         best = sorted(faces_of.get(person, []), key=lambda f: (-f[0], -f[1], f[2]))[:FACES_PER_PERSON]
+        # Shown in the order the photos were taken (``dates``: path -> taken_at), undated last.
+        best.sort(key=lambda f: ((dates or {}).get(f[2]) is None, (dates or {}).get(f[2]) or 0.0, f[2]))
         chosen.append((person, best))
     # Decode each photo once: crops are made in path order.
     wanted = sorted({(f[2], f[4]): f for _, faces in chosen for f in faces}.values(), key=lambda f: f[2])
@@ -107,10 +110,10 @@ def write_report(catalog_path, out: Path, progress=None) -> int:
 
     with Catalog(catalog_path, create=False) as catalog:
         protected_outputs(catalog, out)
-        rows, people = catalog.person_faces(), catalog.people()
+        rows, people, dates = catalog.person_faces(), catalog.people(), catalog.photo_dates()
     # All or nothing, through a fresh temporary file: a symlink planted beside ``out`` (or at
     # it) cannot redirect the write. Opened before the thumbnails are cut, so a folder that
     # cannot be written fails at once.
     with atomic_file(Path(out)) as handle:
-        handle.write(render_report(rows, people, progress=progress).encode("utf-8"))
+        handle.write(render_report(rows, people, progress=progress, dates=dates).encode("utf-8"))
     return sum(1 for p in people if not p["hidden"] and p["faces"])
