@@ -122,3 +122,23 @@ def draw_photo(path: Path, faces: list[tuple[int, int, int, int]] = (), size=(32
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path, format=fmt, **save_options)
     return path
+
+
+FAKE_SCAN = ["--detector", "fake", "--min-face", "20"]  # scan options for drawn photos
+
+
+@pytest.fixture
+def fake_default_embedder(monkeypatch):
+    """The default embedder is the fake one (for tests that scan without naming a model)."""
+    from faceclust.faces.embed import DEFAULT_EMBEDDER
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+
+
+def run_cli(*args, **kwargs):
+    """The CLI in process (exceptions raised, not caught), arguments as strings."""
+    from click.testing import CliRunner
+
+    from faceclust.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)

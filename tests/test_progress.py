@@ -6,23 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-from conftest import draw_photo
+from conftest import FAKE_SCAN, draw_photo, run_cli
 
-from faceclust.cli import main
-
-FAKE = ["--detector", "fake", "--min-face", "20"]
+FAKE = FAKE_SCAN
 
 
-@pytest.fixture(autouse=True)
-def fake_default_embedder(monkeypatch):
-    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
-
-    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+pytestmark = pytest.mark.usefixtures("fake_default_embedder")
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+run = run_cli
 
 
 @pytest.fixture

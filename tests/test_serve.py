@@ -8,27 +8,19 @@ import json
 import re
 
 import pytest
-from click.testing import CliRunner
-from conftest import draw_photo
-
-from faceclust.cli import main
+from conftest import FAKE_SCAN, draw_photo, run_cli
 
 pytest.importorskip("starlette.testclient", reason="Starlette's test client needs httpx2 (in the test extra)")
 
-FAKE = ["--detector", "fake", "--min-face", "20"]
+FAKE = FAKE_SCAN
 HOST = "127.0.0.1"
 PORT = 8765
 
 
-@pytest.fixture(autouse=True)
-def fake_default_embedder(monkeypatch):
-    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
-
-    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+pytestmark = pytest.mark.usefixtures("fake_default_embedder")
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+run = run_cli
 
 
 @pytest.fixture
