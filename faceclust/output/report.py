@@ -7,6 +7,7 @@ Every name and path is escaped. Written only where the user asked.
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import io
 import os
@@ -14,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from faceclust.errors import FaceclustError
-from faceclust.files import atomic_file
+from faceclust.files import atomic_write
 from faceclust.records import ProgressEvent
 from faceclust.text import printable, strip_unsafe
 
@@ -111,9 +112,13 @@ def write_report(catalog_path, out: Path, progress=None) -> int:
     with Catalog(catalog_path, create=False) as catalog:
         protected_outputs(catalog, out)
         rows, people, dates = catalog.person_faces(), catalog.people(), catalog.photo_dates()
+    folder = Path(out).parent
+    if not folder.is_dir():  # fail before cutting thumbnails, as the write below would fail after
+        raise OSError(errno.ENOENT if not folder.exists() else errno.ENOTDIR, os.strerror(
+            errno.ENOENT if not folder.exists() else errno.ENOTDIR), os.fspath(out))
+    text = render_report(rows, people, progress=progress, dates=dates)
     # All or nothing, through a fresh temporary file: a symlink planted beside ``out`` (or at
-    # it) cannot redirect the write. Opened before the thumbnails are cut, so a folder that
-    # cannot be written fails at once.
-    with atomic_file(Path(out)) as handle:
-        handle.write(render_report(rows, people, progress=progress, dates=dates).encode("utf-8"))
+    # it) cannot redirect the write. Made only once the page is ready, so a kill while the
+    # thumbnails are cut leaves nothing behind.
+    atomic_write(Path(out), text)
     return sum(1 for p in people if not p["hidden"] and p["faces"])
