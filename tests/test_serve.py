@@ -394,3 +394,32 @@ def test_refresh_keeps_the_albums_as_they_were_made(catalog, tmp_path):
     assert "1 added" in page.text
     placed = [p for p in out.rglob("*") if p.is_file() and p.name == photo.rsplit("/", 1)[1]]
     assert placed and all(not p.is_symlink() for p in placed)  # copies, as the album was made
+
+
+def test_odd_requests_get_a_page_not_a_crash(served):
+    client, guard, catalog = served
+    for url in ("/?page=100000000000000000000000", "/unknown?page=99999999999999999999999", "/?page=-3",
+                "/person/1?page=abc"):
+        assert client.get(url).status_code in (200, 404), url  # 404: person 1 may have been merged away
+    page = post(client, guard, "answer", answer="skip", a="x")
+    assert 'class="note error"' in page.text and "whole numbers" in page.text
+    # The token's redirect is always to a path here, never to another site.
+    reply = client.get(f"//evil.example/?token={guard.token}")
+    assert reply.status_code == 303 and reply.headers["location"].startswith("/") \
+        and not reply.headers["location"].startswith("//")
+    assert client.get("/", headers={"host": f"LOCALHOST:{PORT}"}).status_code == 200
+    # Two servers on two ports do not share a cookie.
+    assert f"faceclust_token_{PORT}=" in client.get(f"/?token={guard.token}").headers["set-cookie"]
+
+
+def test_pages_keep_hidden_people_across_pages_and_move_is_the_default_action(served, monkeypatch):
+    client, guard, catalog = served
+    from faceclust.serve import app as app_module
+
+    pid = next(iter(people_of(catalog)))
+    monkeypatch.setattr(app_module, "PEOPLE_PER_PAGE", 1)
+    post(client, guard, "hide", person=pid)
+    page = client.get("/?hidden=1").text
+    assert "hidden=1&amp;page=1" in page
+    person = client.get(f"/person/{pid}").text
+    assert person.index('id="move"') < person.index('id="reject"')  # Enter in a field moves, never rejects

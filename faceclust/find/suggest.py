@@ -84,7 +84,7 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     members = [m if len(m) <= MAX_FACES else np.sort(rng.choice(m, MAX_FACES, replace=False)) for m in groups]
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     centres = np.stack([unit[m].mean(axis=0) for m in members])
-    photo_sets = [set(photos[m].tolist()) for m in members]
+    photo_sets = [set(photos[g].tolist()) for g in groups]  # every photo, not the sample's
     partners: dict[int, list[int]] = {}
     for i, j in _candidate_pairs(centres, neighbours):
         a, b = int(ids[i]), int(ids[j])
@@ -127,7 +127,7 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     pairs = pairs[:limit] if limit else pairs
     out = []
     for c, (distance, negative, _order, what, evidence) in pairs:
-        s = _suggestion(what, distance, -negative, ids, members, vectors, face_ids, people, records, fitted)
+        s = _suggestion(what, distance, -negative, ids, groups, members, vectors, face_ids, people, records, fitted)
         if judge is not None:  # the judge's view of "the same person" (for a group: on average)
             same = 1 - c if evidence.kind == "member" else c / evidence.smaller if evidence.kind == "faces" else c
             s.probability = round(same, 4)
@@ -225,14 +225,15 @@ def _doubtful_members(catalog, groups, members, vectors, face_ids, same_person, 
     return out
 
 
-def _suggestion(what, distance, support, ids, members, vectors, face_ids, people, records, fitted) -> Suggestion:
+def _suggestion(what, distance, support, ids, groups, members, vectors, face_ids, people, records,
+                fitted) -> Suggestion:
     probability = _probability(fitted, distance)
     if what[0] == "pair":
         _kind, i, j = what
         d = _distances(vectors[members[i]], vectors[members[j]])
         rows, cols = np.unravel_index(np.argsort(d, axis=None)[:CLOSEST], d.shape)
         fa, fb = face_ids[members[i]][rows], face_ids[members[j]][cols]
-        if len(members[i]) < len(members[j]):
+        if len(groups[i]) < len(groups[j]):  # a is the person with more faces (all, not the sample)
             i, j, fa, fb = j, i, fb, fa
         return Suggestion(int(ids[i]), int(ids[j]), probability, distance, support, list(dict.fromkeys(fa.tolist())),
                           list(dict.fromkeys(fb.tolist())), people[int(ids[i])]["name"], people[int(ids[j])]["name"])

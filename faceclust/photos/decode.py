@@ -192,8 +192,8 @@ def taken_at_from_head(data: bytes, path: Path) -> float | None:
     files keep their EXIF), or None."""
     from PIL import Image
 
-    ensure_opener(path)
     try:
+        ensure_opener(path)  # HEIC without its extra: no date from EXIF, not a failed scan
         with Image.open(io.BytesIO(data)) as im:
             return exif_taken_at(im.getexif())
     except Exception:  # a header cut short, an odd file: no date from EXIF

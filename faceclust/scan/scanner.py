@@ -251,7 +251,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
         """Capture dates for photos catalogued before dates were stored (read once: the first
         DATE_HEAD bytes of each, where its EXIF is; else the file's time). Only photos this
         walk saw: an unmounted share is not given wrong dates."""
-        from faceclust.errors import ImageError
+        from faceclust.errors import FaceclustError
         from faceclust.photos.decode import taken_at_from_head
         from faceclust.photos.read import read_photo_bytes
 
@@ -264,14 +264,15 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
             try:
                 head = read_photo_bytes(path, stall_seconds=self.options.stall_seconds, head=DATE_HEAD)
                 taken = taken_at_from_head(head, Path(path))
-            except ImageError:
+            except FaceclustError:  # unreadable now, or a format whose extra is missing
                 taken = None
             return (taken if taken is not None else mtime_ns / 1e9, photo_id)
 
         self.progress(ProgressEvent("dates", 0, len(missing)))
         with ThreadPoolExecutor(self.options.decode_workers) as pool:
             for start in range(0, len(missing), 500):
-                self.catalog.set_dates(pool.map(date, missing[start:start + 500]))
+                dates = list(pool.map(date, missing[start:start + 500]))  # read first: no lock held while reading
+                self.catalog.set_dates(dates)
                 self.progress(ProgressEvent("dates", min(start + 500, len(missing)), len(missing)))
 
     def _update_index(self) -> None:

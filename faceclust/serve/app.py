@@ -25,6 +25,9 @@ from faceclust.text import printable
 PEOPLE_PER_PAGE = 240
 FACES_PER_PAGE = 600
 SUGGESTION_FACES = 6
+SUGGESTIONS_KEPT = 200  # computed at once; the queue is computed again when fewer are left
+REFILL_BELOW = 20
+MAX_PAGE = 10**6
 
 
 @dataclass
@@ -70,7 +73,7 @@ class Review:
         with self._lock, self.catalog() as catalog:
             key = catalog.state_key()
             if self._suggestions is None or self._suggestions[0] != key:
-                self._suggestions = (key, suggest_merges(catalog, limit=200))
+                self._suggestions = (key, suggest_merges(catalog, limit=SUGGESTIONS_KEPT))
             return self._suggestions[1]
 
     def forget_answered(self, a: int, b: int | None, face: int | None, merged: bool, group=()) -> None:
@@ -87,7 +90,9 @@ class Review:
                     and not (merged and b is not None and b in (s.a, s.b))
                     and not (merged and face is not None and s.face == face)
                     and not (group and (s.face in group or (s.kind == "faces" and group & set(s.faces_b))))]
-            self._suggestions = (catalog.state_key(), kept)
+            # Few left: compute them all again on the next visit (merges make new neighbours,
+            # and only the first 200 were kept).
+            self._suggestions = (catalog.state_key(), kept) if len(kept) >= REFILL_BELOW else None
 
 
 def suggestion_key(s) -> tuple:
@@ -121,7 +126,7 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
 
     def int_param(request, name: str, default: int = 0) -> int:
         try:
-            return max(0, int(request.query_params.get(name, default)))
+            return min(MAX_PAGE, max(0, int(request.query_params.get(name, default))))
         except ValueError:
             return default
 
@@ -214,7 +219,7 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
         try:
             return [int(v) for v in values]
         except ValueError:
-            raise UsageProblem("face ids are numbers") from None
+            raise UsageProblem("ids are whole numbers") from None
 
     def _field(form, name: str) -> str:
         value = (form.get(name) or "").strip()
@@ -268,8 +273,9 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
         a = _field(form, "a")
         b, face = form.get("b") or None, form.get("face") or None
         if answer == "skip":
-            review.skipped.add((int(a), int(b) if b else None, int(face) if face else None))
+            review.skipped.add((_ids([a])[0], _ids([b])[0] if b else None, _ids([face])[0] if face else None))
             return None, "skipped", None
+        _ids([a, *([b] if b else [])])  # person references are ids here: refuse anything else before acting
         if answer not in ("yes", "no"):
             raise UsageProblem("an answer is yes, no or skip")
         group = _ids(form.getlist("group"))

@@ -14,7 +14,7 @@ value for every change, and headers that keep pages from being framed or leaking
 from __future__ import annotations
 
 import secrets
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 COOKIE = "faceclust_token"
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -34,6 +34,7 @@ class Guard:
     def __init__(self, host: str, port: int, token: str | None = None, csrf: str | None = None) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.csrf = csrf or secrets.token_urlsafe(24)
+        self.cookie = f"{COOKIE}_{port}"  # cookies ignore ports: two servers must not share one
         self.hosts: set[str] | None
         if host in WILDCARDS:
             # Listening on every address: reached by whatever name or address the network
@@ -43,10 +44,10 @@ class Guard:
         names = {host, "localhost", "127.0.0.1", "[::1]"} if host in ("127.0.0.1", "localhost", "::1") else {host}
         if ":" in host and not host.startswith("["):
             names.add(f"[{host}]")
-        self.hosts = {f"{name}:{port}" for name in names} | names
+        self.hosts = {h.lower() for h in {f"{name}:{port}" for name in names} | names}
 
     def host_ok(self, host: str) -> bool:
-        return self.hosts is None or host in self.hosts
+        return self.hosts is None or host.lower() in self.hosts
 
     def check_csrf(self, value: str | None) -> bool:
         return bool(value) and secrets.compare_digest(str(value), self.csrf)
@@ -55,10 +56,10 @@ class Guard:
         return bool(value) and secrets.compare_digest(str(value), self.token)
 
 
-def _cookie(headers: dict[bytes, bytes]) -> str | None:
+def _cookie(headers: dict[bytes, bytes], wanted: str) -> str | None:
     for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE:
+        if name == wanted:
             return value
     return None
 
@@ -93,11 +94,12 @@ class GuardMiddleware:
             if scope["method"] in ("GET", "HEAD"):
                 # The token goes into a cookie and out of the address bar (and out of history).
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
-                location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
-                cookie = f"{COOKIE}={self.guard.token}; HttpOnly; SameSite=Strict; Path=/"
+                # Always a path on this server ("//host" would be another site), re-quoted.
+                location = "/" + quote(scope["path"].lstrip("/\\")) + (f"?{rest}" if rest else "")
+                cookie = f"{self.guard.cookie}={self.guard.token}; HttpOnly; SameSite=Strict; Path=/"
                 return await _plain(send, 303, "", [(b"location", location.encode("latin-1", "replace")),
                                                     (b"set-cookie", cookie.encode("latin-1"))])
-        elif not self.guard._token_ok(_cookie(headers)):
+        elif not self.guard._token_ok(_cookie(headers, self.guard.cookie)):
             return await _plain(send, 403, "forbidden: open the address that 'faceclust serve' printed "
                                            "(it holds the access token)")
 

@@ -42,6 +42,13 @@
     });
   });
 
+  // Enter in the new person's name field makes the new person (not the form's default, Move).
+  document.querySelectorAll("input[data-enter]").forEach((input) => {
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); click(input.dataset.enter); }
+    });
+  });
+
   document.addEventListener("keydown", (e) => {
     if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
     const key = e.key;
