@@ -423,3 +423,21 @@ def test_pages_keep_hidden_people_across_pages_and_move_is_the_default_action(se
     assert "hidden=1&amp;page=1" in page
     person = client.get(f"/person/{pid}").text
     assert person.index('id="move"') < person.index('id="reject"')  # Enter in a field moves, never rejects
+
+
+def test_yes_to_two_named_people_keeps_the_first_name(served):
+    client, guard, catalog = served
+    from faceclust.catalog import Catalog
+    from faceclust.find.suggest import suggest_merges
+
+    with Catalog(catalog) as cat:
+        first = suggest_merges(cat, limit=1)[0]
+    post(client, guard, "name", person=first.a, name="Ann")
+    post(client, guard, "name", person=first.b, name="Annie")
+    page = client.get("/suggestions").text
+    assert "Yes, one person named Ann" in page and 'name="force" value="1"' in page
+    post(client, guard, "answer", answer="yes", a=first.a, b=first.b, force="1")
+    people = people_of(catalog)
+    assert first.b not in people and people[first.a]["name"] == "Ann"
+    history = json.loads(run("history", "--catalog", catalog, "--json").output)
+    assert history[0]["kind"] == "merge" and "Annie" in json.dumps(history[0]["details"])

@@ -290,7 +290,7 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
             d = (lib.move_faces(review.catalog_path, _ids([face]), a) if answer == "yes"
                  else lib.reject_faces(review.catalog_path, _ids([face]), a))
         elif b:
-            d = (lib.merge_people(review.catalog_path, a, [b]) if answer == "yes"
+            d = (lib.merge_people(review.catalog_path, a, [b], force=form.get("force") == "1") if answer == "yes"
                  else lib.keep_apart(review.catalog_path, a, b))
         else:
             raise UsageProblem("a suggestion is two people or a face and a person")
