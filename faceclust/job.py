@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from faceclust.output.report import REPORT_NAME  # noqa: F401 (where run writes it)
+from faceclust.output.report import REPORT_NAME
 
 
 def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=None, cluster_options=None,

@@ -175,7 +175,7 @@ def _grouped(pairs: list) -> list:
 class Evidence:
     """What a suggestion is judged on (the features of :mod:`faceclust.find.judge`)."""
 
-    kind: str  # merge, face, member
+    kind: str  # merge, face, member; "faces" for a group of faces of nobody (then smaller = the group's size)
     mean: float  # mean distance over the cross pairs of faces
     closest: float  # the closest cross pair
     support: float  # the share of cross pairs closer than the model's same-person distance

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from faceclust.faces.detect import DetectOptions
 from faceclust.photos.read import READ_STALL_SECONDS
+from faceclust.records import ProgressCallback, ProgressEvent  # noqa: F401 (the scan's events, re-exported)
 
 
 def _threads() -> int:
@@ -36,6 +37,3 @@ class ScanOptions:
             raise ValueError("reembed_faces must be at least 1")
         if not self.stall_seconds > 0:
             raise ValueError("stall_seconds must be above 0")
-
-
-from faceclust.records import ProgressCallback, ProgressEvent  # noqa: E402,F401 (scan's events)
