@@ -14,6 +14,13 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("FACECLUST_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
+# What faceclust caches (built models, thumbnails, training features) goes to a folder of this
+# test run, not the user's ~/.cache; the CLI's subprocesses inherit it.
+if "FACECLUST_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["FACECLUST_CACHE"] = tempfile.mkdtemp(prefix="faceclust-test-cache-")
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

