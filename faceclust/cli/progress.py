@@ -28,7 +28,7 @@ class ScanProgress:
         self._progress = None
         self._tasks: dict[str, int] = {}
         self._last_plain = 0.0
-        self._started = time.monotonic()
+        self._plain_started: dict[str, tuple[float, int]] = {}  # stage -> (when, done) at its first event
 
     def __enter__(self) -> "ScanProgress":
         if self.live:
@@ -83,20 +83,34 @@ class ScanProgress:
                 print("loading models...", file=self.stream, flush=True)
             return
         now = time.monotonic()
+        since, done_then = self._plain_started.setdefault(event.stage, (now, event.done))
         final = event.total and event.done >= event.total
         if not final and now - self._last_plain < PLAIN_EVERY_SECONDS:
             return
         self._last_plain = now
-        elapsed = max(1e-6, now - self._started)
+        elapsed = max(1e-6, now - since)
         if event.stage == "photos":
+            rate = (event.done - done_then) / elapsed
             line = (f"scan: {event.done}/{event.total} photos, {event.faces} faces, "
-                    f"{event.errors} errors, {event.done / elapsed:.1f} photos/s")
+                    f"{event.errors} errors, {rate:.1f} photos/s")
+            if not final and rate > 0 and event.total:
+                line += f", ETA {eta_text((event.total - event.done) / rate)}"
         elif event.stage in STEPS:
             line = (f"{event.stage}: step {event.done}/{event.total} ({STEPS[event.stage][min(event.done, 3)]}), "
                     f"{event.faces} faces")
         else:
             line = f"{LABELS.get(event.stage, event.stage)}: {event.done}/{event.total or '?'}"
         print(line, file=self.stream, flush=True)
+
+
+def eta_text(seconds: float) -> str:
+    """'45s', '12m05s', '3h07m': the time left, as a log line shows it."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class TrainProgress(ScanProgress):
