@@ -10,10 +10,13 @@ from faceclust.output.report import REPORT_NAME
 
 
 def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=None, cluster_options=None,
-            album_mode: str = "symlink", include_unknown: bool = False, progress=None) -> dict:
+            album_mode: str = "symlink", include_unknown: bool = False, progress=None,
+            xmp: str | None = None) -> dict:
     """scan + cluster + albums + report with the library's defaults; returns their summaries.
 
-    The report goes to ``OUT/faceclust-report.html``, next to the person folders.
+    The report goes to ``OUT/faceclust-report.html``, next to the person folders. With ``xmp``
+    (a sidecar naming, see :func:`faceclust.output.xmp.write_xmp_sidecars`) the people's face
+    regions are then written to XMP sidecars too.
     """
     from faceclust.output.album_plan import check_outside_photos
     from faceclust.output.albums import AlbumWriter, write_albums
@@ -22,6 +25,10 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
     from faceclust.scan.scanner import scan_library
 
     AlbumWriter(out, album_mode)  # a bad mode fails before an hour of scanning
+    if xmp is not None:
+        from faceclust.photos.xmp import sidecar_path
+
+        sidecar_path(Path("photo.jpg"), xmp)  # so does a bad sidecar naming
     # So does an album folder that is (or holds) a photo folder.
     check_outside_photos(out, photo_folders=[r for r in roots if os.path.isdir(r)])
     scanned = scan_library(catalog_path, roots, scan_options, progress)
@@ -29,8 +36,13 @@ def run_job(catalog_path: Path, roots: Sequence[Path], out: Path, scan_options=N
     albums = write_albums(catalog_path, out, album_mode, include_unknown, progress=progress)
     report = Path(out) / REPORT_NAME
     write_report(catalog_path, report, progress=progress)
-    return {"scan": scanned.as_dict(), "cluster": clustered.as_dict(), "albums": albums.as_dict(),
-            "report": str(report)}
+    summary = {"scan": scanned.as_dict(), "cluster": clustered.as_dict(), "albums": albums.as_dict(),
+               "report": str(report)}
+    if xmp is not None:
+        from faceclust.output.xmp import write_xmp_sidecars
+
+        summary["xmp"] = write_xmp_sidecars(catalog_path, xmp, progress=progress).as_dict()
+    return summary
 
 
 def catalog_status(catalog_path: Path) -> dict:

@@ -78,4 +78,39 @@ def report(out, catalog):
     click.echo(f"{shown} people in {printable(out)}")
 
 
-COMMANDS = (export, albums, report)
+
+@click.command()
+@catalog_option
+@option("--sidecar-name", type=click.Choice(["photo.jpg.xmp", "photo.xmp"]), default="photo.jpg.xmp",
+        show_default=True, help="Sidecar naming: photo.jpg.xmp (digiKam, darktable) or photo.xmp (Lightroom).")
+@option("--dry-run", is_flag=True, help="Count the sidecars that would be written; write none.")
+@json_option
+def xmp(catalog, sidecar_name, dry_run, as_json):
+    """Write face regions and names to XMP sidecars beside the photos, for other programs.
+
+    Each photo with named people gets Metadata Working Group face regions and the names as
+    keywords (dc:subject, digiKam's People/ tags) in its sidecar. An existing sidecar keeps
+    everything faceclust did not write; photos themselves are never modified. Running it again
+    writes only what changed.
+    """
+    from faceclust.cli.progress import ScanProgress
+    from faceclust.output.xmp import write_xmp_sidecars
+
+    with ScanProgress(enabled=not as_json) as progress:
+        summary = write_xmp_sidecars(_catalog_path(catalog), sidecar_name, dry_run, progress=progress).as_dict()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        verb = "would be written" if dry_run else "written"
+        click.echo(f"{summary['photos']} photos with named people: {summary['written']} sidecars {verb}, "
+                   f"{summary['unchanged']} unchanged, {summary['cleared']} cleared of faceclust's regions"
+                   + (f", {summary['skipped']} photos changed since their scan (scan them again)"
+                      if summary["skipped"] else ""))
+    for path, message in summary["errors"][:5]:
+        click.echo(f"{printable(path)}: {printable(message)}", err=True)
+    if len(summary["errors"]) > 5:
+        click.echo(f"... {len(summary['errors'])} sidecars could not be written", err=True)
+    exit_for_problems({"errors": len(summary["errors"])})
+
+
+COMMANDS = (export, albums, report, xmp)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 PLAIN_EVERY_SECONDS = 10.0
 LABELS = {"walk": "finding photos", "photos": "scanning", "reembed": "re-embedding", "index": "indexing",
-          "models": "loading models", "dates": "reading capture dates", "cluster": "clustering", "dedupe": "finding duplicates", "albums": "albums", "report": "report thumbnails"}
+          "models": "loading models", "dates": "reading capture dates", "cluster": "clustering", "dedupe": "finding duplicates", "albums": "albums", "report": "report thumbnails",
+          "xmp": "XMP sidecars"}
 STEPS = {"cluster": ("reading faces", "grouping faces", "writing people", "done"),
          "dedupe": ("reading faces", "comparing faces", "comparing photos", "done")}
 

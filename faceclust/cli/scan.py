@@ -118,10 +118,13 @@ def _print_summary(summary: dict, catalog: Path, quiet: bool, as_json: bool) -> 
 @catalog_option
 @option("--mode", type=click.Choice(ALBUM_MODES), default="symlink", show_default=True,
               help="How photos appear in the albums.")
+@option("--xmp", "xmp", is_flag=True, help="Also write named people's face regions to XMP sidecars ('faceclust xmp').")
+@option("--sidecar-name", type=click.Choice(["photo.jpg.xmp", "photo.xmp"]), default="photo.jpg.xmp",
+        show_default=True, help="Sidecar naming for --xmp.")
 @scan_options
 @quiet_option
 @json_option
-def run(paths, out, catalog, mode, quiet, as_json, **scan_args):
+def run(paths, out, catalog, mode, xmp, sidecar_name, quiet, as_json, **scan_args):
     """The main job: scan PATHS, cluster faces into people, write albums and a report to OUT.
 
     Every step is incremental: running it again after adding photos only does the new work and
@@ -132,7 +135,8 @@ def run(paths, out, catalog, mode, quiet, as_json, **scan_args):
 
     path = _catalog_path(catalog)
     with ScanProgress(enabled=not quiet and not as_json) as progress:
-        summary = run_job(path, paths, out, _scan_options(**scan_args), album_mode=mode, progress=progress)
+        summary = run_job(path, paths, out, _scan_options(**scan_args), album_mode=mode, progress=progress,
+                          xmp=sidecar_name if xmp else None)
     if as_json:
         click.echo(json.dumps(summary, default=str))
     elif not quiet:
@@ -142,9 +146,14 @@ def run(paths, out, catalog, mode, quiet, as_json, **scan_args):
         c, a = summary["cluster"], summary["albums"]
         click.echo(f"{c['people']} people ({c['unknown']} faces unknown); albums in {printable(out)}: "
                    f"{a['added']} added, {a['removed']} removed; report: {printable(summary['report'])}")
+        if "xmp" in summary:
+            x = summary["xmp"]
+            click.echo(f"XMP sidecars: {x['written']} written, {x['unchanged']} unchanged, {x['cleared']} cleared")
     print_problems(summary["scan"])
     print_album_problems(summary["albums"])
-    exit_for_problems(summary["scan"], summary["albums"])
+    for sidecar, message in summary.get("xmp", {}).get("errors", [])[:5]:
+        click.echo(f"{printable(sidecar)}: {printable(message)}", err=True)
+    exit_for_problems(summary["scan"], summary["albums"], {"errors": len(summary.get("xmp", {}).get("errors", []))})
 
 
 @click.command()

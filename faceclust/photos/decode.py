@@ -198,3 +198,22 @@ def taken_at_from_head(data: bytes, path: Path) -> float | None:
             return exif_taken_at(im.getexif())
     except Exception:  # a header cut short, an odd file: no date from EXIF
         return None
+
+
+def stored_geometry(path: Path) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) of a photo as stored, from its header (no decode).
+    Raises ImageError."""
+    from PIL import Image
+
+    ensure_opener(path)
+    try:
+        with Image.open(path) as im:
+            try:
+                orientation = int(im.getexif().get(0x0112, 1))
+            except Exception:  # noqa: BLE001 - a broken EXIF block: as decode_image reads it
+                orientation = 1
+            return im.size[0], im.size[1], orientation if 1 <= orientation <= 8 else 1
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from exc
+    except (Image.UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read its header: {exc}") from exc

@@ -1,0 +1,288 @@
+"""XMP sidecars: face regions (Metadata Working Group, ``mwg-rs:Regions``) and people keywords
+(``dc:subject``, digiKam's ``digiKam:TagsList`` as ``People/Name``), merged into what a
+sidecar already holds.
+
+The XMP data model is read and written by exiv2's XMP toolkit through ``pyexiv2`` (the ``xmp``
+extra; imported only here, on first use). A merge changes only what faceclust wrote before:
+the sidecar records the regions and keywords it added (``faceclust:Regions``,
+``faceclust:Keywords``), so a region or keyword from another program (or one the user edited
+there) is kept as it is. Every write goes to a temporary copy beside the sidecar, is read back
+and checked (faceclust's part as planned, every other property unchanged), and only then
+replaces the sidecar, in one rename.
+
+MWG regions are relative to the image as stored, before the EXIF orientation is applied
+(MWG guidelines 2.0, 5.9: "region metadata is applied to the stored image"); faceclust's boxes
+are in the photo as shown, so :func:`shown_to_stored` turns one into the other.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceclust.errors import FaceclustError, MissingExtraError
+
+NAMESPACE = "https://faceclust.org/ns/xmp/1.0/"
+REGIONS = "Xmp.mwg-rs.Regions"
+REGION_LIST = REGIONS + "/mwg-rs:RegionList"
+DIMENSIONS = REGIONS + "/mwg-rs:AppliedToDimensions"
+SUBJECT = "Xmp.dc.subject"
+TAGS = "Xmp.digiKam.TagsList"
+OURS_REGIONS = "Xmp.faceclust.Regions"
+OURS_KEYWORDS = "Xmp.faceclust.Keywords"
+PEOPLE_TAG = "People/"
+SIDECAR_STYLES = ("photo.jpg.xmp", "photo.xmp")
+# An XMP packet with nothing in it: the start of a new sidecar (exiv2 fills it).
+EMPTY_PACKET = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+                '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+                ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/>\n'
+                '</x:xmpmeta>\n<?xpacket end="w"?>\n')
+
+
+class XmpError(FaceclustError):
+    """A sidecar that cannot be read or written (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named face region, normalised to the stored image: centre (x, y), size (w, h)."""
+
+    name: str
+    x: float
+    y: float
+    w: float
+    h: float
+
+    def signature(self) -> str:
+        return f"{self.name}|{self.x:.4f},{self.y:.4f},{self.w:.4f},{self.h:.4f}"
+
+
+# -- orientation -------------------------------------------------------------------------------
+
+def shown_to_stored(box, shown_width: float, shown_height: float, orientation: int) -> tuple[float, float, float, float]:
+    """(x, y, w, h) normalised centre and size in the stored image of a box (left, top,
+    right, bottom) in pixels of the photo as shown (EXIF ``orientation`` applied)."""
+    left, top, right, bottom = (float(v) for v in box)
+    cx, cy = (left + right) / 2 / shown_width, (top + bottom) / 2 / shown_height
+    w, h = (right - left) / shown_width, (bottom - top) / shown_height
+    # Where a stored point lands when shown, per orientation; inverted here (shown -> stored).
+    inverse = {1: lambda x, y: (x, y), 2: lambda x, y: (1 - x, y), 3: lambda x, y: (1 - x, 1 - y),
+               4: lambda x, y: (x, 1 - y), 5: lambda x, y: (y, x), 6: lambda x, y: (y, 1 - x),
+               7: lambda x, y: (1 - y, 1 - x), 8: lambda x, y: (1 - y, x)}
+    sx, sy = inverse.get(orientation, inverse[1])(cx, cy)
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return sx, sy, w, h
+
+
+def stored_to_shown(region, shown_width: float, shown_height: float, orientation: int) -> tuple[float, float, float, float]:
+    """The inverse of :func:`shown_to_stored`: a box (left, top, right, bottom) in pixels of the
+    photo as shown from a region's normalised (x, y, w, h) in the stored image."""
+    x, y, w, h = region
+    forward = {1: lambda x, y: (x, y), 2: lambda x, y: (1 - x, y), 3: lambda x, y: (1 - x, 1 - y),
+               4: lambda x, y: (x, 1 - y), 5: lambda x, y: (y, x), 6: lambda x, y: (1 - y, x),
+               7: lambda x, y: (1 - y, 1 - x), 8: lambda x, y: (y, 1 - x)}
+    cx, cy = forward.get(orientation, forward[1])(x, y)
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return ((cx - w / 2) * shown_width, (cy - h / 2) * shown_height,
+            (cx + w / 2) * shown_width, (cy + h / 2) * shown_height)
+
+
+# -- sidecars ----------------------------------------------------------------------------------
+
+def sidecar_path(photo: Path, style: str = SIDECAR_STYLES[0]) -> Path:
+    """``photo.jpg.xmp`` (digiKam, darktable) or ``photo.xmp`` (Lightroom) beside the photo."""
+    if style not in SIDECAR_STYLES:
+        raise ValueError(f"sidecar style must be one of: {', '.join(SIDECAR_STYLES)}")
+    photo = Path(photo)
+    return photo.with_name(photo.name + ".xmp") if style == SIDECAR_STYLES[0] else photo.with_suffix(".xmp")
+
+
+def _pyexiv2():
+    try:
+        import pyexiv2
+    except ImportError as exc:
+        raise MissingExtraError("reading and writing XMP needs pyexiv2: pip install 'faceclust[xmp]'") from exc
+    if not getattr(_pyexiv2, "registered", False):
+        pyexiv2.set_log_level(4)  # exiv2's own warnings would interleave with faceclust's lines
+        pyexiv2.registerNs(NAMESPACE, "faceclust")
+        _pyexiv2.registered = True
+    return pyexiv2
+
+
+def read_xmp(path: Path) -> dict:
+    """Every XMP property of a sidecar (or of a photo's embedded XMP), flattened as exiv2 names
+    them (``Xmp.ns.Struct/ns:Field``, ``...List[2]/...``). Raises XmpError."""
+    pyexiv2 = _pyexiv2()
+    try:
+        image = pyexiv2.Image(str(path))
+        try:
+            return image.read_xmp()
+        finally:
+            image.close()
+    except (RuntimeError, OSError, UnicodeDecodeError) as exc:
+        raise XmpError(f"{path}: not readable as XMP ({str(exc).strip() or type(exc).__name__}); left as it is") from exc
+
+
+def regions_of(xmp: dict) -> list[dict]:
+    """The region list as one dict per region: field path (``/mwg-rs:Name``, ``/mwg-rs:Area``,
+    ``/mwg-rs:Area/stArea:x``...) -> value, in order."""
+    regions: dict[int, dict] = {}
+    prefix = REGION_LIST + "["
+    for key, value in xmp.items():
+        if key.startswith(prefix):
+            index, _, rest = key[len(prefix):].partition("]")
+            if index.isdigit():
+                regions.setdefault(int(index), {})[rest] = value
+    return [regions[i] for i in sorted(regions)]
+
+
+def _region_signature(fields: dict) -> str | None:
+    try:
+        area = [float(fields[f"/mwg-rs:Area/stArea:{c}"]) for c in "xywh"]
+    except (KeyError, ValueError, TypeError):
+        return None
+    return Region(str(fields.get("/mwg-rs:Name", "")), *area).signature()
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+@dataclass
+class SidecarPlan:
+    """What a merge changes: the properties faceclust owns, before and after."""
+
+    path: Path
+    exists: bool
+    before: dict  # the whole sidecar as read
+    owned_after: dict  # key -> value for every key under faceclust's part (regions, keywords, records)
+
+    def owned_before(self) -> dict:
+        return {k: v for k, v in self.before.items() if _owned(k)}
+
+    @property
+    def changed(self) -> bool:
+        return _normal(self.owned_before()) != _normal(self.owned_after)
+
+
+def _owned(key: str) -> bool:
+    return key.startswith((REGIONS, SUBJECT, TAGS, "Xmp.faceclust."))
+
+
+def _normal(values: dict) -> dict:
+    return {k: (_as_list(v) if isinstance(v, list) else str(v)) for k, v in values.items()}
+
+
+def plan_sidecar(path: Path, regions: list[Region], stored_size: tuple[int, int]) -> SidecarPlan:
+    """Read ``path`` (if it exists) and work out its faceclust part with these regions (the
+    photo's named faces, normalised to the stored image of ``stored_size`` pixels) and their
+    names as keywords. Raises XmpError for a sidecar that is not XMP."""
+    exists = os.path.lexists(path)
+    before = read_xmp(path) if exists else {}
+    ours_before = set(_as_list(before.get(OURS_REGIONS)))
+    foreign = [r for r in regions_of(before) if _region_signature(r) not in ours_before]
+    names = list(dict.fromkeys(r.name for r in regions))
+    after: dict = {}
+    if foreign or regions:
+        after[REGIONS] = 'type="Struct"'
+        dims = {k: v for k, v in before.items() if k.startswith(DIMENSIONS)}
+        if not dims or not foreign:
+            dims = {DIMENSIONS: 'type="Struct"', DIMENSIONS + "/stDim:w": str(int(stored_size[0])),
+                    DIMENSIONS + "/stDim:h": str(int(stored_size[1])), DIMENSIONS + "/stDim:unit": "pixel"}
+        after.update(dims)
+        after[REGION_LIST] = 'type="Bag"'
+        items = list(foreign) + [{"": 'type="Struct"', "/mwg-rs:Name": r.name, "/mwg-rs:Type": "Face",
+                                  "/mwg-rs:Area": 'type="Struct"',
+                                  **{f"/mwg-rs:Area/stArea:{c}": f"{v:.6f}" for c, v in zip("xywh", (r.x, r.y, r.w, r.h))},
+                                  "/mwg-rs:Area/stArea:unit": "normalized"} for r in regions]
+        for i, fields in enumerate(items, 1):
+            for rest, value in fields.items():
+                after[f"{REGION_LIST}[{i}]{rest}"] = value
+    # Keywords: theirs stay; those faceclust added before and no longer names go.
+    ours_keywords = set(_as_list(before.get(OURS_KEYWORDS)))
+    for key, make in ((SUBJECT, lambda n: n), (TAGS, lambda n: PEOPLE_TAG + n)):
+        old = _as_list(before.get(key))
+        added_before = {make(n) for n in ours_keywords}
+        kept = [k for k in old if k not in added_before or k in {make(n) for n in names}]
+        new = kept + [make(n) for n in names if make(n) not in kept]
+        if new:
+            after[key] = new
+    added = [n for n in names if n in ours_keywords or n not in _as_list(before.get(SUBJECT))]
+    if regions:
+        after[OURS_REGIONS] = [r.signature() for r in regions]
+    if added:
+        after[OURS_KEYWORDS] = added
+    return SidecarPlan(Path(path), exists, before, after)
+
+
+def write_sidecar(plan: SidecarPlan) -> None:
+    """Apply a changed plan: on a temporary copy, checked, then renamed over the sidecar.
+    Raises XmpError (the sidecar is then as it was)."""
+    pyexiv2 = _pyexiv2()
+    path = plan.path
+    folder = path.parent
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if plan.exists:
+                with open(path, "rb") as source:
+                    handle.write(source.read())
+            else:
+                handle.write(EMPTY_PACKET.encode("utf-8"))
+        changes: dict = {k: None for k in plan.owned_before() if k.startswith((REGIONS, "Xmp.faceclust."))}
+        image = pyexiv2.Image(temp)
+        try:
+            if changes:
+                image.modify_xmp(changes)  # drop faceclust's part and the region list
+            fresh = {}
+            for key, value in plan.owned_after.items():
+                if isinstance(value, list):
+                    image.modify_xmp({key: 'type="Seq"' if key == TAGS else 'type="Bag"'})  # emptied, typed
+                    if value:
+                        fresh[key] = value
+                else:
+                    fresh[key] = value
+            for key in (SUBJECT, TAGS):  # a keyword list faceclust emptied entirely
+                if key in plan.before and key not in plan.owned_after:
+                    image.modify_xmp({key: None})
+            if fresh:
+                image.modify_xmp(fresh)
+        finally:
+            image.close()
+        written = read_xmp(Path(temp))
+        theirs_before = {k: v for k, v in plan.before.items() if not _owned(k)}
+        theirs_after = {k: v for k, v in written.items() if not _owned(k)}
+        ours_after = {k: v for k, v in written.items() if _owned(k)}
+        if _normal(theirs_after) != _normal(theirs_before) or _normal(ours_after) != _normal(plan.owned_after):
+            raise XmpError(f"{path}: the XMP library did not write what was asked; the sidecar is unchanged")
+        if plan.exists:
+            try:
+                os.chmod(temp, os.stat(path).st_mode & 0o7777)
+            except OSError:
+                pass
+        else:
+            os.chmod(temp, 0o644 & ~_umask())
+        os.replace(temp, path)
+        temp = None
+    except (RuntimeError, UnicodeDecodeError) as exc:
+        raise XmpError(f"{path}: could not be written as XMP ({str(exc).strip()}); the sidecar is unchanged") from exc
+    except OSError as exc:
+        raise XmpError(f"{path}: could not be written ({exc.strerror or exc}); check the folder's permissions") from exc
+    finally:
+        if temp is not None:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
