@@ -106,6 +106,8 @@ class ScanSummary:
     kept_missing: int = 0  # missing photos kept: too many vanished at once (see --prune)
     faces_found: int = 0
     photos_with_faces: int = 0
+    tags_imported: int = 0  # faces named from other programs' face tags (XMP)
+    tags_unmatched: int = 0  # such tags on no face faceclust found
     skipped: dict = field(default_factory=dict)  # files that are not photos, by kind: video, raw, sidecar, other
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)

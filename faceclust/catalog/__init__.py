@@ -10,6 +10,7 @@ and never leaves half a photo behind.
 * ``photos``: writing scanned photos and their faces; ``faces``: reading faces back.
 * ``people``: people, assignments, decisions; ``history``: the undoable history.
 * ``browse``: bounded pages of people and faces for ``faceclust serve``.
+* ``tags``: face tags read from XMP (their sources, the faces named from them).
 * ``schema``, ``sql``: the migrations and shared SQL helpers; ``backup``: online backup.
 * ``index``: the FAISS index (the only module that imports faiss).
 
@@ -31,12 +32,13 @@ from faceclust.catalog.people import PeopleMixin
 from faceclust.catalog.photos import PhotosMixin
 from faceclust.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from faceclust.catalog.sql import sql_path
+from faceclust.catalog.tags import TagsMixin
 
 __all__ = ["Catalog", "MIGRATIONS", "SCHEMA_VERSION", "backup_catalog", "catalog_files", "default_catalog_path",
            "protected_outputs", "sql_path"]
 
 
-class Catalog(PhotosMixin, FacesMixin, PeopleMixin, HistoryMixin, BrowseMixin, CatalogBase):
+class Catalog(PhotosMixin, FacesMixin, PeopleMixin, HistoryMixin, BrowseMixin, TagsMixin, CatalogBase):
     """An open catalog. Use as a context manager or call :meth:`close`."""
 
 

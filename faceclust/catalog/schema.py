@@ -152,6 +152,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE photos ADD COLUMN taken_at REAL;
     CREATE INDEX photos_taken ON photos(taken_at);
     """,
+    # 10: face tags read from XMP (sidecars, or the photo's own embedded XMP): which sources were
+    # read at what size and time (read again when they change), and which faces got their
+    # person from a tag (their assignments are the user's: pinned).
+    """
+    CREATE TABLE tag_sources (
+        path TEXT PRIMARY KEY,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        regions INTEGER NOT NULL,
+        matched INTEGER NOT NULL,
+        read_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tag_sources_photo ON tag_sources(photo_id);
+    CREATE TABLE imported_faces (
+        face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

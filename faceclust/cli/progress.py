@@ -187,10 +187,12 @@ def print_scan_summary(summary: dict, catalog: Path) -> None:
     table = Table(title=_safe(f"scan of {catalog}"), show_header=False)
     for key in ("photos_seen", "unchanged", "new", "changed", "moved", "copied", "aliases", "reembedded",
                 "gone", "kept_missing", "errors", "known_errors", "faces_found", "photos_with_faces",
-                "photos_per_second"):
-        if key in ("kept_missing", "known_errors", "aliases") and not summary.get(key):
+                "tags_imported", "tags_unmatched", "photos_per_second"):
+        if key in ("kept_missing", "known_errors", "aliases", "tags_imported", "tags_unmatched") and not summary.get(key):
             continue
-        table.add_row(key.replace("_", " "), str(summary.get(key, 0)))
+        label = {"tags_imported": "faces named from XMP tags",
+                 "tags_unmatched": "XMP tags on no face found"}.get(key, key.replace("_", " "))
+        table.add_row(label, str(summary.get(key, 0)))
     skipped = summary.get("skipped") or {}
     if skipped:
         names = {"video": "videos", "raw": "RAW files", "sidecar": "sidecars", "other": "other files"}

@@ -59,10 +59,14 @@ def scan_options(command):
                           "pretrained default (the fused descriptor: dlib's ResNet and SFace), or 'dlib' for "
                           "dlib's ResNet alone. The catalog remembers it; faces already found are re-embedded "
                           "without detecting them again. [default: the catalog's current model]"),
+        option("--no-import", "no_import", is_flag=True, default=None,
+               help="Do not read face tags other programs wrote (MWG / Microsoft regions in XMP sidecars and "
+                    "in the photos' own XMP); by default a tagged face joins the person of that name."),
     ])
 
 
-def _scan_options(batch_photos=None, model=None, prune=None, stall_seconds=None, update_index=True, **detect):
+def _scan_options(batch_photos=None, model=None, prune=None, stall_seconds=None, update_index=True, no_import=None,
+                  **detect):
     """ScanOptions from the options of :func:`scan_options` (None or an absent flag: the
     library's default)."""
     from faceclust.faces.detect import DetectOptions
@@ -71,7 +75,7 @@ def _scan_options(batch_photos=None, model=None, prune=None, stall_seconds=None,
     detect = DetectOptions(**_given(**detect))
     return ScanOptions(**_given(detect=detect, batch_photos=batch_photos, model=model, prune=prune,
                                 stall_seconds=stall_seconds),
-                       update_index=update_index)
+                       update_index=update_index, import_tags=not no_import)
 
 
 @click.command()

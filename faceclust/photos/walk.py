@@ -72,7 +72,8 @@ def skipped_kind(name: str) -> str:
 
 def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
                 on_progress: Callable[[Path], None] | None = None,
-                skipped: dict[str, int] | None = None) -> Iterator[PhotoFile]:
+                skipped: dict[str, int] | None = None,
+                sidecars: dict[str, tuple[int, int]] | None = None) -> Iterator[PhotoFile]:
     """Yield image files under ``roots`` recursively, in a stable order.
 
     Hidden and NAS system folders are skipped. Symlinked folders are followed once: a folder
@@ -80,6 +81,7 @@ def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
     Unreadable folders are reported through ``errors`` and skipped. ``on_progress(path)`` is
     called before each folder is listed and each entry looked at (a watchdog's heartbeat).
     ``skipped`` (kind -> count) counts the visible files that are not photos (see SKIPPED_KINDS).
+    ``sidecars`` (path -> (size, mtime_ns)) receives the XMP sidecars seen in the folders.
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: dict[tuple[int, int], Path] = {}
@@ -107,11 +109,12 @@ def walk_photos(roots: Iterable[Path], errors: list[WalkError] | None = None,
         if not stat.S_ISDIR(st.st_mode):
             _report(errors, root, f"{file_kind(st.st_mode)}, not a photo file; skipped")
             continue
-        yield from _walk_dir(root, seen_dirs, errors, tick, once, skipped)
+        yield from _walk_dir(root, seen_dirs, errors, tick, once, skipped, sidecars)
 
 
 def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | None,
-              tick: Callable[[Path], None], once: Callable, skipped: dict[str, int] | None) -> Iterator[PhotoFile]:
+              tick: Callable[[Path], None], once: Callable, skipped: dict[str, int] | None,
+              sidecars: dict[str, tuple[int, int]] | None = None) -> Iterator[PhotoFile]:
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -147,6 +150,10 @@ def _walk_dir(top: Path, seen: set[tuple[int, int]], errors: list[WalkError] | N
                     if skipped is not None:
                         kind = skipped_kind(entry.name)
                         skipped[kind] = skipped.get(kind, 0) + 1
+                    if sidecars is not None and entry.name.lower().endswith(".xmp"):
+                        xst = entry.stat(follow_symlinks=True)
+                        if stat.S_ISREG(xst.st_mode):
+                            sidecars[entry.path] = (xst.st_size, xst.st_mtime_ns)
                     continue
                 est = entry.stat(follow_symlinks=True)
             except OSError as exc:

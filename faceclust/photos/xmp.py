@@ -127,6 +127,17 @@ def read_xmp(path: Path) -> dict:
         raise XmpError(f"{path}: not readable as XMP ({str(exc).strip() or type(exc).__name__}); left as it is") from exc
 
 
+def read_xmp_bytes(data: bytes, name: str) -> dict:
+    """The XMP embedded in a photo's bytes (read from memory: the file is never opened by the
+    XMP library). Raises XmpError."""
+    pyexiv2 = _pyexiv2()
+    try:
+        with pyexiv2.ImageData(data) as image:
+            return image.read_xmp()
+    except (RuntimeError, OSError, UnicodeDecodeError) as exc:
+        raise XmpError(f"{name}: its XMP is not readable ({str(exc).strip() or type(exc).__name__})") from exc
+
+
 def regions_of(xmp: dict) -> list[dict]:
     """The region list as one dict per region: field path (``/mwg-rs:Name``, ``/mwg-rs:Area``,
     ``/mwg-rs:Area/stArea:x``...) -> value, in order."""
@@ -286,3 +297,78 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# -- reading other programs' face tags ---------------------------------------------------------
+
+MP_REGIONS = "Xmp.MP.RegionInfo/MPRI:Regions"
+
+
+@dataclass(frozen=True)
+class TaggedFace:
+    """A named face region another program wrote: normalised centre and size in the stored
+    image, and where it was found (``mwg`` or ``mp``)."""
+
+    name: str
+    area: tuple[float, float, float, float]
+    kind: str
+
+
+def tagged_faces(xmp: dict) -> list[TaggedFace]:
+    """Named face regions in an XMP dict (see :func:`read_xmp`): MWG regions of type Face (or
+    without a type), then Microsoft Photo's people regions; regions faceclust wrote itself
+    (recorded in ``faceclust:Regions``) are not tags of another program and are left out."""
+    ours = set(_as_list(xmp.get(OURS_REGIONS)))
+    found: list[TaggedFace] = []
+    for fields in regions_of(xmp):
+        name = str(fields.get("/mwg-rs:Name", "")).strip()
+        kind = str(fields.get("/mwg-rs:Type", "Face"))
+        unit = str(fields.get("/mwg-rs:Area/stArea:unit", "normalized"))
+        if not name or kind != "Face" or unit != "normalized" or _region_signature(fields) in ours:
+            continue
+        try:
+            area = tuple(float(fields[f"/mwg-rs:Area/stArea:{c}"]) for c in "xywh")
+        except (KeyError, ValueError):
+            continue
+        if _plausible(area):
+            found.append(TaggedFace(name, area, "mwg"))
+    mp: dict[int, dict] = {}
+    for key, value in xmp.items():
+        if key.startswith(MP_REGIONS + "["):
+            index, _, rest = key[len(MP_REGIONS) + 1:].partition("]")
+            if index.isdigit():
+                mp.setdefault(int(index), {})[rest] = value
+    for i in sorted(mp):
+        name = str(mp[i].get("/MPReg:PersonDisplayName", "")).strip()
+        try:
+            left, top, w, h = (float(v) for v in str(mp[i].get("/MPReg:Rectangle", "")).split(","))
+        except ValueError:
+            continue
+        area = (left + w / 2, top + h / 2, w, h)  # MP gives the top-left corner
+        if name and _plausible(area) and not any(f.name == name and _overlap(f.area, area) > 0.5 for f in found):
+            found.append(TaggedFace(name, area, "mp"))  # the same face tagged both ways counts once
+    return found
+
+
+def _plausible(area) -> bool:
+    x, y, w, h = area
+    return 0 < w <= 1 and 0 < h <= 1 and -0.5 <= x <= 1.5 and -0.5 <= y <= 1.5
+
+
+def _overlap(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) centre-size boxes."""
+    ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[3] / 2, a[0] + a[2] / 2, a[1] + a[3] / 2
+    bx0, by0, bx1, by1 = b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2
+    iw, ih = max(0.0, min(ax1, bx1) - max(ax0, bx0)), max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def embedded_xmp_possible(data: bytes) -> bool:
+    """Whether a photo's bytes may hold face regions in embedded XMP (a cheap test before
+    asking the XMP library): one of the region schemas' names appears in them. A JPEG keeps its
+    XMP in the segments before the image data, so only its first 256 KB are searched."""
+    if data[:2] == b"\xff\xd8":
+        data = data[:256 * 1024]
+    return b"metadataworkinggroup.com/schemas/regions" in data or b"ns.microsoft.com/photo/1.2" in data

@@ -27,6 +27,8 @@ class ScanOptions:
     prune: bool = False  # mark photos gone even when most of a folder vanished at once
     # A photo or folder that delivers nothing for this long is given up (a hung network share).
     stall_seconds: float = READ_STALL_SECONDS
+    # Face tags other programs wrote (XMP sidecars, a photo's own XMP) name the faces they mark.
+    import_tags: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_photos < 1:

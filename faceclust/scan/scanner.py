@@ -21,10 +21,12 @@ from faceclust.faces.embed import Embedder
 from faceclust.faces.finder import FaceFinder, Timer
 from faceclust.photos.decode import LoadedImage, content_hash, decode_image, read_file
 from faceclust.photos.walk import PhotoFile
+from faceclust.photos.xmp import embedded_xmp_possible
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
 from faceclust.scan.options import ProgressCallback, ProgressEvent, ScanOptions
 from faceclust.scan.prune import PruningMixin
 from faceclust.scan.reembed import ReembedMixin
+from faceclust.scan.tags import TagImportMixin
 from faceclust.scan.walker import WalkingMixin
 from faceclust.text import printable
 
@@ -39,12 +41,13 @@ class _Prepared:
     error: str | None = None
     touched: bool = False
     candidates: list[PhotoState] = field(default_factory=list)
+    xmp: bool = False  # its bytes may hold face regions in embedded XMP
 
 
 DATE_HEAD = 128 * 1024  # bytes read from a photo catalogued without a date: JPEG's EXIF is in its first 64 KB
 
 
-class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
+class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
     """One scan of some roots into one catalog."""
 
     def __init__(self, catalog, options: ScanOptions | None = None,
@@ -67,6 +70,9 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
         self.detect_identity = self.options.detect.identity(detector.identity())
         self.summary = ScanSummary()
         self._walk_stalled = False
+        self._sidecars: dict[str, tuple[int, int]] = {}  # XMP files the walk saw (path -> size, mtime_ns)
+        self._fresh: set[str] = set()  # photos whose faces this scan made
+        self._embedded: set[str] = set()  # of those, the ones that may hold XMP face regions
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -92,6 +98,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
             seen = {str(f.path) for f in files}
             self._process(todo, states, seen)
             self._record_walk_aliases(new_aliases)
+            self._import_tags(files, self._sidecars, self._fresh, self._embedded)
             self._reembed()
             if self.model is not None:
                 # Only now: an interrupted switch leaves the catalog on its old, complete model.
@@ -155,6 +162,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
                 out.touched = True
                 return out
             out.candidates = [c for c in by_hash.get(out.content_hash, ()) if c.path != str(f.path)]
+            out.xmp = self.options.import_tags and embedded_xmp_possible(data)
             if not out.candidates:
                 out.image = decode_image(data, f.path, policy)
         except FaceclustError as exc:
@@ -184,16 +192,23 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin):
                 results.append(PhotoResult("touched", **base))
             elif p.candidates:
                 results.append(self._relink(p, base, seen, claimed))
+                self._note_fresh(p)
             else:
                 taken = p.image.taken_at if p.image.taken_at is not None else base["mtime_ns"] / 1e9
                 result = PhotoResult("faces", width=p.image.original_width, height=p.image.original_height,
                                      taken_at=taken, **base)
                 to_detect.append((p, result))
                 results.append(result)
+                self._note_fresh(p)
             self._count(p, states.get(path))
         if to_detect:
             self._detect(to_detect, results)
         return results
+
+    def _note_fresh(self, p: _Prepared) -> None:
+        self._fresh.add(str(p.file.path))
+        if p.xmp:
+            self._embedded.add(str(p.file.path))
 
     def _count(self, p: _Prepared, state: PhotoState | None) -> None:
         if p.error:

@@ -36,7 +36,8 @@ class WalkingMixin:
 
         def walk() -> None:
             try:
-                files.extend(walk_photos(roots, errors, on_progress=tick, skipped=self.summary.skipped))
+                files.extend(walk_photos(roots, errors, on_progress=tick, skipped=self.summary.skipped,
+                                         sidecars=self._sidecars))
             except BaseException as exc:  # noqa: BLE001 - raised again in the scanning thread
                 outcome["error"] = exc
             finally:
