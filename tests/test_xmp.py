@@ -17,6 +17,7 @@ from conftest import FAKE_SCAN, draw_photo, run_cli
 
 pytest.importorskip("pyexiv2", reason="pyexiv2 (the xmp extra) is not installed")
 
+from faceclust.photos import sidecar as sc  # noqa: E402
 from faceclust.photos import xmp  # noqa: E402
 
 EXIFTOOL = shutil.which("exiftool")
@@ -80,40 +81,106 @@ def test_regions_go_to_the_stored_image_and_back_as_pillow_orients_it(orientatio
     assert np.allclose(xmp.stored_to_shown(region, sw, sh, orientation), shown_box)
 
 
+def foreign_sidecar(path: Path, **extra) -> dict:
+    """A sidecar another program made: a region of its own (and an extension under the region
+    info), keywords, a title, a rating. Returns what it holds."""
+    pyexiv2 = pytest.importorskip("pyexiv2")
+    regions = "Xmp.mwg-rs.Regions"
+    item = regions + "/mwg-rs:RegionList[1]"
+    values = {regions: 'type="Struct"',
+              regions + "/mwg-rs:AppliedToDimensions": 'type="Struct"',
+              regions + "/mwg-rs:AppliedToDimensions/stDim:w": "640",
+              regions + "/mwg-rs:AppliedToDimensions/stDim:h": "480",
+              regions + "/mwg-rs:AppliedToDimensions/stDim:unit": "pixel",
+              regions + "/mwg-rs:RegionList": 'type="Bag"', item: 'type="Struct"',
+              item + "/mwg-rs:Name": "Jane Doe", item + "/mwg-rs:Type": "Face", item + "/mwg-rs:Area": 'type="Struct"',
+              item + "/mwg-rs:Area/stArea:x": "0.5", item + "/mwg-rs:Area/stArea:y": "0.4",
+              item + "/mwg-rs:Area/stArea:w": "0.1", item + "/mwg-rs:Area/stArea:h": "0.2",
+              item + "/mwg-rs:Area/stArea:unit": "normalized",
+              regions + "/mwg-rs:Extensions": 'type="Struct"', regions + "/mwg-rs:Extensions/xmp:Label": "theirs",
+              "Xmp.dc.title": 'lang="x-default" Beach day', "Xmp.xmp.Rating": "4", **extra}
+    with pyexiv2.ImageData(xmp.EMPTY_PACKET.encode()) as image:
+        image.modify_xmp({"Xmp.dc.subject": 'type="Bag"', "Xmp.digiKam.TagsList": 'type="Seq"'})
+        image.modify_xmp(values)
+        image.modify_xmp({"Xmp.dc.subject": ["Holiday", "Jane Doe"], "Xmp.digiKam.TagsList": ["People/Jane Doe"]})
+        path.write_bytes(image.get_bytes())
+    return xmp.read_xmp(path)
+
+
 def test_a_merge_keeps_what_other_programs_wrote_and_writes_nothing_twice(tmp_path):
     sidecar = tmp_path / "photo.jpg.xmp"
-    theirs = [xmp.Region("Jane Doe", 0.5, 0.4, 0.1, 0.2)]
-    first = xmp.plan_sidecar(sidecar, theirs, (640, 480))
-    xmp.write_sidecar(first)  # a sidecar "another program" made: regions, a keyword, a title
-    pyexiv2 = pytest.importorskip("pyexiv2")
-    image = pyexiv2.Image(str(sidecar))
-    image.modify_xmp({"Xmp.faceclust.Regions": None, "Xmp.faceclust.Keywords": None,
-                      "Xmp.dc.title": 'lang="x-default" Beach day', "Xmp.xmp.Rating": "4"})
-    image.close()
-    foreign = xmp.read_xmp(sidecar)
-    assert "Xmp.faceclust.Regions" not in foreign and foreign["Xmp.xmp.Rating"] == "4"
+    foreign = foreign_sidecar(sidecar)
+    raw = sidecar.read_bytes()
+    assert foreign["Xmp.xmp.Rating"] == "4" and foreign["Xmp.dc.subject"] == ["Holiday", "Jane Doe"]
+    # Nobody named in the photo: a sidecar faceclust owns nothing in is not touched.
+    assert not sc.plan_sidecar(sidecar, [], (0, 0)).changed
 
     ours = [xmp.Region("Ann", 0.3, 0.4, 0.1, 0.12), xmp.Region("Bob", 0.7, 0.45, 0.08, 0.1)]
-    xmp.write_sidecar(xmp.plan_sidecar(sidecar, ours, (640, 480)))
+    sc.write_sidecar(sc.plan_sidecar(sidecar, ours, (640, 480)))
     merged = xmp.read_xmp(sidecar)
-    names = [r["/mwg-rs:Name"] for r in xmp.regions_of(merged)]
-    assert names == ["Jane Doe", "Ann", "Bob"]
-    assert merged["Xmp.dc.subject"] == ["Jane Doe", "Ann", "Bob"]
+    assert [r["/mwg-rs:Name"] for r in xmp.regions_of(merged)] == ["Jane Doe", "Ann", "Bob"]
+    assert merged["Xmp.dc.subject"] == ["Holiday", "Jane Doe", "Ann", "Bob"]
     assert merged["Xmp.digiKam.TagsList"] == ["People/Jane Doe", "People/Ann", "People/Bob"]
+    assert merged["Xmp.mwg-rs.Regions/mwg-rs:Extensions/xmp:Label"] == "theirs"
     assert merged["Xmp.xmp.Rating"] == "4" and merged["Xmp.dc.title"] == foreign["Xmp.dc.title"]
-    stamp = sidecar.stat().st_mtime_ns
-    assert not xmp.plan_sidecar(sidecar, ours, (640, 480)).changed
+    assert not sc.plan_sidecar(sidecar, ours, (640, 480)).changed
 
     # Bob renamed Robert, Ann gone: only faceclust's part changes.
-    xmp.write_sidecar(xmp.plan_sidecar(sidecar, [xmp.Region("Robert", 0.7, 0.45, 0.08, 0.1)], (640, 480)))
+    sc.write_sidecar(sc.plan_sidecar(sidecar, [xmp.Region("Robert", 0.7, 0.45, 0.08, 0.1)], (640, 480)))
     renamed = xmp.read_xmp(sidecar)
     assert [r["/mwg-rs:Name"] for r in xmp.regions_of(renamed)] == ["Jane Doe", "Robert"]
-    assert renamed["Xmp.dc.subject"] == ["Jane Doe", "Robert"]
+    assert renamed["Xmp.dc.subject"] == ["Holiday", "Jane Doe", "Robert"]
     assert renamed["Xmp.digiKam.TagsList"] == ["People/Jane Doe", "People/Robert"]
-    # No named people left: the sidecar is what the other program wrote, exactly.
-    xmp.write_sidecar(xmp.plan_sidecar(sidecar, [], (640, 480)))
+    # No named people left: the sidecar holds what the other program wrote, exactly.
+    plan = sc.plan_sidecar(sidecar, [], (0, 0))
+    assert plan.changed
+    sc.write_sidecar(plan)
     assert xmp.read_xmp(sidecar) == foreign
-    assert stamp
+    assert not sc.plan_sidecar(sidecar, [], (0, 0)).changed
+    assert raw  # (the other program's bytes; exiv2 may lay the packet out differently)
+
+
+def test_a_sidecar_faceclust_made_alone_is_emptied_of_its_part(tmp_path):
+    sidecar = tmp_path / "a.jpg.xmp"
+    sc.write_sidecar(sc.plan_sidecar(sidecar, [xmp.Region("Ann", 0.5, 0.5, 0.2, 0.2)], (100, 100)))
+    assert xmp.read_xmp(sidecar)["Xmp.dc.subject"] == ["Ann"]
+    sc.write_sidecar(sc.plan_sidecar(sidecar, [], (0, 0)))
+    assert xmp.read_xmp(sidecar) == {}
+    assert not sc.plan_sidecar(sidecar, [], (0, 0)).changed
+
+
+def test_keywords_the_user_had_in_either_list_stay(tmp_path):
+    sidecar = tmp_path / "a.jpg.xmp"
+    pyexiv2 = pytest.importorskip("pyexiv2")
+    with pyexiv2.ImageData(xmp.EMPTY_PACKET.encode()) as image:
+        image.modify_xmp({"Xmp.digiKam.TagsList": 'type="Seq"'})
+        image.modify_xmp({"Xmp.digiKam.TagsList": ["People/Ann", "Places/Sea"]})
+        sidecar.write_bytes(image.get_bytes())
+    sc.write_sidecar(sc.plan_sidecar(sidecar, [xmp.Region("Ann", 0.5, 0.5, 0.2, 0.2)], (100, 100)))
+    data = xmp.read_xmp(sidecar)
+    assert data["Xmp.digiKam.TagsList"] == ["People/Ann", "Places/Sea"] and data["Xmp.dc.subject"] == ["Ann"]
+    sc.write_sidecar(sc.plan_sidecar(sidecar, [], (0, 0)))
+    data = xmp.read_xmp(sidecar)
+    assert data["Xmp.digiKam.TagsList"] == ["People/Ann", "Places/Sea"]  # the user's, kept
+    assert "Xmp.dc.subject" not in data  # faceclust's, gone
+
+
+@pytest.mark.parametrize("kind", ["symlink", "folder", "fifo"])
+def test_a_sidecar_that_is_not_a_regular_file_is_left_alone(tmp_path, kind):
+    import os
+
+    sidecar = tmp_path / "photo.jpg.xmp"
+    target = tmp_path / "elsewhere.xmp"
+    if kind == "symlink":
+        foreign_sidecar(target)
+        sidecar.symlink_to(target)
+    elif kind == "folder":
+        sidecar.mkdir()
+    else:
+        os.mkfifo(sidecar)
+    with pytest.raises(xmp.XmpError, match="photo.jpg.xmp: is "):
+        sc.plan_sidecar(sidecar, [xmp.Region("Ann", 0.5, 0.5, 0.2, 0.2)], (100, 100))
+    assert os.path.lexists(sidecar) and (kind != "symlink" or sidecar.is_symlink())
 
 
 def test_a_keyword_the_user_had_stays_when_the_person_goes(tmp_path):
@@ -123,9 +190,9 @@ def test_a_keyword_the_user_had_stays_when_the_person_goes(tmp_path):
     image = pyexiv2.Image(str(sidecar))
     image.modify_xmp({"Xmp.dc.subject": "type=\"Bag\"", "Xmp.dc.subject[1]": "Ann"})
     image.close()
-    xmp.write_sidecar(xmp.plan_sidecar(sidecar, [xmp.Region("Ann", 0.5, 0.5, 0.2, 0.2)], (100, 100)))
+    sc.write_sidecar(sc.plan_sidecar(sidecar, [xmp.Region("Ann", 0.5, 0.5, 0.2, 0.2)], (100, 100)))
     assert xmp.read_xmp(sidecar)["Xmp.dc.subject"] == ["Ann"]  # not twice
-    xmp.write_sidecar(xmp.plan_sidecar(sidecar, [], (100, 100)))
+    sc.write_sidecar(sc.plan_sidecar(sidecar, [], (100, 100)))
     assert xmp.read_xmp(sidecar)["Xmp.dc.subject"] == ["Ann"]  # the user's keyword, kept
 
 
@@ -134,7 +201,7 @@ def test_a_sidecar_that_is_not_xmp_is_reported_and_left_as_it_is(tmp_path):
     sidecar.write_bytes(b"\x00\x01 not xmp at all \xff")
     before = sidecar.read_bytes()
     with pytest.raises(xmp.XmpError, match="photo.jpg.xmp: not readable as XMP"):
-        xmp.plan_sidecar(sidecar, [xmp.Region("Ann", 0.5, 0.5, 0.2, 0.2)], (100, 100))
+        sc.plan_sidecar(sidecar, [xmp.Region("Ann", 0.5, 0.5, 0.2, 0.2)], (100, 100))
     assert sidecar.read_bytes() == before
     assert not list(tmp_path.glob(".*.tmp"))
 

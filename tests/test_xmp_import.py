@@ -211,3 +211,74 @@ def test_real_photos_tagged_in_another_program_make_named_people(shared_data, tm
             person, source = held[face]
             assert cat.person(person)["name"] == name and source == "user"
         assert sorted(p["name"] for p in cat.people() if p["name"]) == sorted({*tagged.values()})
+
+
+def test_tags_left_unread_by_one_scan_are_read_by_the_next(tmp_path):
+    photos = tmp_path / "photos"
+    inside = draw_photo(photos / "inside.jpg", [(0, 60, 40, 70)])
+    mwg_sidecar(inside, [("Ann", centre((60, 40, 70), (320, 240)))], (320, 240))
+    draw_photo(photos / "upper.jpg", [(1, 150, 60, 60)])
+    mwg_sidecar(photos / "UPPER.JPG.XMP", [("Bob", centre((150, 60, 60), (320, 240)))], (320, 240))
+    catalog = tmp_path / "c.sqlite"
+    assert scan(photos, catalog, "--no-import")["tags_imported"] == 0 and people(catalog) == {}
+    summary = scan(photos, catalog)  # the photo is unchanged; its own tags were never read
+    assert summary["tags_imported"] == 2
+    assert people(catalog) == {"Ann": ["inside.jpg"], "Bob": ["upper.jpg"]}
+    assert scan(photos, catalog)["tags_imported"] == 0
+
+
+def test_one_photo_xmp_for_two_photos_of_the_same_name_names_neither(tmp_path):
+    photos = tmp_path / "photos"
+    draw_photo(photos / "a.jpg", [(0, 40, 50, 60)])
+    draw_photo(photos / "a.png", [(1, 200, 60, 60)])
+    mwg_sidecar(photos / "a.xmp", [("Jane", centre((40, 50, 60), (320, 240)))], (320, 240))
+    catalog = tmp_path / "c.sqlite"
+    assert scan(photos, catalog)["tags_imported"] == 0 and people(catalog) == {}
+    # ... and faceclust xmp with that naming writes neither, and says why.
+    assert run_cli("cluster", "--catalog", catalog, "--min-faces", "1").exit_code == 0
+    from faceclust.catalog import Catalog
+
+    with Catalog(catalog) as cat:
+        ids = [p["id"] for p in cat.people()]
+    for k, pid in enumerate(ids):
+        assert run_cli("name", pid, f"P{k}", "--catalog", catalog).exit_code == 0
+    before = (photos / "a.xmp").read_bytes()
+    result = run_cli("xmp", "--catalog", catalog, "--sidecar-name", "photo.xmp")
+    assert result.exit_code == 3 and "would be the sidecar of several photos" in result.stderr
+    assert (photos / "a.xmp").read_bytes() == before
+
+
+def test_a_photo_name_that_is_not_utf8_is_tagged_and_exported(tmp_path):
+    import os
+
+    photos = tmp_path / "photos"
+    odd = os.fsdecode(b"caf\xe9.jpg")
+    path = draw_photo(photos / odd, [(0, 40, 50, 60)])
+    draw_photo(photos / "b.jpg", [(0, 120, 50, 60)])
+    mwg_sidecar(Path(str(path) + ".xmp"), [("Zoé", centre((40, 50, 60), (320, 240)))], (320, 240))
+    catalog = tmp_path / "c.sqlite"
+    summary = scan(photos, catalog)
+    assert summary["tags_imported"] == 1 and people(catalog) == {"Zoé": [odd]}
+    result = run_cli("xmp", "--catalog", catalog)
+    assert result.exit_code == 0, result.output
+    from faceclust.photos import xmp
+
+    assert "Zoé" in xmp.read_xmp(Path(str(path) + ".xmp"))["Xmp.dc.subject"]
+
+
+def test_a_face_the_user_moved_stays_when_its_tag_changes(tagged):
+    tmp, photos, catalog = tagged
+    scan(photos, catalog)
+    assert run_cli("cluster", "--catalog", catalog, "--min-faces", "1").exit_code == 0
+    from faceclust.catalog import Catalog
+
+    with Catalog(catalog) as cat:
+        a_id = cat.photo_id(str(photos / "a.jpg"))
+        [jane_face] = [f for f, (n, _s) in cat.imported_faces().items() if cat.photos_of_faces([f])[f] == a_id]
+    from faceclust.people.decisions import new_person
+
+    other = new_person(catalog, [jane_face], "Someone Else").person  # the user's move
+    mwg_sidecar(photos / "a.jpg.xmp", [("Jane Smith", centre((35, 45, 70), (320, 240)))], (320, 240))
+    assert scan(photos, catalog)["tags_imported"] == 0
+    with Catalog(catalog) as cat:
+        assert cat.assignments_of([jane_face])[jane_face][0] == other

@@ -153,17 +153,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX photos_taken ON photos(taken_at);
     """,
     # 10: face tags read from XMP (sidecars, or the photo's own embedded XMP): which sources were
-    # read at what size and time (read again when they change), and which faces got their
-    # person from a tag (their assignments are the user's: pinned).
+    # read for which photo at what size and time (read again when they change; regions -1: not
+    # read yet), and which faces got their person from a tag (their assignments are the
+    # user's: pinned).
     """
     CREATE TABLE tag_sources (
-        path TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
         photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
         size INTEGER NOT NULL,
         mtime_ns INTEGER NOT NULL,
         regions INTEGER NOT NULL,
         matched INTEGER NOT NULL,
-        read_at REAL NOT NULL
+        read_at REAL NOT NULL,
+        PRIMARY KEY (path, photo_id)
     ) WITHOUT ROWID;
     CREATE INDEX tag_sources_photo ON tag_sources(photo_id);
     CREATE TABLE imported_faces (

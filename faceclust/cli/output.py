@@ -106,8 +106,8 @@ def xmp(catalog, sidecar_name, dry_run, as_json):
                    f"{summary['unchanged']} unchanged, {summary['cleared']} cleared of faceclust's regions"
                    + (f", {summary['skipped']} photos changed since their scan (scan them again)"
                       if summary["skipped"] else ""))
-    for path, message in summary["errors"][:5]:
-        click.echo(f"{printable(path)}: {printable(message)}", err=True)
+    for _sidecar, message in summary["errors"][:5]:
+        click.echo(printable(message), err=True)  # the message names the sidecar
     if len(summary["errors"]) > 5:
         click.echo(f"... {len(summary['errors'])} sidecars could not be written", err=True)
     exit_for_problems({"errors": len(summary["errors"])})

@@ -155,8 +155,8 @@ def run(paths, out, catalog, mode, xmp, sidecar_name, quiet, as_json, **scan_arg
             click.echo(f"XMP sidecars: {x['written']} written, {x['unchanged']} unchanged, {x['cleared']} cleared")
     print_problems(summary["scan"])
     print_album_problems(summary["albums"])
-    for sidecar, message in summary.get("xmp", {}).get("errors", [])[:5]:
-        click.echo(f"{printable(sidecar)}: {printable(message)}", err=True)
+    for _sidecar, message in summary.get("xmp", {}).get("errors", [])[:5]:
+        click.echo(printable(message), err=True)
     exit_for_problems(summary["scan"], summary["albums"], {"errors": len(summary.get("xmp", {}).get("errors", []))})
 
 

@@ -17,15 +17,10 @@ from pathlib import Path
 
 from faceclust.errors import ImageError
 from faceclust.photos.decode import stored_geometry
-from faceclust.photos.xmp import (
-    Region,
-    XmpError,
-    plan_sidecar,
-    shown_to_stored,
-    sidecar_path,
-    write_sidecar,
-)
+from faceclust.photos.sidecar import plan_sidecar, write_sidecar
+from faceclust.photos.xmp import Region, XmpError, shown_to_stored, sidecar_path
 from faceclust.records import ProgressCallback, ProgressEvent
+from faceclust.text import printable
 
 
 @dataclass
@@ -66,6 +61,8 @@ def _photos(catalog):
 def write_xmp_sidecars(catalog_path, style: str = "photo.jpg.xmp", dry_run: bool = False,
                        progress: ProgressCallback | None = None) -> XmpSummary:
     """Write (or, with ``dry_run``, count) the sidecars of every catalogued photo."""
+    from collections import Counter
+
     from faceclust.catalog import Catalog
 
     sidecar_path(Path("photo.jpg"), style)  # a bad style fails before any work
@@ -73,26 +70,40 @@ def write_xmp_sidecars(catalog_path, style: str = "photo.jpg.xmp", dry_run: bool
     summary = XmpSummary(dry_run=dry_run)
     with Catalog(catalog_path, create=False) as catalog:
         photos = list(_photos(catalog))
+    # photo.xmp naming gives a.jpg and a.png one sidecar: neither is written, rather than one
+    # photo's regions over the other's.
+    shared = Counter(str(sidecar_path(Path(p[0]), style)).lower() for p in photos)
     progress(ProgressEvent("xmp", 0, len(photos)))
     for done, (path, size, mtime_ns, width, height, faces) in enumerate(photos, 1):
         sidecar = sidecar_path(Path(path), style)
-        if faces:
-            try:
+        try:
+            if shared[str(sidecar).lower()] > 1:
+                if faces:
+                    raise XmpError(f"{printable(sidecar)}: would be the sidecar of several photos with this name; "
+                                   "use --sidecar-name photo.jpg.xmp")
+            elif faces:
                 _named(Path(path), size, mtime_ns, (width, height), faces, sidecar, dry_run, summary)
-            except (XmpError, ImageError) as exc:
-                summary.errors.append((str(sidecar), str(exc)))
-        elif os.path.lexists(sidecar):
-            try:  # faceclust's part of a sidecar goes when its people do
-                plan = plan_sidecar(sidecar, [], (0, 0))
-                if plan.changed:
-                    summary.cleared += 1
-                    if not dry_run:
-                        write_sidecar(plan)
-            except XmpError:
-                pass  # not XMP faceclust could have written (it checks what it writes): left alone
+            elif os.path.lexists(sidecar):
+                _clear(sidecar, dry_run, summary)
+        except (XmpError, ImageError) as exc:
+            summary.errors.append((str(sidecar), str(exc)))
+        except OSError as exc:
+            summary.errors.append((str(sidecar), f"{printable(sidecar)}: {exc.strerror or exc}"))
         if done % 200 == 0 or done == len(photos):
             progress(ProgressEvent("xmp", done, len(photos), errors=len(summary.errors)))
     return summary
+
+
+def _clear(sidecar: Path, dry_run: bool, summary: XmpSummary) -> None:
+    """faceclust's part of a sidecar goes when its people do."""
+    try:
+        plan = plan_sidecar(sidecar, [], (0, 0))
+    except XmpError:
+        return  # not XMP faceclust could have written (it checks what it writes): left alone
+    if plan.changed:
+        if not dry_run:
+            write_sidecar(plan)
+        summary.cleared += 1
 
 
 def _named(path: Path, size: int, mtime_ns: int, shown_size: tuple, faces: list, sidecar: Path, dry_run: bool,
@@ -110,12 +121,12 @@ def _named(path: Path, size: int, mtime_ns: int, shown_size: tuple, faces: list,
     width, height = shown_size
     expected = (stored_h, stored_w) if orientation in (5, 6, 7, 8) else (stored_w, stored_h)
     if not width or not height or (width, height) != expected:
-        raise ImageError(f"{path}: its size differs from the catalog's; scan it again")
+        raise ImageError(f"{printable(path)}: its size differs from the catalog's; scan it again")
     regions = [Region(name, *shown_to_stored(box, width, height, orientation)) for box, name in faces]
     plan = plan_sidecar(sidecar, regions, (stored_w, stored_h))
     if not plan.changed:
         summary.unchanged += 1
         return
-    summary.written += 1
     if not dry_run:
         write_sidecar(plan)
+    summary.written += 1

@@ -15,6 +15,12 @@ IMAGE_EXTENSIONS = frozenset(
 
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
+# Camera RAW files (read through rawpy / LibRaw).
+RAW_EXTENSIONS = frozenset(
+    {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".dng", ".pef",
+     ".srw", ".3fr", ".iiq", ".erf", ".mrw", ".x3f", ".rwl", ".kdc", ".dcr"}
+)
+
 
 _HEIF_REGISTERED = False
 

@@ -1,14 +1,11 @@
-"""XMP sidecars: face regions (Metadata Working Group, ``mwg-rs:Regions``) and people keywords
-(``dc:subject``, digiKam's ``digiKam:TagsList`` as ``People/Name``), merged into what a
-sidecar already holds.
+"""XMP face regions: reading XMP (sidecars and a photo's own), the Metadata Working Group's
+regions (``mwg-rs:Regions``) and Microsoft Photo's, and the orientation they are given in.
+Merging faceclust's regions into a sidecar and writing it: :mod:`faceclust.photos.sidecar`.
 
-The XMP data model is read and written by exiv2's XMP toolkit through ``pyexiv2`` (the ``xmp``
-extra; imported only here, on first use). A merge changes only what faceclust wrote before:
-the sidecar records the regions and keywords it added (``faceclust:Regions``,
-``faceclust:Keywords``), so a region or keyword from another program (or one the user edited
-there) is kept as it is. Every write goes to a temporary copy beside the sidecar, is read back
-and checked (faceclust's part as planned, every other property unchanged), and only then
-replaces the sidecar, in one rename.
+The XMP data model is parsed by exiv2's XMP toolkit through ``pyexiv2`` (the ``xmp`` extra;
+imported only here, on first use), always from bytes in memory: faceclust reads the files
+itself (regular files only, with the scan's guard against a share that stops answering), so
+the library never opens a user's file.
 
 MWG regions are relative to the image as stored, before the EXIF orientation is applied
 (MWG guidelines 2.0, 5.9: "region metadata is applied to the stored image"); faceclust's boxes
@@ -18,11 +15,11 @@ are in the photo as shown, so :func:`shown_to_stored` turns one into the other.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from faceclust.errors import FaceclustError, MissingExtraError
+from faceclust.text import printable
 
 NAMESPACE = "https://faceclust.org/ns/xmp/1.0/"
 REGIONS = "Xmp.mwg-rs.Regions"
@@ -31,7 +28,9 @@ DIMENSIONS = REGIONS + "/mwg-rs:AppliedToDimensions"
 SUBJECT = "Xmp.dc.subject"
 TAGS = "Xmp.digiKam.TagsList"
 OURS_REGIONS = "Xmp.faceclust.Regions"
-OURS_KEYWORDS = "Xmp.faceclust.Keywords"
+OURS_KEYWORDS = "Xmp.faceclust.Keywords"  # what faceclust added to dc:subject
+OURS_TAGS = "Xmp.faceclust.Tags"  # what faceclust added to digiKam:TagsList
+MAX_SIDECAR_BYTES = 16 << 20
 PEOPLE_TAG = "People/"
 SIDECAR_STYLES = ("photo.jpg.xmp", "photo.xmp")
 # An XMP packet with nothing in it: the start of a new sidecar (exiv2 fills it).
@@ -113,29 +112,47 @@ def _pyexiv2():
     return pyexiv2
 
 
-def read_xmp(path: Path) -> dict:
-    """Every XMP property of a sidecar (or of a photo's embedded XMP), flattened as exiv2 names
-    them (``Xmp.ns.Struct/ns:Field``, ``...List[2]/...``). Raises XmpError."""
-    pyexiv2 = _pyexiv2()
+def read_xmp(path: Path, stall_seconds: float | None = None) -> dict:
+    """Every XMP property of a sidecar, flattened as exiv2 names them (``Xmp.ns.Struct/ns:Field``,
+    ``...List[2]/...``). The file is read here (a regular file only, never through a symbolic
+    link, with the scan's guard against a share that stops answering) and parsed in memory.
+    Raises XmpError."""
+    return read_xmp_bytes(read_sidecar_bytes(path, stall_seconds), str(path))
+
+
+def read_sidecar_bytes(path: Path, stall_seconds: float | None = None) -> bytes:
+    import stat
+
+    from faceclust.errors import ImageError
+    from faceclust.files import file_kind
+    from faceclust.photos.read import read_photo_bytes
+
     try:
-        image = pyexiv2.Image(str(path))
-        try:
-            return image.read_xmp()
-        finally:
-            image.close()
-    except (RuntimeError, OSError, UnicodeDecodeError) as exc:
-        raise XmpError(f"{path}: not readable as XMP ({str(exc).strip() or type(exc).__name__}); left as it is") from exc
+        st = os.lstat(path)
+    except OSError as exc:
+        raise XmpError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise XmpError(f"{printable(path)}: is a symbolic link; faceclust leaves it as it is")
+    if not stat.S_ISREG(st.st_mode):
+        raise XmpError(f"{printable(path)}: is {file_kind(st.st_mode)}, not an XMP file; left as it is")
+    try:
+        return read_photo_bytes(path, stall_seconds=stall_seconds, max_bytes=MAX_SIDECAR_BYTES)
+    except ImageError as exc:
+        raise XmpError(f"{printable(path)}: {exc}") from exc
 
 
 def read_xmp_bytes(data: bytes, name: str) -> dict:
-    """The XMP embedded in a photo's bytes (read from memory: the file is never opened by the
-    XMP library). Raises XmpError."""
+    """The XMP of a sidecar's bytes, or embedded in a photo's bytes (read from memory: the XMP
+    library never opens a file). Raises XmpError."""
     pyexiv2 = _pyexiv2()
+    if not data.strip():
+        raise XmpError(f"{printable(name)}: empty, not XMP; left as it is")
     try:
         with pyexiv2.ImageData(data) as image:
             return image.read_xmp()
-    except (RuntimeError, OSError, UnicodeDecodeError) as exc:
-        raise XmpError(f"{name}: its XMP is not readable ({str(exc).strip() or type(exc).__name__})") from exc
+    except (RuntimeError, OSError, UnicodeError, ValueError) as exc:
+        raise XmpError(f"{printable(name)}: not readable as XMP ({str(exc).strip() or type(exc).__name__}); "
+                       "left as it is") from exc
 
 
 def regions_of(xmp: dict) -> list[dict]:
@@ -163,140 +180,6 @@ def _as_list(value) -> list[str]:
     if value is None:
         return []
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-@dataclass
-class SidecarPlan:
-    """What a merge changes: the properties faceclust owns, before and after."""
-
-    path: Path
-    exists: bool
-    before: dict  # the whole sidecar as read
-    owned_after: dict  # key -> value for every key under faceclust's part (regions, keywords, records)
-
-    def owned_before(self) -> dict:
-        return {k: v for k, v in self.before.items() if _owned(k)}
-
-    @property
-    def changed(self) -> bool:
-        return _normal(self.owned_before()) != _normal(self.owned_after)
-
-
-def _owned(key: str) -> bool:
-    return key.startswith((REGIONS, SUBJECT, TAGS, "Xmp.faceclust."))
-
-
-def _normal(values: dict) -> dict:
-    return {k: (_as_list(v) if isinstance(v, list) else str(v)) for k, v in values.items()}
-
-
-def plan_sidecar(path: Path, regions: list[Region], stored_size: tuple[int, int]) -> SidecarPlan:
-    """Read ``path`` (if it exists) and work out its faceclust part with these regions (the
-    photo's named faces, normalised to the stored image of ``stored_size`` pixels) and their
-    names as keywords. Raises XmpError for a sidecar that is not XMP."""
-    exists = os.path.lexists(path)
-    before = read_xmp(path) if exists else {}
-    ours_before = set(_as_list(before.get(OURS_REGIONS)))
-    foreign = [r for r in regions_of(before) if _region_signature(r) not in ours_before]
-    names = list(dict.fromkeys(r.name for r in regions))
-    after: dict = {}
-    if foreign or regions:
-        after[REGIONS] = 'type="Struct"'
-        dims = {k: v for k, v in before.items() if k.startswith(DIMENSIONS)}
-        if not dims or not foreign:
-            dims = {DIMENSIONS: 'type="Struct"', DIMENSIONS + "/stDim:w": str(int(stored_size[0])),
-                    DIMENSIONS + "/stDim:h": str(int(stored_size[1])), DIMENSIONS + "/stDim:unit": "pixel"}
-        after.update(dims)
-        after[REGION_LIST] = 'type="Bag"'
-        items = list(foreign) + [{"": 'type="Struct"', "/mwg-rs:Name": r.name, "/mwg-rs:Type": "Face",
-                                  "/mwg-rs:Area": 'type="Struct"',
-                                  **{f"/mwg-rs:Area/stArea:{c}": f"{v:.6f}" for c, v in zip("xywh", (r.x, r.y, r.w, r.h))},
-                                  "/mwg-rs:Area/stArea:unit": "normalized"} for r in regions]
-        for i, fields in enumerate(items, 1):
-            for rest, value in fields.items():
-                after[f"{REGION_LIST}[{i}]{rest}"] = value
-    # Keywords: theirs stay; those faceclust added before and no longer names go.
-    ours_keywords = set(_as_list(before.get(OURS_KEYWORDS)))
-    for key, make in ((SUBJECT, lambda n: n), (TAGS, lambda n: PEOPLE_TAG + n)):
-        old = _as_list(before.get(key))
-        added_before = {make(n) for n in ours_keywords}
-        kept = [k for k in old if k not in added_before or k in {make(n) for n in names}]
-        new = kept + [make(n) for n in names if make(n) not in kept]
-        if new:
-            after[key] = new
-    added = [n for n in names if n in ours_keywords or n not in _as_list(before.get(SUBJECT))]
-    if regions:
-        after[OURS_REGIONS] = [r.signature() for r in regions]
-    if added:
-        after[OURS_KEYWORDS] = added
-    return SidecarPlan(Path(path), exists, before, after)
-
-
-def write_sidecar(plan: SidecarPlan) -> None:
-    """Apply a changed plan: on a temporary copy, checked, then renamed over the sidecar.
-    Raises XmpError (the sidecar is then as it was)."""
-    pyexiv2 = _pyexiv2()
-    path = plan.path
-    folder = path.parent
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if plan.exists:
-                with open(path, "rb") as source:
-                    handle.write(source.read())
-            else:
-                handle.write(EMPTY_PACKET.encode("utf-8"))
-        changes: dict = {k: None for k in plan.owned_before() if k.startswith((REGIONS, "Xmp.faceclust."))}
-        image = pyexiv2.Image(temp)
-        try:
-            if changes:
-                image.modify_xmp(changes)  # drop faceclust's part and the region list
-            fresh = {}
-            for key, value in plan.owned_after.items():
-                if isinstance(value, list):
-                    image.modify_xmp({key: 'type="Seq"' if key == TAGS else 'type="Bag"'})  # emptied, typed
-                    if value:
-                        fresh[key] = value
-                else:
-                    fresh[key] = value
-            for key in (SUBJECT, TAGS):  # a keyword list faceclust emptied entirely
-                if key in plan.before and key not in plan.owned_after:
-                    image.modify_xmp({key: None})
-            if fresh:
-                image.modify_xmp(fresh)
-        finally:
-            image.close()
-        written = read_xmp(Path(temp))
-        theirs_before = {k: v for k, v in plan.before.items() if not _owned(k)}
-        theirs_after = {k: v for k, v in written.items() if not _owned(k)}
-        ours_after = {k: v for k, v in written.items() if _owned(k)}
-        if _normal(theirs_after) != _normal(theirs_before) or _normal(ours_after) != _normal(plan.owned_after):
-            raise XmpError(f"{path}: the XMP library did not write what was asked; the sidecar is unchanged")
-        if plan.exists:
-            try:
-                os.chmod(temp, os.stat(path).st_mode & 0o7777)
-            except OSError:
-                pass
-        else:
-            os.chmod(temp, 0o644 & ~_umask())
-        os.replace(temp, path)
-        temp = None
-    except (RuntimeError, UnicodeDecodeError) as exc:
-        raise XmpError(f"{path}: could not be written as XMP ({str(exc).strip()}); the sidecar is unchanged") from exc
-    except OSError as exc:
-        raise XmpError(f"{path}: could not be written ({exc.strerror or exc}); check the folder's permissions") from exc
-    finally:
-        if temp is not None:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # -- reading other programs' face tags ---------------------------------------------------------

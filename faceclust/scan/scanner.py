@@ -162,7 +162,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                 out.touched = True
                 return out
             out.candidates = [c for c in by_hash.get(out.content_hash, ()) if c.path != str(f.path)]
-            out.xmp = self.options.import_tags and embedded_xmp_possible(data)
+            out.xmp = embedded_xmp_possible(data)  # recorded even with --no-import: read later
             if not out.candidates:
                 out.image = decode_image(data, f.path, policy)
         except FaceclustError as exc:

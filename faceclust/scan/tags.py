@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 from faceclust.errors import FaceclustError, MissingExtraError, UsageProblem
+from faceclust.photos.formats import RAW_EXTENSIONS
+from faceclust.text import printable
 
 MATCH_IOU = 0.2  # a region and a face this close are the same face; see _match
 UNMATCHED_SHOWN = 5
@@ -44,32 +46,52 @@ def _match(tags: list[tuple[str, tuple]], faces: list[tuple[int, tuple]]) -> tup
     return out, [tags[i][0] for i in range(len(tags)) if i not in used_t]
 
 
+def _one_shot(paths: list[Path]) -> bool:
+    """A RAW file and the one other photo of the same name (its JPEG): one shot, one sidecar."""
+    return len(paths) == 2 and sum(p.suffix.lower() in RAW_EXTENSIONS for p in paths) == 1
+
+
 class TagImportMixin:
     """The tag import of :class:`~faceclust.scan.scanner.Scanner`."""
 
     def _import_tags(self, files, sidecars: dict[str, tuple[int, int]], fresh: set[str], embedded: set[str]) -> None:
         """``files``: the photos walked; ``sidecars``: the XMP files walked (path -> size,
         mtime); ``fresh``: photos whose faces this scan (re)made; ``embedded``: of those, the
-        ones whose bytes may hold XMP regions."""
-        if not self.options.import_tags:
-            return
+        ones whose bytes may hold XMP regions.
+
+        What is to be read is recorded first (committed), so a source whose read is cut short
+        (no XMP library, --no-import, an interrupted scan) is read by a later scan."""
         known = self.catalog.tag_sources()
+        by_name = {path.lower(): path for path in sidecars}  # IMG_1.JPG.XMP is IMG_1.JPG's too
+        stems: dict[tuple[str, str], list[Path]] = {}
+        for f in files:
+            stems.setdefault((str(f.path.parent), f.path.stem.lower()), []).append(f.path)
         todo: list[tuple[str, str, tuple[int, int]]] = []  # (photo, source, signature)
+        sidecar_todo = []
         for f in files:
             photo = str(f.path)
-            for source in (photo + ".xmp", str(f.path.with_suffix(".xmp"))):
-                signature = sidecars.get(source)
-                if signature is not None and (photo in fresh or known.get(source) != (photo, *signature)):
-                    todo.append((photo, source, signature))
-            if photo in embedded:
+            if photo in embedded or known.get((photo, photo), (0, 0, True))[2] is False:
                 todo.append((photo, photo, (f.size, f.mtime_ns)))
+            candidates = [by_name.get((photo + ".xmp").lower())]
+            sharing = stems[(str(f.path.parent), f.path.stem.lower())]
+            if len(sharing) == 1 or _one_shot(sharing):  # photo.xmp is one photo's (or a RAW+JPEG pair's)
+                candidates.append(by_name.get(str(f.path.with_suffix(".xmp")).lower()))
+            for source in dict.fromkeys(c for c in candidates if c):
+                signature = sidecars[source]
+                last = known.get((source, photo))
+                if photo in fresh or last is None or last != (*signature, True):
+                    sidecar_todo.append((photo, source, signature))
+        todo += sidecar_todo  # sidecars last: what they say wins over a photo's own XMP
         if not todo:
+            return
+        self.catalog.pending_tag_sources([(s, p) for p, s, _ in todo], [sig for _, _, sig in todo])
+        if not self.options.import_tags:
             return
         try:
             from faceclust.photos import xmp
             xmp._pyexiv2()
         except MissingExtraError as exc:
-            self.summary.warnings.append(f"face tags in {len(todo)} XMP files were not read: {exc}")
+            self.summary.warnings.append(f"face tags in {len(todo)} XMP sources were not read: {exc}")
             return
         from faceclust.locks import catalog_lock
 
@@ -78,12 +100,12 @@ class TagImportMixin:
             for photo, source, signature in todo:
                 try:
                     self._import_one(photo, source, signature, unmatched, xmp)
-                except (FaceclustError, OSError) as exc:
-                    # The photo itself is fine: a warning, once (the source is not read again
-                    # until it changes).
-                    self.summary.warnings.append(f"face tags not read: {exc}")
+                except Exception as exc:  # noqa: BLE001 - the photo itself is fine: a warning, once
+                    message = str(exc) if isinstance(exc, (FaceclustError, OSError)) else \
+                        f"{printable(source)}: unexpected error ({type(exc).__name__}: {exc})"
+                    self.summary.warnings.append(f"face tags not read: {message}")
                     photo_id = self.catalog.photo_id(photo)
-                    if photo_id is not None:
+                    if photo_id is not None:  # not read again until it changes
                         self.catalog.set_tag_source(source, photo_id, signature, 0, 0)
             entry.description = f"import face tags: {self.summary.tags_imported} faces named from XMP"
         self.summary.tags_unmatched += len(unmatched)
@@ -95,15 +117,15 @@ class TagImportMixin:
 
     def _import_one(self, photo: str, source: str, signature, unmatched: list[str], xmp) -> None:
         from faceclust.photos.decode import stored_geometry
+        from faceclust.photos.read import read_photo_bytes
 
         photo_id = self.catalog.photo_id(photo)
         if photo_id is None:
             return  # not catalogued (it could not be read): nothing to put a name on
-        if source == photo:
-            data = Path(photo).read_bytes()  # the photo's own XMP, read from a copy in memory
-            values = xmp.read_xmp_bytes(data, photo)
+        if source == photo:  # the photo's own XMP, parsed from a copy in memory
+            values = xmp.read_xmp_bytes(read_photo_bytes(photo, stall_seconds=self.options.stall_seconds), photo)
         else:
-            values = xmp.read_xmp(Path(source))
+            values = xmp.read_xmp(Path(source), self.options.stall_seconds)
         tags = xmp.tagged_faces(values)
         matched = 0
         if tags:
@@ -111,7 +133,7 @@ class TagImportMixin:
             shown_w, shown_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
             boxes = [(t.name, xmp.stored_to_shown(t.area, shown_w, shown_h, orientation)) for t in tags]
             pairs, missing = _match(boxes, self.catalog.photo_face_boxes(photo_id))
-            unmatched += [f"{photo}: {name!r}" for name in missing]
+            unmatched += [f"{printable(photo)}: {name!r}" for name in missing]
             for face, name in pairs:
                 matched += self._name_face(face, name, source)
         self.catalog.set_tag_source(source, photo_id, signature, len(tags), matched)
