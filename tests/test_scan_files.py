@@ -263,8 +263,9 @@ def test_an_atomic_file_is_whole_or_absent(tmp_path):
 
 
 def test_files_that_are_not_photos_are_counted_by_kind(tmp_path, monkeypatch):
-    """A video, a RAW file, a sidecar and a text file are not read, and the summary says so
-    (hidden files such as .DS_Store are not counted)."""
+    """A video, a sidecar and a text file are not read, and the summary says so (hidden files
+    such as .DS_Store are not counted). A RAW file is read (tests/test_raw.py): a damaged one is
+    a file error naming it."""
     import json
 
     from click.testing import CliRunner
@@ -280,12 +281,14 @@ def test_files_that_are_not_photos_are_counted_by_kind(tmp_path, monkeypatch):
         (root / name).write_bytes(b"not a photo")
     args = ["scan", str(root), "--catalog", str(tmp_path / "c.sqlite"), "--detector", "fake"]
     result = CliRunner().invoke(main, [*args, "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     summary = json.loads(result.stdout)
-    assert summary["skipped"] == {"video": 1, "raw": 1, "sidecar": 1, "other": 1}
-    assert summary["photos_seen"] == 1
+    assert summary["skipped"] == {"video": 1, "sidecar": 1, "other": 1}
+    assert summary["photos_seen"] == 2 and summary["errors"] == 1
+    [(path, message)] = summary["error_samples"]
+    assert path.endswith("IMG_1.CR2") and message.startswith("not a RAW file LibRaw can read")
     text = CliRunner().invoke(main, args).stdout
-    assert "1 videos, 1 RAW files, 1 sidecars, 1 other files" in text
+    assert "1 videos, 1 sidecars, 1 other files" in text
 
 
 def test_capture_dates_come_from_exif_with_its_offset_else_the_file(tmp_path, monkeypatch):

@@ -292,6 +292,10 @@ class DuplicateFinder:
         return np.stack([(b[:, 0] + b[:, 2]) / 2 / size[0], (b[:, 1] + b[:, 3]) / 2 / size[1]], axis=1)
 
     def _photo_groups(self, pairs: set[tuple[str, str, str]]) -> list[DuplicatePhotos]:
+        from faceclust.photos.formats import raw_partners
+
+        partner = raw_partners(self.photos)  # a RAW and its JPEG are one shot, not duplicates
+        pairs = {(a, b, why) for a, b, why in pairs if partner.get(a) != b and partner.get(b) != a}
         if not pairs:
             return []
         paths = sorted({p for a, b, _ in pairs for p in (a, b)})

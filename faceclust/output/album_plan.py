@@ -64,7 +64,13 @@ def _link_name(source: str, taken: set[str]) -> str:
 def plan_albums(rows, people: list[dict], include_unknown: bool,
                 leave_out: frozenset[str] = frozenset()) -> dict[str, tuple[str, int | None]]:
     """Relative path in OUT -> (source photo, person id) for every album entry wanted;
-    photos in ``leave_out`` (duplicates of a photo that stays) are not placed."""
+    photos in ``leave_out`` (duplicates of a photo that stays) are not placed. A RAW file and
+    the JPEG of the same shot (same folder and name) are one photo: the JPEG is placed, in the
+    albums of the people found in either."""
+    from faceclust.photos.formats import raw_partners
+
+    rows = list(rows)
+    partner = raw_partners({row[2] for row in rows})
     visible = {p["id"]: p for p in people if not p["hidden"]}
     folders: dict[int, str] = {}
     used: set[str] = {UNKNOWN}
@@ -78,6 +84,7 @@ def plan_albums(rows, people: list[dict], include_unknown: bool,
         folders[pid] = folder
     photos_of: dict[str | None, set[str]] = defaultdict(set)
     for person, _face, path, *_ in rows:
+        path = partner.get(path, path)
         if path in leave_out:
             continue
         if person is None:

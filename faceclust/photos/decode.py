@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from faceclust.errors import ImageError
-from faceclust.photos.formats import ensure_opener
+from faceclust.photos.formats import RAW_EXTENSIONS, ensure_opener
 from faceclust.photos.read import read_photo_bytes
 
 
@@ -73,6 +73,8 @@ def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None) 
     ensure_opener(path)
     if not data:
         raise ImageError("empty file (0 bytes)")
+    if Path(path).suffix.lower() in RAW_EXTENSIONS:
+        return _decode_raw(data, scale_for)
     try:
         # No warnings.catch_warnings() here: it changes process-wide state and decode runs on
         # several threads. The command line silences library warnings once, at start.
@@ -92,6 +94,23 @@ def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None) 
 
 
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def _decode_raw(data: bytes, scale_for: ScalePolicy | None) -> LoadedImage:
+    from PIL import Image
+
+    from faceclust.photos.raw import decode_raw
+
+    try:
+        pixels, width, height, taken_at = decode_raw(data, scale_for)
+    except MemoryError as exc:
+        raise ImageError("not enough memory to decode this RAW file") from exc
+    factor = min(1.0, scale_for(width, height)) if scale_for else 1.0
+    target = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if (pixels.shape[1], pixels.shape[0]) != target:
+        pixels = np.asarray(Image.fromarray(pixels).resize(target, Image.Resampling.BILINEAR), np.uint8)
+    return LoadedImage(pixels=np.ascontiguousarray(pixels), original_width=width, original_height=height,
+                       scale=target[0] / width, content_hash=content_hash(data), taken_at=taken_at)
 
 
 def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageOps) -> LoadedImage:
@@ -201,10 +220,14 @@ def taken_at_from_head(data: bytes, path: Path) -> float | None:
 
 
 def stored_geometry(path: Path) -> tuple[int, int, int]:
-    """(width, height, EXIF orientation) of a photo as stored, from its header (no decode).
-    Raises ImageError."""
+    """(width, height, EXIF orientation) of a photo as stored, from its header (no decode;
+    a RAW file: its developed image and LibRaw's flip). Raises ImageError."""
     from PIL import Image
 
+    if Path(path).suffix.lower() in RAW_EXTENSIONS:
+        from faceclust.photos.raw import raw_geometry
+
+        return raw_geometry(read_photo_bytes(path))
     ensure_opener(path)
     try:
         with Image.open(path) as im:

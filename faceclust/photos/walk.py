@@ -58,14 +58,12 @@ def is_skipped_dir(name: str) -> bool:
 # see what was left out (hidden files, ".DS_Store" and the like, are not counted).
 SKIPPED_KINDS = {
     "video": {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".3gp", ".mts", ".m2ts", ".wmv", ".webm", ".mpg", ".mpeg"},
-    "raw": {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".dng", ".pef",
-            ".srw", ".x3f", ".3fr", ".iiq", ".rwl"},
     "sidecar": {".xmp", ".aae", ".thm", ".pp3", ".dop", ".on1"},
 }
 
 
 def skipped_kind(name: str) -> str:
-    """"video", "raw", "sidecar" or "other" for a file that is not read as a photo."""
+    """"video", "sidecar" or "other" for a file that is not read as a photo."""
     suffix = Path(name).suffix.lower()
     return next((kind for kind, suffixes in SKIPPED_KINDS.items() if suffix in suffixes), "other")
 

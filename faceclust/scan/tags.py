@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from faceclust.errors import FaceclustError, MissingExtraError, UsageProblem
-from faceclust.photos.formats import RAW_EXTENSIONS
+from faceclust.photos.formats import raw_partners
 from faceclust.text import printable
 
 MATCH_IOU = 0.2  # a region and a face this close are the same face; see _match
@@ -47,8 +47,9 @@ def _match(tags: list[tuple[str, tuple]], faces: list[tuple[int, tuple]]) -> tup
 
 
 def _one_shot(paths: list[Path]) -> bool:
-    """A RAW file and the one other photo of the same name (its JPEG): one shot, one sidecar."""
-    return len(paths) == 2 and sum(p.suffix.lower() in RAW_EXTENSIONS for p in paths) == 1
+    """RAW files and the one other photo of the same name (their JPEG): one shot, one sidecar."""
+    partners = raw_partners([str(p) for p in paths])
+    return len(partners) == len(paths) - 1
 
 
 class TagImportMixin:
