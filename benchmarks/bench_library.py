@@ -32,13 +32,19 @@ def run(args: list[str], log: list, name: str, env: dict, eta: bool = False) -> 
     started = time.perf_counter()
     process = subprocess.Popen([str(VENV_BIN / "faceclust"), *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env)
+    import threading
+
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.append(process.stdout.read()), daemon=True)
+    reader.start()  # stdout is drained meanwhile: a long listing must not fill the pipe and stall
     etas = []  # (seconds since start, done, total, predicted seconds left)
     for line in process.stderr:
         m = re.match(r"scan: (\d+)/(\d+) photos.*ETA (?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", line)
         if eta and m:
             h, mi, s = (int(v) if v else 0 for v in m.groups()[2:])
             etas.append((time.perf_counter() - started, int(m[1]), int(m[2]), h * 3600 + mi * 60 + s))
-    out = process.stdout.read()
+    reader.join()
+    out = "".join(chunks)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if status != 0:
@@ -85,19 +91,22 @@ def main() -> None:
     parser.add_argument("--library", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True, help="catalog, albums and report go here")
     parser.add_argument("--change", type=float, default=0.01)
+    parser.add_argument("--catalog-ready", action="store_true",
+                        help="the full scan was done before into --work's catalog: start after it")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     catalog = args.work / "catalog.sqlite"
-    if catalog.exists():
-        sys.exit(f"{catalog} exists: give a new --work folder")
+    if catalog.exists() != args.catalog_ready:
+        sys.exit(f"{catalog} {'exists: give a new --work folder' if catalog.exists() else 'is missing'}")
     env = dict(os.environ, FACECLUST_CACHE=str(args.work / "cache"))
     files = sum(1 for p in args.library.rglob("*.jpg"))
     print(f"{files} photos in {args.library}", flush=True)
     log: list = []
     c = ["--catalog", str(catalog)]
     albums, report = str(args.work / "albums"), str(args.work / "report.html")
-    run(["scan", str(args.library), *c], log, "scan (full)", env, eta=True)
-    run(["cluster", *c], log, "cluster", env)
+    if not args.catalog_ready:
+        run(["scan", str(args.library), *c], log, "scan (full)", env, eta=True)
+        run(["cluster", *c], log, "cluster", env)
     run(["status", *c], log, "status", env)
     run(["people", *c], log, "people", env)
     run(["albums", albums, *c], log, "albums (first)", env)

@@ -376,3 +376,34 @@ def test_a_head_read_returns_only_the_first_bytes(tmp_path):
     small = tmp_path / "small.jpg"
     small.write_bytes(b"abc")
     assert read_photo_bytes(small, head=131072) == b"abc"
+
+
+def test_copies_in_the_same_scan_take_the_faces_of_the_first_instead_of_being_detected(tmp_path, monkeypatch):
+    """A backup folder of the same photos, scanned with the originals in one scan: the copies
+    are recognised by content once their original is written, and get its faces."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+    from conftest import FakeDetector
+
+    from faceclust.cli import main
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+    root = tmp_path / "photos"
+    for k in range(3):
+        draw_photo(root / "2024" / f"p{k}.jpg", [(k % 3, 40 + 20 * k, 40, 60)])
+    (root / "zz-backup").mkdir()
+    for k in range(3):
+        shutil.copy(root / "2024" / f"p{k}.jpg", root / "zz-backup" / f"p{k}.jpg")  # walked after
+    before = FakeDetector.calls
+    args = ["scan", str(root), "--catalog", str(tmp_path / "c.sqlite"), "--detector", "fake", "--batch", "1",
+            "--json"]
+    summary = json.loads(CliRunner().invoke(main, args).stdout)
+    assert summary["new"] == 3 and summary["copied"] == 3 and summary["faces_found"] == 3
+    assert FakeDetector.calls - before == 3
+    from faceclust.catalog import Catalog
+
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0] == 6

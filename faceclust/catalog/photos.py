@@ -57,6 +57,17 @@ class PhotosMixin:
         )
         return {r[1]: PhotoState(*r) for r in rows}
 
+    def photo_states_of(self, paths) -> list[PhotoState]:
+        """The states of these photos (those catalogued)."""
+        paths = [sql_path(p) for p in paths]
+        out: list[PhotoState] = []
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            out += [PhotoState(*r) for r in self.db.execute(
+                "SELECT id, path, size, mtime_ns, content_hash, status, detect_identity, error FROM photos "
+                f"WHERE path IN ({','.join(['CAST(? AS TEXT)'] * len(chunk))})", chunk)]
+        return out
+
     def photos_missing_embeddings(self, model_id: str) -> list[PhotoState]:
         """Photos whose faces have no embedding from ``model_id`` (a new or changed model)."""
         rows = self.db.execute(

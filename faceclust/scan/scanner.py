@@ -146,6 +146,11 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                 results = self._finish_batch(ready, states, seen, claimed)
                 t = time.perf_counter()
                 self.catalog.write_results(results, self.model_id, self.detect_identity, self.run_id)
+                # Copies later in this scan (a backup folder of the same photos) take these
+                # photos' faces instead of being detected again.
+                for state in self.catalog.photo_states_of([r.path for r in results if r.kind == "faces"]):
+                    if state.content_hash and state.status == "ok":
+                        by_hash[state.content_hash].append(state)
                 self.timer.add("sql", t)
                 done += len(ready)
                 self.progress(ProgressEvent("photos", done, total, self.summary.faces_found,
