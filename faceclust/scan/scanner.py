@@ -116,6 +116,12 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
             self.summary.timings = {k: round(v, 3) for k, v in self.timer.seconds.items()}
             self.catalog.finish_run(run_id, self.summary.as_dict(), status)
         if self.options.update_index:
+            # The models are done with: their memory goes to the index build (glibc keeps it
+            # for reuse), so the peak is the larger of the two, not their sum.
+            import gc
+
+            self.finder = None
+            gc.collect()
             self._update_index()
         return self.summary
 
