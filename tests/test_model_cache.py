@@ -54,7 +54,8 @@ def test_a_new_model_file_build_version_or_torch_is_a_new_entry(source, monkeypa
     assert len(list(cache.cache_path("net", 1, source).parent.iterdir())) == 4
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "not tensors", "rejected"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "not tensors", "rejected", "one byte",
+                                    "a pipe"])
 def test_a_damaged_entry_is_built_again_and_replaced(source, damage):
     build, calls = counting_builder(2.0)
     cache.cached_state("net", 1, source, build)
@@ -68,11 +69,18 @@ def test_a_damaged_entry_is_built_again_and_replaced(source, damage):
         path.write_bytes(b"")
     elif damage == "not tensors":
         torch.save({"w": [1, 2, 3]}, path)
+    elif damage == "one byte":  # still a valid file: only the check can tell
+        state = torch.load(path, weights_only=True)
+        state["w"][0, 0] = 2.5
+        torch.save(state, path)
+    elif damage == "a pipe":  # opening it for reading would block without a writer
+        path.unlink()
+        os.mkfifo(path)
     expect = (lambda state: "missing" in state) if damage == "rejected" else (lambda state: True)
     state = cache.cached_state("net", 1, source, build, expect)
     assert len(calls) == 2 and torch.equal(state["w"], torch.full((3, 2), 2.0))
     if damage != "rejected":
-        assert path.read_bytes() != b"" and torch.load(path, weights_only=True)["w"].shape == (3, 2)
+        assert path.is_file() and torch.load(path, weights_only=True)["w"].shape == (3, 2)
         cache.cached_state("net", 1, source, build)
         assert len(calls) == 2  # the replaced entry is read
 

@@ -65,24 +65,40 @@ def faces_by_photo(catalog: Path) -> dict[str, list[tuple]]:
     return out
 
 
-def test_a_dng_decodes_in_its_shown_orientation_at_its_full_size(tmp_path):
+def _bright_box(pixels: np.ndarray) -> tuple:
+    ys, xs = np.nonzero(pixels.mean(axis=2) > 128)
+    return ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("with_preview", [False, True])
+def test_a_dng_decodes_in_its_shown_orientation_as_pillow_orients_a_jpeg(tmp_path, orientation, with_preview):
+    """Developed or from its preview, a RAW is shown as Pillow shows a JPEG with that EXIF
+    orientation (mirrored ones included), at its full size."""
+    from PIL import Image, ImageOps
+
     from faceclust.photos.decode import load_image, stored_geometry
 
     rgb = np.zeros((40, 60, 3), np.uint8)
-    rgb[4:12, 40:56] = 255  # a bright patch at the top right of the stored image
-    for orientation, shown, patch in ((1, (60, 40), (slice(4, 12), slice(40, 56))),
-                                      (6, (40, 60), (slice(40, 56), slice(28, 36)))):
-        path = write_dng(rgb, tmp_path / f"o{orientation}.dng", orientation)
-        image = load_image(path)
-        assert (image.original_width, image.original_height) == shown and image.scale == 1.0
-        assert image.pixels.shape == (shown[1], shown[0], 3)
-        bright = image.pixels.mean(axis=2) > 128
-        ys, xs = np.nonzero(bright)
-        assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == pytest.approx(
-            (patch[0].start, patch[0].stop, patch[1].start, patch[1].stop), abs=2)
-        assert stored_geometry(path) == (60, 40, orientation)
-        half = load_image(path, lambda w, h: 0.5)  # developed at half size, not enlarged
-        assert half.pixels.shape[:2] == (shown[1] // 2, shown[0] // 2) and half.scale == 0.5
+    rgb[4:12, 40:56] = 255  # a bright patch near the top right of the stored image
+    preview = rgb if with_preview else None
+    path = write_dng(rgb, tmp_path / f"o{orientation}.dng", orientation, preview=preview)
+    if with_preview:
+        with rawpy.imread(str(path)) as raw:
+            if raw.extract_thumb().format != rawpy.ThumbFormat.BITMAP:
+                pytest.skip("this LibRaw does not offer the DNG's RGB preview")
+    stored = Image.fromarray(rgb)
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    stored.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(stored))
+    image = load_image(path)
+    assert image.pixels.shape == expected.shape and image.scale == 1.0
+    assert (image.original_width, image.original_height) == (expected.shape[1], expected.shape[0])
+    assert _bright_box(image.pixels) == pytest.approx(_bright_box(expected), abs=2)
+    assert stored_geometry(path) == (60, 40, orientation)
+    half = load_image(path, lambda w, h: 0.5)  # developed at half size (or the preview, reduced)
+    assert half.pixels.shape[:2] == (expected.shape[0] // 2, expected.shape[1] // 2) and half.scale == 0.5
 
 
 def test_a_big_enough_preview_is_used_instead_of_developing(tmp_path, monkeypatch):

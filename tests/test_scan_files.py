@@ -407,3 +407,43 @@ def test_copies_in_the_same_scan_take_the_faces_of_the_first_instead_of_being_de
 
     with Catalog(tmp_path / "c.sqlite") as cat:
         assert cat.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0] == 6
+
+
+def test_a_copy_of_a_photo_edited_in_the_same_scan_gets_its_own_faces(tmp_path, monkeypatch):
+    """a.jpg is catalogued; then edited (other faces) while a copy of its old version is added
+    (walked after it): the copy must not take the edited photo's faces."""
+    import json
+    import os
+    import shutil
+
+    from click.testing import CliRunner
+
+    from faceclust.catalog import Catalog
+    from faceclust.cli import main
+    from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders
+
+    monkeypatch.setitem(embedders._factories, DEFAULT_EMBEDDER, embedders._factories["fake"])
+    root = tmp_path / "photos"
+    draw_photo(root / "a.jpg", [(0, 40, 40, 60)])
+    args = ["scan", str(root), "--catalog", str(tmp_path / "c.sqlite"), "--detector", "fake", "--batch", "1", "--json"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    shutil.copy(root / "a.jpg", tmp_path / "old.jpg")
+    draw_photo(root / "a.jpg", [(1, 100, 50, 50), (2, 200, 100, 40)])  # edited in place
+    os.utime(root / "a.jpg", ns=(1, 2_000_000_000))
+    shutil.copy(tmp_path / "old.jpg", root / "b-copy-of-old.jpg")
+    summary = json.loads(CliRunner().invoke(main, args).stdout)
+    assert summary["changed"] == 1
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        boxes = {os.path.basename(p): sorted(tuple(b) for b in boxes)
+                 for p, boxes in _boxes_by_photo(cat).items()}
+    [copy_box] = boxes["b-copy-of-old.jpg"]  # the old photo's one face, detected in the copy
+    assert copy_box == pytest.approx((40.0, 40.0, 100.0, 100.0), abs=1.5)
+    assert len(boxes["a.jpg"]) == 2
+
+
+def _boxes_by_photo(cat) -> dict:
+    out: dict = {}
+    for path, *box in cat.db.execute("SELECT p.path, f.left, f.top, f.right, f.bottom FROM faces f "
+                                     "JOIN photos p ON p.id = f.photo_id"):
+        out.setdefault(path, []).append(box)
+    return out

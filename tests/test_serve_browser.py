@@ -128,7 +128,11 @@ def test_review_in_chromium(library, server, tmp_path):
         assert "token=" not in driver.current_url  # moved into a cookie
         cards = driver.find_elements(By.CSS_SELECTOR, ".grid.people li.card:not(.unknown)")
         assert len(cards) == len(list_people(catalog))
-        assert all(img.get_property("naturalWidth") > 0 for img in driver.find_elements(By.CSS_SELECTOR, ".card img"))
+        images = driver.find_elements(By.CSS_SELECTOR, ".card img")
+        assert images
+        # Thumbnails are cut on demand: wait until each has loaded (or failed), then check all did.
+        wait.until(lambda d: all(img.get_property("complete") for img in images))
+        assert all(img.get_property("naturalWidth") > 0 for img in images)
         driver.save_screenshot(str(shots / "people-desktop.png"))
 
         # Name a person (a hostile name: it must show as text).

@@ -27,29 +27,20 @@ class FacesMixin:
         )
 
     def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(face_ids int64 (n,), vectors float32 (n, d)) for faces of existing photos. Read in
-        blocks into one array: the memory is the array's, not a Python object per row (at a
-        million faces that was several GB)."""
-        query = """FROM embeddings e JOIN faces f ON f.id = e.face_id
-                   JOIN photos p ON p.id = f.photo_id WHERE e.model_id = ? AND p.status = 'ok'"""
-        n = self.db.execute(f"SELECT COUNT(*) {query}", (model_id,)).fetchone()[0]
-        ids = np.zeros(n, np.int64)
-        vectors = None
-        cursor = self.db.execute(f"SELECT e.face_id, e.vector {query} ORDER BY e.face_id", (model_id,))
-        at = 0
-        while at < n:
-            rows = cursor.fetchmany(8192)[: n - at]
-            if not rows:
-                break
-            block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), -1)
-            if vectors is None:
-                vectors = np.empty((n, block.shape[1]), np.float32)
-            ids[at:at + len(rows)] = [r[0] for r in rows]
-            vectors[at:at + len(rows)] = block
-            at += len(rows)
-        if vectors is None:
-            return ids[:0], np.zeros((0, 0), np.float32)
-        return ids[:at], vectors[:at]
+        """(face_ids int64 (n,), vectors float32 (n, d)) for faces of existing photos. Read by
+        one query (one snapshot) in blocks of arrays: no Python object per row stays alive
+        (at a million faces that was several GB)."""
+        cursor = self.db.execute(
+            """SELECT e.face_id, e.vector FROM embeddings e JOIN faces f ON f.id = e.face_id
+               JOIN photos p ON p.id = f.photo_id WHERE e.model_id = ? AND p.status = 'ok'
+               ORDER BY e.face_id""", (model_id,))
+        id_blocks, vector_blocks = [], []
+        while rows := cursor.fetchmany(8192):
+            id_blocks.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+            vector_blocks.append(np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), -1))
+        if not id_blocks:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return np.concatenate(id_blocks), np.concatenate(vector_blocks).astype(np.float32, copy=False)
 
     def fingerprint(self, model_id: str) -> str:
         """Changes whenever the set of indexed faces changes (stale index detection)."""

@@ -29,6 +29,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -321,7 +322,10 @@ class DuplicateFinder:
             info = self.photos[path]
             size = self.sizes.size(path) if len({self.photos[p].content_hash for p in paths}) > 1 else None
             pixels = size[0] * size[1] if size else 0
-            return (-pixels, info.mtime_ns, -info.size, path)
+            from faceclust.photos.formats import RAW_EXTENSIONS
+
+            raw = Path(path).suffix.lower() in RAW_EXTENSIONS  # albums link the JPEG of a shot: keep JPEGs
+            return (raw, -pixels, info.mtime_ns, -info.size, path)
 
         return min(paths, key=key)
 

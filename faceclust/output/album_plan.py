@@ -84,7 +84,8 @@ def plan_albums(rows, people: list[dict], include_unknown: bool,
         folders[pid] = folder
     photos_of: dict[str | None, set[str]] = defaultdict(set)
     for person, _face, path, *_ in rows:
-        path = partner.get(path, path)
+        if path in partner and partner[path] not in leave_out:
+            path = partner[path]
         if path in leave_out:
             continue
         if person is None:

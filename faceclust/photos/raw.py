@@ -17,8 +17,9 @@ import numpy as np
 
 from faceclust.errors import ImageError, MissingExtraError
 
-# LibRaw's flip -> the EXIF orientation that shows the stored image the same way.
-FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
+# LibRaw's flip -> the EXIF orientation that shows the stored image the same way (bit 2 of the
+# flip: rows and columns swapped; mirrored flips are rare but exist).
+FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 
 
 def _rawpy():
@@ -58,10 +59,16 @@ def decode_raw(data: bytes, scale_for: Callable[[int, int], float] | None):
         sizes = raw.sizes
         width, height = int(sizes.width), int(sizes.height)
         flip = int(sizes.flip)
-        shown = (height, width) if flip in (5, 6) else (width, height)
+        orientation = FLIP_TO_ORIENTATION.get(flip, 1)
+        shown = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
         factor = min(1.0, scale_for(*shown)) if scale_for else 1.0
         target = (max(1, round(shown[0] * factor)), max(1, round(shown[1] * factor)))
-        preview, taken_at = _preview(rawpy, raw, shown, target, flip)
+        try:
+            preview, taken_at = _preview(rawpy, raw, shown, target, orientation)
+        except Exception:  # noqa: BLE001 - a preview LibRaw or Pillow cannot read: develop instead
+            preview, taken_at = None, None
+        if taken_at is None:
+            taken_at = _libraw_time(raw)
         if preview is not None:
             return preview, shown[0], shown[1], taken_at
         half = min(width, height) // 2 >= min(target)
@@ -72,7 +79,17 @@ def decode_raw(data: bytes, scale_for: Callable[[int, int], float] | None):
         return np.ascontiguousarray(rgb, dtype=np.uint8), shown[0], shown[1], taken_at
 
 
-def _preview(rawpy, raw, shown: tuple[int, int], target: tuple[int, int], flip: int):
+def _libraw_time(raw) -> float | None:
+    """LibRaw's own reading of the capture time (a datetime or seconds, by rawpy version)."""
+    try:
+        stamp = raw.other.timestamp
+        seconds = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
+    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _preview(rawpy, raw, shown: tuple[int, int], target: tuple[int, int], orientation: int):
     """The camera's preview as RGB in the shown orientation, when it is big enough and of the
     RAW's shape; else None. Also the capture time from the preview's EXIF (None if absent)."""
     from PIL import Image
@@ -91,7 +108,7 @@ def _preview(rawpy, raw, shown: tuple[int, int], target: tuple[int, int], flip: 
                 size = im.size
                 if max(size) < max(target):
                     return None, taken_at
-                im.draft("RGB", (target[1], target[0]) if flip in (5, 6) else target)
+                im.draft("RGB", (target[1], target[0]) if orientation in (5, 6, 7, 8) else target)
                 image = np.asarray(im.convert("RGB"))
         except (OSError, ValueError, SyntaxError):
             return None, None
@@ -101,10 +118,12 @@ def _preview(rawpy, raw, shown: tuple[int, int], target: tuple[int, int], flip: 
             return None, None
     else:
         return None, None
-    # The preview is stored as the sensor is; turn it as the RAW is shown.
-    turned = {3: 2, 5: 1, 6: 3}.get(flip, 0)  # quarter turns counter-clockwise
-    if turned:
-        image = np.rot90(image, turned)
+    # The preview is stored as the sensor is; turn (and mirror) it as the RAW is shown.
+    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}.get(orientation)
+    if method is not None:
+        image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).transpose(method))
     h, w = image.shape[:2]
     if abs(w / h - shown[0] / shown[1]) > 0.02:  # a preview cropped to another shape: not usable
         return None, taken_at

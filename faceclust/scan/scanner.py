@@ -72,6 +72,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
         self._walk_stalled = False
         self._sidecars: dict[str, tuple[int, int]] = {}  # XMP files the walk saw (path -> size, mtime_ns)
         self._fresh: set[str] = set()  # photos whose faces this scan made
+        self._rewritten: set[str] = set()  # photos whose content (and faces) changed in this scan
         self._embedded: set[str] = set()  # of those, the ones that may hold XMP face regions
 
     # -- the run ---------------------------------------------------------------------------
@@ -155,6 +156,9 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                 # Copies later in this scan (a backup folder of the same photos) take these
                 # photos' faces instead of being detected again.
                 for state in self.catalog.photo_states_of([r.path for r in results if r.kind == "faces"]):
+                    old = states.get(state.path)
+                    if old is not None and old.content_hash != state.content_hash:
+                        self._rewritten.add(state.path)  # its old content's entry is stale now
                     if state.content_hash and state.status == "ok":
                         by_hash[state.content_hash].append(state)
                 self.timer.add("sql", t)
@@ -190,6 +194,8 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
         for p in ready:
             path = str(p.file.path)
             base = dict(path=path, size=p.file.size, mtime_ns=p.file.mtime_ns, content_hash=p.content_hash)
+            if p.candidates and not p.error:
+                self._current(p)
             if p.error:
                 state = states.get(path)
                 known = (state is not None and state.status == "error" and state.size == p.file.size
@@ -215,6 +221,20 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
         if to_detect:
             self._detect(to_detect, results)
         return results
+
+    def _current(self, p: _Prepared) -> None:
+        """Drop candidates whose photo changed in this scan (their faces are no longer those
+        of this content); with none left, the file is decoded here, to be detected."""
+        p.candidates = [c for c in p.candidates if c.path not in self._rewritten]
+        if p.candidates:
+            return
+        try:
+            p.image = decode_image(read_file(p.file.path, self.options.stall_seconds), p.file.path,
+                                   self.finder.scale_policy())
+        except FaceclustError as exc:
+            p.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job
+            p.error = f"unexpected error while decoding ({type(exc).__name__}: {exc})"
 
     def _note_fresh(self, p: _Prepared) -> None:
         self._fresh.add(str(p.file.path))
