@@ -121,6 +121,21 @@ def test_a_changed_sidecar_is_read_again_but_the_users_decisions_win(tagged):
     assert "b.jpg" not in sum(people(catalog).values(), [])
 
 
+def test_tags_inside_a_heic_photo_are_read(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif (the heif extra) is not installed")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    photos = tmp_path / "photos"
+    drawn = draw_photo(tmp_path / "drawn.png", [(0, 60, 40, 70)])
+    photos.mkdir()
+    with Image.open(drawn) as image:
+        image.convert("RGB").save(photos / "phone.heic", quality=95)
+    mwg_sidecar(photos / "phone.heic", [("Ann", centre((60, 40, 70), (320, 240)))], (320, 240))
+    summary = scan(photos, tmp_path / "c.sqlite")
+    assert summary["tags_imported"] == 1 and people(tmp_path / "c.sqlite") == {"Ann": ["phone.heic"]}
+
+
 def test_tags_inside_a_photo_and_on_a_turned_photo_are_read(tmp_path):
     from PIL import Image
 
@@ -172,7 +187,8 @@ def test_faceclusts_own_sidecars_are_not_read_back_as_tags(tmp_path):
 @pytest.mark.shared
 def test_real_photos_tagged_in_another_program_make_named_people(shared_data, tmp_path):
     """lfw photos of two people; sidecars in MWG form (regions a fifth larger than faceclust's
-    boxes, as other programs draw them) made after a first scan; the next scan names them."""
+    boxes, as other programs draw them), one in Microsoft's form, made after a first scan; the
+    next scan names them."""
     from faceclust.catalog import Catalog
 
     photos = tmp_path / "photos"
@@ -193,7 +209,10 @@ def test_real_photos_tagged_in_another_program_make_named_people(shared_data, tm
         seen.add(path)
         name = Path(path).stem.rsplit("_", 1)[0].replace("_", " ")
         cx, cy, bw, bh = (left + right) / 2 / w, (top + bottom) / 2 / h, 1.2 * (right - left) / w, 1.2 * (bottom - top) / h
-        mwg_sidecar(Path(path + ".xmp"), [(name, (cx, cy, bw, bh))], (w, h))
+        if not tagged:  # the first one as Windows Photo Gallery writes it: top-left corner and size
+            mp_sidecar(Path(path + ".xmp"), name, (cx - bw / 2, cy - bh / 2, bw, bh))
+        else:
+            mwg_sidecar(Path(path + ".xmp"), [(name, (cx, cy, bw, bh))], (w, h))
         tagged[Path(path).name] = name
     assert len(tagged) == 6
     result = run_cli("scan", photos, "--catalog", catalog, "--json")

@@ -155,6 +155,24 @@ def read_xmp_bytes(data: bytes, name: str) -> dict:
                        "left as it is") from exc
 
 
+def read_embedded_xmp(data: bytes, name: str) -> dict:
+    """The XMP inside a photo's bytes: through exiv2 (JPEG, TIFF, PNG...), else, for containers
+    whose XMP this exiv2 does not find (HEIC), the XMP packet itself, located in the bytes and
+    parsed alone. Raises XmpError."""
+    values: dict = {}
+    try:
+        values = read_xmp_bytes(data, name)
+    except XmpError:
+        pass
+    if any(key.startswith((REGIONS, "Xmp.MP.")) for key in values):
+        return values
+    start = data.find(b"<x:xmpmeta")
+    end = data.find(b"</x:xmpmeta>", start)
+    if start < 0 or end < 0:
+        return values
+    return read_xmp_bytes(data[start:end + len(b"</x:xmpmeta>")], name)
+
+
 def regions_of(xmp: dict) -> list[dict]:
     """The region list as one dict per region: field path (``/mwg-rs:Name``, ``/mwg-rs:Area``,
     ``/mwg-rs:Area/stArea:x``...) -> value, in order."""

@@ -124,7 +124,7 @@ class TagImportMixin:
         if photo_id is None:
             return  # not catalogued (it could not be read): nothing to put a name on
         if source == photo:  # the photo's own XMP, parsed from a copy in memory
-            values = xmp.read_xmp_bytes(read_photo_bytes(photo, stall_seconds=self.options.stall_seconds), photo)
+            values = xmp.read_embedded_xmp(read_photo_bytes(photo, stall_seconds=self.options.stall_seconds), photo)
         else:
             values = xmp.read_xmp(Path(source), self.options.stall_seconds)
         tags = xmp.tagged_faces(values)
