@@ -110,7 +110,6 @@ def foreign_sidecar(path: Path, **extra) -> dict:
 def test_a_merge_keeps_what_other_programs_wrote_and_writes_nothing_twice(tmp_path):
     sidecar = tmp_path / "photo.jpg.xmp"
     foreign = foreign_sidecar(sidecar)
-    raw = sidecar.read_bytes()
     assert foreign["Xmp.xmp.Rating"] == "4" and foreign["Xmp.dc.subject"] == ["Holiday", "Jane Doe"]
     # Nobody named in the photo: a sidecar faceclust owns nothing in is not touched.
     assert not sc.plan_sidecar(sidecar, [], (0, 0)).changed
@@ -137,7 +136,6 @@ def test_a_merge_keeps_what_other_programs_wrote_and_writes_nothing_twice(tmp_pa
     sc.write_sidecar(plan)
     assert xmp.read_xmp(sidecar) == foreign
     assert not sc.plan_sidecar(sidecar, [], (0, 0)).changed
-    assert raw  # (the other program's bytes; exiv2 may lay the packet out differently)
 
 
 def test_a_sidecar_faceclust_made_alone_is_emptied_of_its_part(tmp_path):

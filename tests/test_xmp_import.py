@@ -301,3 +301,17 @@ def test_a_face_the_user_moved_stays_when_its_tag_changes(tagged):
     assert scan(photos, catalog)["tags_imported"] == 0
     with Catalog(catalog) as cat:
         assert cat.assignments_of([jane_face])[jane_face][0] == other
+
+
+def test_many_unreadable_sidecars_make_one_warning_once(tmp_path):
+    photos = tmp_path / "photos"
+    for k in range(7):
+        draw_photo(photos / f"p{k}.jpg", [(0, 40 + 10 * k, 50, 60)])
+        (photos / f"p{k}.jpg.xmp").write_bytes(b"\x00 not xmp")
+    catalog = tmp_path / "c.sqlite"
+    summary = scan(photos, catalog)
+    notes = [w for w in summary["warnings"] if w.startswith("face tags not read")]
+    assert len(notes) == 1 and notes[0].startswith("face tags not read from 7 XMP sources: ")
+    assert notes[0].endswith("(and 2 more)") and "p0.jpg.xmp" in notes[0]
+    assert summary["errors"] == 0
+    assert not [w for w in scan(photos, catalog)["warnings"] if w.startswith("face tags")]  # read once

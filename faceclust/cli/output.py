@@ -78,7 +78,6 @@ def report(out, catalog):
     click.echo(f"{shown} people in {printable(out)}")
 
 
-
 @click.command()
 @catalog_option
 @option("--sidecar-name", type=click.Choice(["photo.jpg.xmp", "photo.xmp"]), default="photo.jpg.xmp",

@@ -318,12 +318,12 @@ class DuplicateFinder:
     def _best(self, paths: list[str]) -> str:
         """The photo to keep: most pixels, then the oldest (likely the original), then the biggest
         file, then the first by path."""
+        from faceclust.photos.formats import RAW_EXTENSIONS
+
         def key(path: str):
             info = self.photos[path]
             size = self.sizes.size(path) if len({self.photos[p].content_hash for p in paths}) > 1 else None
             pixels = size[0] * size[1] if size else 0
-            from faceclust.photos.formats import RAW_EXTENSIONS
-
             raw = Path(path).suffix.lower() in RAW_EXTENSIONS  # albums link the JPEG of a shot: keep JPEGs
             return (raw, -pixels, info.mtime_ns, -info.size, path)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceclust.photos.decode import shown_size
+
 
 def _read_photo(path: str) -> bytes:
     """A candidate's bytes, as the scan reads them (HEIC opener, no blocking on odd files)."""
@@ -29,7 +31,7 @@ def photo_size(path: str) -> tuple[int, int] | None:
             orientation = int(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - an unreadable candidate is simply not a duplicate
         return None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return shown_size(width, height, orientation)
 
 
 def thumbnail(path: str, side: int = 24) -> np.ndarray | None:

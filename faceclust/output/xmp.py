@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceclust.errors import ImageError
-from faceclust.photos.decode import stored_geometry
+from faceclust.photos.decode import shown_size, stored_geometry
 from faceclust.photos.sidecar import plan_sidecar, write_sidecar
 from faceclust.photos.xmp import Region, XmpError, shown_to_stored, sidecar_path
 from faceclust.records import ProgressCallback, ProgressEvent
@@ -106,7 +106,7 @@ def _clear(sidecar: Path, dry_run: bool, summary: XmpSummary) -> None:
         summary.cleared += 1
 
 
-def _named(path: Path, size: int, mtime_ns: int, shown_size: tuple, faces: list, sidecar: Path, dry_run: bool,
+def _named(path: Path, size: int, mtime_ns: int, shown: tuple, faces: list, sidecar: Path, dry_run: bool,
            summary: XmpSummary) -> None:
     summary.photos += 1
     try:
@@ -118,9 +118,8 @@ def _named(path: Path, size: int, mtime_ns: int, shown_size: tuple, faces: list,
         summary.skipped += 1  # changed since its scan: the boxes may not fit any more
         return
     stored_w, stored_h, orientation = stored_geometry(path)
-    width, height = shown_size
-    expected = (stored_h, stored_w) if orientation in (5, 6, 7, 8) else (stored_w, stored_h)
-    if not width or not height or (width, height) != expected:
+    width, height = shown
+    if not width or not height or (width, height) != shown_size(stored_w, stored_h, orientation):
         raise ImageError(f"{printable(path)}: its size differs from the catalog's; scan it again")
     regions = [Region(name, *shown_to_stored(box, width, height, orientation)) for box, name in faces]
     plan = plan_sidecar(sidecar, regions, (stored_w, stored_h))

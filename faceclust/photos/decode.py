@@ -96,6 +96,12 @@ def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None) 
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 
 
+def shown_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """(width, height) of a photo stored ``width`` x ``height`` as shown with this EXIF
+    orientation (5-8 swap the sides)."""
+    return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
+
+
 def _decode_raw(data: bytes, scale_for: ScalePolicy | None) -> LoadedImage:
     from PIL import Image
 

@@ -54,13 +54,15 @@ def raw_geometry(data: bytes) -> tuple[int, int, int]:
 def decode_raw(data: bytes, scale_for: Callable[[int, int], float] | None):
     """(RGB uint8 pixels in the shown orientation at about the working size, shown width and
     height of the full image, EXIF capture time or None). Raises ImageError."""
+    from faceclust.photos.decode import shown_size
+
     rawpy = _rawpy()
     with _open(rawpy, data) as raw:
         sizes = raw.sizes
         width, height = int(sizes.width), int(sizes.height)
         flip = int(sizes.flip)
         orientation = FLIP_TO_ORIENTATION.get(flip, 1)
-        shown = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        shown = shown_size(width, height, orientation)
         factor = min(1.0, scale_for(*shown)) if scale_for else 1.0
         target = (max(1, round(shown[0] * factor)), max(1, round(shown[1] * factor)))
         try:

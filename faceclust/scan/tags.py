@@ -97,18 +97,22 @@ class TagImportMixin:
         from faceclust.locks import catalog_lock
 
         unmatched: list[str] = []
+        unread: list[str] = []
         with catalog_lock(self.catalog.path, "people"), self.catalog.recorded("move", "import face tags") as entry:
             for photo, source, signature in todo:
                 try:
                     self._import_one(photo, source, signature, unmatched, xmp)
                 except Exception as exc:  # noqa: BLE001 - the photo itself is fine: a warning, once
-                    message = str(exc) if isinstance(exc, (FaceclustError, OSError)) else \
-                        f"{printable(source)}: unexpected error ({type(exc).__name__}: {exc})"
-                    self.summary.warnings.append(f"face tags not read: {message}")
+                    unread.append(str(exc) if isinstance(exc, (FaceclustError, OSError)) else
+                                  f"{printable(source)}: unexpected error ({type(exc).__name__}: {exc})")
                     photo_id = self.catalog.photo_id(photo)
                     if photo_id is not None:  # not read again until it changes
                         self.catalog.set_tag_source(source, photo_id, signature, 0, 0)
             entry.description = f"import face tags: {self.summary.tags_imported} faces named from XMP"
+        if unread:  # one warning, not a line per sidecar (a NAS can hold thousands of odd ones)
+            more = f" (and {len(unread) - UNMATCHED_SHOWN} more)" if len(unread) > UNMATCHED_SHOWN else ""
+            self.summary.warnings.append(f"face tags not read from {len(unread)} XMP sources: "
+                                         + "; ".join(unread[:UNMATCHED_SHOWN]) + more)
         self.summary.tags_unmatched += len(unmatched)
         if unmatched:
             more = f" (and {len(unmatched) - UNMATCHED_SHOWN} more)" if len(unmatched) > UNMATCHED_SHOWN else ""
@@ -117,7 +121,7 @@ class TagImportMixin:
                 + "; ".join(unmatched[:UNMATCHED_SHOWN]) + more)
 
     def _import_one(self, photo: str, source: str, signature, unmatched: list[str], xmp) -> None:
-        from faceclust.photos.decode import stored_geometry
+        from faceclust.photos.decode import shown_size, stored_geometry
         from faceclust.photos.read import read_photo_bytes
 
         photo_id = self.catalog.photo_id(photo)
@@ -131,7 +135,7 @@ class TagImportMixin:
         matched = 0
         if tags:
             width, height, orientation = stored_geometry(Path(photo))
-            shown_w, shown_h = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+            shown_w, shown_h = shown_size(width, height, orientation)
             boxes = [(t.name, xmp.stored_to_shown(t.area, shown_w, shown_h, orientation)) for t in tags]
             pairs, missing = _match(boxes, self.catalog.photo_face_boxes(photo_id))
             unmatched += [f"{printable(photo)}: {name!r}" for name in missing]
