@@ -405,6 +405,41 @@ def test_energy_merges_follow_each_clusters_spread():
     assert len(np.unique(capped[labels <= 1])) == 2
 
 
+def test_cross_cluster_means_match_a_plain_loop(monkeypatch):
+    """The mean distance across two clusters, measured for many pairs at once (small pairs
+    together in chunks, big pairs by matrix products), equals the plain double loop."""
+    from faceclust.people.cluster import adaptive
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    labels = np.r_[np.zeros(20, np.int64), rng.integers(1, 9, 40)]  # one big cluster, eight small
+    assert set(labels.tolist()) == set(range(9))
+    order, bounds = adaptive._grouped(labels)
+    a, b = (np.array(v) for v in zip(*itertools.combinations(range(9), 2)))
+    plain = [np.mean([np.linalg.norm(x[i].astype(np.float64) - x[j]) for i in np.flatnonzero(labels == p)
+                      for j in np.flatnonzero(labels == q)]) for p, q in zip(a, b)]
+    np.testing.assert_allclose(adaptive._cross_means(x, order, bounds, a, b), plain, rtol=1e-5)
+    # Bounds small enough that every path runs: big pairs one at a time, chunks of one pair
+    # (a pair bigger than a chunk) and chunks of several.
+    monkeypatch.setattr(adaptive, "SMALL_PAIR", 40)
+    monkeypatch.setattr(adaptive, "CROSS_CHUNK", 30)
+    sizes = np.bincount(labels)
+    assert (sizes[a] * sizes[b] > 40).any() and ((sizes[a] * sizes[b] > 30) & (sizes[a] * sizes[b] <= 40)).any()
+    np.testing.assert_allclose(adaptive._cross_means(x, order, bounds, a, b), plain, rtol=1e-5)
+    assert len(adaptive._cross_means(x, order, bounds, a[:0], b[:0])) == 0
+
+
+def test_unique_pairs_match_numpys_unique_over_columns():
+    from faceclust.people.cluster.adaptive import _unique_pairs
+
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 7, 300), rng.integers(0, 5, 300)
+    expected, counts = np.unique(np.stack([a, b]), axis=1, return_counts=True)
+    got_a, got_b, got_counts = _unique_pairs(a, b)
+    np.testing.assert_array_equal(np.stack([got_a, got_b]), expected)
+    np.testing.assert_array_equal(got_counts, counts)
+
+
 def test_a_single_face_joins_the_cluster_its_neighbours_are_in():
     from faceclust.people.cluster.adaptive import _attach_single_faces, _spread
     from faceclust.people.cluster.constraints import Constraints

@@ -58,7 +58,9 @@ def _dense_linkage(dist: np.ndarray, threshold: float, conflict: np.ndarray | No
         size[i] += size[j]
         parent[j] = i
         row_min[j] = np.inf
-        stale = np.union1d(np.nonzero(alive & ((row_arg == i) | (row_arg == j)))[0], [i])
+        pointed = alive & ((row_arg == i) | (row_arg == j))
+        pointed[i] = True
+        stale = np.flatnonzero(pointed)
         row_min[stale] = d[stale].min(axis=1)
         row_arg[stale] = d[stale].argmin(axis=1)
         nearer = alive & (merged < row_min)
