@@ -136,6 +136,41 @@ def test_names_and_decisions_survive_new_photos_and_reclustering(tmp_path):
         assert len(new_people) == 1 and new_people.isdisjoint({alice, bob, merged})
 
 
+def test_a_new_face_forms_a_person_with_an_unknown_face_among_many(catalog, monkeypatch):
+    """An identity seen once is unknown; its second photo arriving later makes it a person,
+    however many other unknown faces the library holds: those far from every new face are
+    not clustered again (only the nearest unknown faces of each new face are)."""
+    from faceclust.people import stable
+
+    centres = identities(40, seed=11)
+    # Identities 0-4: people of four photos each; 5-39: strangers seen once (unknown).
+    add_photos(catalog, centres, [[i] for i in range(5) for _ in range(4)] + [[i] for i in range(5, 40)], 0, seed=12)
+    cluster(catalog)
+    before = face_people(catalog)
+    assert sum(p is None for p in before.values()) == 35
+    pooled = []
+    original = stable._near
+
+    def spy(vectors, rows, others, k):
+        found = original(vectors, rows, others, k)
+        pooled.append((len(others), len(found)))
+        return found
+
+    monkeypatch.setattr(stable, "_near", spy)
+    monkeypatch.setattr(stable, "POOL_NEIGHBOURS", 3)
+    truth = add_photos(catalog, centres, [[7]], 500, seed=13)  # stranger 7's second photo
+    cluster(catalog)
+    after = face_people(catalog)
+    new_face = next(f for f in after if f not in before)
+    person = after[new_face]
+    assert person is not None and person not in set(before.values())
+    # The person is the new face and stranger 7's first face, nobody else.
+    ident = truth_by_face(catalog, {**truth, **{f"/photos/p{k:04d}.jpg": [i] for k, i in
+                                               enumerate([i for i in range(5) for _ in range(4)] + list(range(5, 40)))}})
+    assert sorted(ident[f] for f, p in after.items() if p == person) == [7, 7]
+    assert pooled == [(35, 3)]  # three of the 35 unknown faces were clustered again, not 35
+
+
 def test_a_rerun_with_nothing_new_changes_nothing(catalog):
     # Identity 1 has one face: unknown after clustering. A permissive recognition threshold
     # would pull it into person 0 on a re-run if re-runs looked at faces already seen.

@@ -24,6 +24,14 @@ from faceclust.records import FaceTable
 DEFAULT_RECOGNITION_THRESHOLD = 0.35
 RECOGNITION_NEIGHBOURS = 10
 RECOGNITION_AGREEMENT = 0.6
+# Up to this many (new face, assigned face) pairs, recognition searches exactly (matrix
+# products): 10,000 new faces in a library of a million. Training an inverted file over a
+# large library costs more than that (benchmarks/bench_incremental.py).
+EXACT_RECOGNITION_PAIRS = 10_000 * 1_000_000
+# New faces that no person recognised are clustered again with the unknown faces among the
+# nearest of each of them (as many as the clusterer's k-NN lists hold): only those can form a
+# new person with them, and a large library's many unknown faces are not clustered every run.
+POOL_NEIGHBOURS = 30
 
 
 @dataclass(frozen=True)
@@ -245,7 +253,7 @@ class PeopleClusterer:
         taken = {f for f, _, _ in out}
         rest = np.array([i for i in new.tolist() if int(table.face_ids[i]) not in taken], np.int64)
         if len(rest):
-            pool = np.concatenate([rest, np.array(old_unknown, np.int64)])
+            pool = np.concatenate([rest, _near(table.vectors, rest, np.array(old_unknown, np.int64), POOL_NEIGHBOURS)])
             labels = cluster_faces(table.vectors[pool], groups=table.photo_ids[pool],
                                    method=self.options.method, min_faces=self.options.min_faces,
                                    **self.options.clusterer_options())
@@ -269,7 +277,12 @@ class PeopleClusterer:
         from faceclust.catalog.index import FaceIndex
 
         known_people = np.array([assigned[int(table.face_ids[i])][0] for i in known.tolist()], np.int64)
-        index = FaceIndex.build(np.arange(len(known)), _unit(table.vectors[known]), "recognition")
+        # Exact search unless the new faces are very many: it has perfect recall, and its cost
+        # (new x known distances, matrix products) stays below that of training an inverted
+        # file over a large library, which is what a nightly run would otherwise pay.
+        exact = len(free) * len(known) <= EXACT_RECOGNITION_PAIRS
+        index = FaceIndex.build(np.arange(len(known)), _unit(table.vectors[known]), "recognition",
+                                **({"exact_limit": len(known)} if exact else {}))
         k = min(RECOGNITION_NEIGHBOURS, len(known))
         found = index.search(_unit(table.vectors[free]), k)
         threshold = self.options.threshold_for_recognition
@@ -294,6 +307,16 @@ class PeopleClusterer:
             photo_people[photo].add(person)
             out.append((face, person, "recognized"))
         return out
+
+
+def _near(vectors: np.ndarray, rows: np.ndarray, others: np.ndarray, k: int) -> np.ndarray:
+    """Those of ``others`` (row numbers) among the ``k`` nearest others of any of ``rows``."""
+    if not len(rows) or len(others) <= k:
+        return others
+    from faceclust.catalog.index import nearest_rows
+
+    found = nearest_rows(_unit(vectors[rows]), _unit(vectors[others]), k)
+    return others[np.unique(found[found >= 0])]
 
 
 def cluster_library(catalog_path, options: ClusterOptions | None = None, model_id: str | None = None,
