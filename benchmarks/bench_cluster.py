@@ -245,12 +245,14 @@ def references() -> list[Candidate]:
 # -- synthetic faces at scale ---------------------------------------------------------------------
 
 
-def synthetic_faces(n: int, n_identities: int, dim: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_faces(n: int, n_identities: int, dim: int = 128, seed: int = 0,
+                    scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian identities on the unit sphere with the spreads of real normalised dlib descriptors:
     same-person distances ~0.31 (median; per-face noise varies, so some faces are outliers),
     different-person ~0.6 (median) with 1% of pairs below ~0.43 (identities come in "families"
     whose centres are closer: lookalikes), identity sizes heavy-tailed (a few people in many
-    photos, many in one or two)."""
+    photos, many in one or two). ``scale`` multiplies those distances (a model's
+    ``cluster_scale``: 1.6 gives the fused descriptor's)."""
     rng = np.random.default_rng(seed)
     mean = rng.normal(size=dim)
     mean /= np.linalg.norm(mean)
@@ -258,11 +260,11 @@ def synthetic_faces(n: int, n_identities: int, dim: int = 128, seed: int = 0) ->
     family = rng.integers(0, n_families, n_identities)
     family_centre = rng.normal(size=(n_families, dim)) / np.sqrt(dim)
     own = rng.normal(size=(n_identities, dim)) / np.sqrt(dim)
-    centres = mean + 0.57 / np.sqrt(2) * (np.sqrt(1 - 0.45 ** 2) * family_centre[family] + 0.45 * own)
+    centres = mean + scale * 0.57 / np.sqrt(2) * (np.sqrt(1 - 0.45 ** 2) * family_centre[family] + 0.45 * own)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     weights = rng.pareto(1.5, n_identities) + 1
     identity = rng.choice(n_identities, size=n, p=weights / weights.sum())
-    spread = 0.31 / np.sqrt(2) * rng.lognormal(0.0, 0.3, n)[:, None]
+    spread = scale * 0.31 / np.sqrt(2) * rng.lognormal(0.0, 0.3, n)[:, None]
     faces = centres[identity] + spread * rng.normal(size=(n, dim)) / np.sqrt(dim)
     faces /= np.linalg.norm(faces, axis=1, keepdims=True)
     return faces.astype(np.float32), identity
