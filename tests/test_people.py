@@ -136,6 +136,18 @@ def test_names_and_decisions_survive_new_photos_and_reclustering(tmp_path):
         assert len(new_people) == 1 and new_people.isdisjoint({alice, bob, merged})
 
 
+def test_people_totals_are_the_sums_of_the_people_listing(catalog):
+    centres = identities(4, seed=21)
+    add_photos(catalog, centres, [[i] for i in range(4) for _ in range(3)] + [[0, 1]], 0, seed=22)
+    cluster(catalog)
+    # A photo gone from disk: its faces count for nobody, in either.
+    catalog.db.execute("UPDATE photos SET status='gone' WHERE path='/photos/p0012.jpg'")
+    listing = catalog.people()
+    people, faces = catalog.people_totals()
+    assert (people, faces) == (sum(1 for p in listing if p["faces"]), sum(p["faces"] for p in listing))
+    assert people == 4 and faces == 12
+
+
 def test_a_new_face_forms_a_person_with_an_unknown_face_among_many(catalog, monkeypatch):
     """An identity seen once is unknown; its second photo arriving later makes it a person,
     however many other unknown faces the library holds: those far from every new face are

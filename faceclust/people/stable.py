@@ -134,9 +134,7 @@ class PeopleClusterer:
             entry.details = {"method": self.options.method, "mode": self.summary.mode,
                              "new_people": self.summary.new_people}
         self.progress(ProgressEvent("cluster", 3, 3, faces=int(eligible.sum())))
-        people = self.catalog.people()
-        self.summary.people = sum(1 for p in people if p["faces"])
-        self.summary.assigned = sum(p["faces"] for p in people)
+        self.summary.people, self.summary.assigned = self.catalog.people_totals()
         self.summary.unknown = self.summary.faces - self.summary.assigned
         self.summary.seconds = time.perf_counter() - start
         return self.summary
