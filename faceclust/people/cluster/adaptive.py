@@ -116,7 +116,7 @@ def _grouped(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # chunks of at most CROSS_CHUNK face pairs (a gather of two CROSS_CHUNK x d blocks); bigger
 # pairs one at a time by matrix products.
 SMALL_PAIR = 4096
-CROSS_CHUNK = 1 << 18
+CROSS_CHUNK = 1 << 16  # 64 MB a block at 256-D
 
 
 def _cross_means(x: np.ndarray, order: np.ndarray, bounds: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
