@@ -3,15 +3,17 @@ exist, then ``--new`` new faces (new photos), and the incremental ``faceclust cl
 places them, timed as a whole process with its peak RSS (os.wait4).
 
     .venv/bin/python benchmarks/bench_incremental.py --faces 1000000 --new 10000 --work /tmp/inc
+    .venv/bin/python benchmarks/bench_incremental.py ... --code /tmp/old-checkout   # another version
 
 The library: synthetic faces of the default (fused, 256-D) descriptor from
-``bench_cluster.synthetic_faces`` at the fused model's scale: identities with heavy-tailed sizes,
-look-alike families, per-face spread; every identity of two or more faces is a person (as a
-full clustering would leave them), the rest are unknown faces that clustering has seen, with a tenth of all faces strangers seen
-once. The new faces are drawn from the same identities (most of them people, some new) and a
-tenth are new strangers.
-The catalog is made once through the catalog's own writers and kept in --work (it is large:
-about 1.6 KB a face); each round copies it (SQLite's backup) and clusters the copy.
+``bench_cluster.synthetic_faces`` at the fused model's scale: identities with heavy-tailed
+sizes, look-alike families, per-face spread; every identity of two or more faces is a person
+(as a full clustering would leave them), and a tenth of all faces are strangers seen once
+(unknown faces clustering has seen). The new faces are drawn from the same identities (most
+join a person, some make new ones) and a tenth are new strangers. The catalog is made once
+through the catalog's own writers and kept in --work (about 1.6 KB a face); each round copies
+the file, adds the new faces and clusters the copy. ``--code DIR`` runs the faceclust of
+another checkout on the same catalog (a before/after in one session).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _strangers(rng, count: int, dim: int) -> np.ndarray:
 
 
 def build(path: Path, faces: int, new: int, seed: int = 0) -> dict:
-    """The library of ``faces`` faces with its people, and a copy with ``new`` more faces."""
+    """The library of ``faces`` faces with its people in ``path``; ``new`` more faces saved
+    beside it (``.new.npy``) for the rounds to add."""
     from bench_cluster import synthetic_faces
 
     from faceclust.catalog import Catalog
@@ -105,6 +108,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=10_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-incremental"))
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--code", type=Path, help="a checkout whose faceclust to run (default: this one)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     base = args.work / f"library-{args.faces}.sqlite"
@@ -117,6 +121,10 @@ def main() -> None:
         print(f"built in {info['build_seconds']:.0f} s: {info['people']:,} people, {info['assigned']:,} faces assigned",
               file=sys.stderr, flush=True)
     env = dict(os.environ, FACECLUST_CACHE=str(args.work / "cache"))
+    command = [str(VENV_BIN / "faceclust")]
+    if args.code:
+        env["PYTHONPATH"] = str(args.code.resolve())
+        command = [sys.executable, "-m", "faceclust"]
     results = []
     for r in range(args.rounds):
         work = args.work / "round.sqlite"
@@ -124,11 +132,11 @@ def main() -> None:
             leftover.unlink()
         shutil.copyfile(base, work)
         add_new(work, np.load(base.with_suffix(".new.npy")), args.faces)
-        seconds, out, _ = _wait_timed([str(VENV_BIN / "faceclust"), "cluster", "--catalog", str(work), "--json"], env)
+        seconds, out, _ = _wait_timed([*command, "cluster", "--catalog", str(work), "--json"], env)
         results.append((seconds, out))
         print(f"round {r + 1}: {seconds[0]:.1f} s, peak RSS {seconds[1]:.0f} MB", file=sys.stderr, flush=True)
     print(f"\n{args.faces:,} faces with people, {args.new:,} new faces, incremental `faceclust cluster` "
-          f"(a whole process, start-up included), {args.rounds} rounds\n")
+          f"(a whole process, start-up included), {args.rounds} rounds, code: {args.code or ROOT}\n")
     print("| round | wall s | peak RSS MB | summary |")
     print("|---|---|---|---|")
     for r, ((seconds, peak), out) in enumerate(results, 1):
@@ -141,7 +149,8 @@ def _wait_timed(args: list[str], env: dict) -> tuple[tuple[float, float], str, s
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env)
+        # Not started in this checkout: ``python -m`` puts the current folder first on the path.
+        process = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env, cwd=tempfile.gettempdir())
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         out.seek(0)

@@ -156,7 +156,8 @@ def test_a_new_face_forms_a_person_with_an_unknown_face_among_many(catalog, monk
 
     centres = identities(40, seed=11)
     # Identities 0-4: people of four photos each; 5-39: strangers seen once (unknown).
-    add_photos(catalog, centres, [[i] for i in range(5) for _ in range(4)] + [[i] for i in range(5, 40)], 0, seed=12)
+    truth = add_photos(catalog, centres, [[i] for i in range(5) for _ in range(4)] + [[i] for i in range(5, 40)],
+                       0, seed=12)
     cluster(catalog)
     before = face_people(catalog)
     assert sum(p is None for p in before.values()) == 35
@@ -170,15 +171,14 @@ def test_a_new_face_forms_a_person_with_an_unknown_face_among_many(catalog, monk
 
     monkeypatch.setattr(stable, "_near", spy)
     monkeypatch.setattr(stable, "POOL_NEIGHBOURS", 3)
-    truth = add_photos(catalog, centres, [[7]], 500, seed=13)  # stranger 7's second photo
+    truth.update(add_photos(catalog, centres, [[7]], 500, seed=13))  # stranger 7's second photo
     cluster(catalog)
     after = face_people(catalog)
     new_face = next(f for f in after if f not in before)
     person = after[new_face]
     assert person is not None and person not in set(before.values())
     # The person is the new face and stranger 7's first face, nobody else.
-    ident = truth_by_face(catalog, {**truth, **{f"/photos/p{k:04d}.jpg": [i] for k, i in
-                                               enumerate([i for i in range(5) for _ in range(4)] + list(range(5, 40)))}})
+    ident = truth_by_face(catalog, truth)
     assert sorted(ident[f] for f, p in after.items() if p == person) == [7, 7]
     assert pooled == [(35, 3)]  # three of the 35 unknown faces were clustered again, not 35
 

@@ -272,7 +272,7 @@ class PeopleClusterer:
         threshold; the same-photo rule and rejections hold."""
         if not len(known) or not len(free):
             return []
-        from faceclust.catalog.index import FaceIndex
+        from faceclust.catalog.index import EXACT_LIMIT, FaceIndex
 
         known_people = np.array([assigned[int(table.face_ids[i])][0] for i in known.tolist()], np.int64)
         # Exact search unless the new faces are very many: it has perfect recall, and its cost
@@ -280,7 +280,7 @@ class PeopleClusterer:
         # file over a large library, which is what a nightly run would otherwise pay.
         exact = len(free) * len(known) <= EXACT_RECOGNITION_PAIRS
         index = FaceIndex.build(np.arange(len(known)), _unit(table.vectors[known]), "recognition",
-                                **({"exact_limit": len(known)} if exact else {}))
+                                exact_limit=len(known) if exact else EXACT_LIMIT)
         k = min(RECOGNITION_NEIGHBOURS, len(known))
         found = index.search(_unit(table.vectors[free]), k)
         threshold = self.options.threshold_for_recognition
