@@ -1,6 +1,6 @@
 """Catalogs of the labelled development sets, with every descriptor the benchmarks compare.
 
-    .venv/bin/python benchmarks/dev_catalogs.py [--sets lfw_dev celeba_train celeb25_web] [--cache DIR]
+    .venv/bin/python benchmarks/dev_catalogs.py [--sets lfw_dev celeba_train celeb25_web] [--cache DIR] [--detector NAME]
 
 Each set of ``../shared/data`` is scanned once with the default detector and dlib's ResNet, then
 the same faces are embedded again (no second detection) with the fused descriptor, so every
@@ -24,8 +24,10 @@ CACHE = Path("/tmp/faceclust-dev-catalogs")
 EMBEDDERS = ("dlib-resnet", "fused")  # scanned in this order; the last is the catalog's model
 
 
-def dev_catalog(name: str, shared: Path = SHARED, cache: Path = CACHE, log=print) -> Path:
-    """The catalog of one development set holding an embedding from each of EMBEDDERS per face."""
+def dev_catalog(name: str, shared: Path = SHARED, cache: Path = CACHE, log=print, detector: str | None = None) -> Path:
+    """The catalog of one development set holding an embedding from each of EMBEDDERS per face
+    (faces found by ``detector``, default: the default detector)."""
+    from faceclust.faces.detect import DetectOptions
     from faceclust.scan.options import ScanOptions
     from faceclust.scan.scanner import scan_library
 
@@ -35,7 +37,8 @@ def dev_catalog(name: str, shared: Path = SHARED, cache: Path = CACHE, log=print
         # A scan of an up-to-date catalog reads nothing; one made with other detection settings
         # (a changed default) is detected again, so the catalogs always hold today's faces.
         start = time.perf_counter()
-        summary = scan_library(path, [shared / name], ScanOptions(embedder=embedder, update_index=False))
+        detect = DetectOptions() if detector is None else DetectOptions(detector=detector)
+        summary = scan_library(path, [shared / name], ScanOptions(embedder=embedder, update_index=False, detect=detect))
         log(f"{name}: {embedder}: {summary} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return path
 
@@ -45,9 +48,10 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     parser.add_argument("--shared-data", type=Path, default=SHARED)
     parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument("--detector", default=None, help="a registered detector (default: the default's)")
     args = parser.parse_args()
     for name in args.sets:
-        print(dev_catalog(name, args.shared_data, args.cache))
+        print(dev_catalog(name, args.shared_data, args.cache, detector=args.detector))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def runnable_by_onnxruntime(data: bytes) -> bytes:
 
 
 def test_blockwise_dequantisation_matches_a_plain_loop():
-    from faceclust.models.sface import _dequantize
+    from faceclust.models.onnx_format import dequantize as _dequantize
 
     rng = np.random.default_rng(0)
     q = rng.integers(-128, 128, (5, 130), dtype=np.int8)

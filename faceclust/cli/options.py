@@ -98,8 +98,10 @@ class Finite(click.FloatRange):
 # Shown defaults are the library's (a test checks they agree); the options themselves default
 # to None, so the library's value is the one used.
 DETECT_OPTIONS = [
-    option("--detector", type=Registered("faceclust.faces.detect:detectors", ("mmod", "hog")), default=None,
-                 show_default="mmod", help="Face detector: mmod (any angle) or hog (fast, frontal)."),
+    option("--detector", type=Registered("faceclust.faces.detect:detectors", ("mmod", "yunet", "hog")),
+                 default=None, show_default="mmod",
+                 help="Face detector: mmod (dlib's CNN, any angle), yunet (any angle, several times "
+                      "faster, smaller faces) or hog (frontal only)."),
     option("--min-face", type=click.IntRange(min=8), default=None, show_default="30",
                  help="Smallest face wanted, in pixels of the photo."),
 ]

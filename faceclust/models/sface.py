@@ -21,7 +21,7 @@ from torch import nn
 
 from faceclust.errors import ModelFormatError
 from faceclust.models.files import sface_path
-from faceclust.models.onnx_format import Graph, read_graph
+from faceclust.models.onnx_format import Graph, constant_values, read_graph
 
 
 @dataclass
@@ -34,33 +34,6 @@ class _Stage:
     slope: np.ndarray  # PReLU, float64 (out,)
 
 
-def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> np.ndarray:
-    """ONNX DequantizeLinear, blockwise: element i along ``axis`` uses scale[i // block]."""
-    if block:
-        scale = np.repeat(scale, block, axis=axis).take(range(q.shape[axis]), axis=axis)
-        zero = np.repeat(zero, block, axis=axis).take(range(q.shape[axis]), axis=axis)
-    elif scale.ndim == 1 and q.ndim > 1:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    return (q.astype(np.float64) - zero.astype(np.float64)) * scale.astype(np.float64)
-
-
-def _constants(graph: Graph) -> dict[str, np.ndarray]:
-    """Every tensor the graph computes from its weights alone (dequantised, reshaped)."""
-    values = {name: array for name, array in graph.tensors.items()}
-    for node in graph.nodes:
-        if node.op_type == "DequantizeLinear":
-            q, scale, zero = (values[name] for name in node.inputs[:3])
-            values[node.outputs[0]] = _dequantize(q, scale, zero, int(node.attributes.get("axis", 1)),
-                                                  int(node.attributes.get("block_size", 0)))
-        elif node.op_type == "Reshape" and all(name in values for name in node.inputs):
-            values[node.outputs[0]] = values[node.inputs[0]].reshape(values[node.inputs[1]].astype(np.int64))
-        elif node.op_type == "Constant":
-            values[node.outputs[0]] = np.asarray(node.attributes["value"])
-    return values
-
-
 def _batch_norm(values, node) -> tuple[np.ndarray, np.ndarray]:
     """Batch norm as y = a * x + b (a, b per channel, float64)."""
     gamma, beta, mean, var = (values[name].astype(np.float64) for name in node.inputs[1:5])
@@ -70,7 +43,7 @@ def _batch_norm(values, node) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_sface(graph: Graph) -> tuple[float, float, list[_Stage], np.ndarray, np.ndarray]:
     """(subtract, multiply, conv stages, linear weight (128, 50176), bias (128,)) from the graph."""
-    values = _constants(graph)
+    values = constant_values(graph)
     ops = [n for n in graph.nodes if n.op_type not in ("DequantizeLinear", "Reshape", "Constant")]
 
     def expect(i: int, op: str):

@@ -1,0 +1,111 @@
+"""The ``yunet`` detector: OpenCV Zoo's YuNet (MIT), a small anchor-free CNN that finds faces
+from about 10 pixels up, at many angles, several times faster than the MMOD CNN.
+
+Its boxes are drawn to another convention than dlib's (taller, from the hairline to the chin);
+dlib's landmark predictors, which place their points relative to the box, were trained with
+dlib's own detectors' boxes. So each YuNet box is given as the box dlib's MMOD detector draws
+around the same face: a square whose centre and side follow YuNet's box by the constants in
+``MMOD_GEOMETRY``, measured once on development photos (``benchmarks/bench_yunet.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceclust.faces.detect import DetectOptions, Detections, detectors
+
+# A face's box as MMOD draws it, from YuNet's (cx, cy, w, h): centre (cx + a w, cy + b h),
+# side c w + d h. Measured by benchmarks/bench_yunet.py --fit (see docs/benchmarks.md).
+MMOD_GEOMETRY = (-0.0394, 0.0, 1.0051, 0.0461)
+# A cell is a face when sqrt(class * objectness) reaches this, as OpenCV's FaceDetectorYN
+# scores it; overlapping cells are thinned at this IoU. OpenCV's defaults are 0.9 and 0.3; at
+# 0.9 YuNet misses faces dlib's MMOD finds on the development sets (photos with a face:
+# celeba_train 0.93 against MMOD's 0.99), at 0.6 it finds them all (benchmarks/bench_yunet.py).
+SCORE = 0.6
+NMS_IOU = 0.3
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    keep = []
+    while len(order):
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = (np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0])).clip(0)
+        h = (np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1])).clip(0)
+        inter = w * h
+        union = area[i] + area[rest] - inter
+        overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[overlap <= iou]
+    return np.array(keep, np.int64)
+
+
+def as_mmod_boxes(boxes: np.ndarray, geometry=MMOD_GEOMETRY) -> np.ndarray:
+    """YuNet boxes (left, top, right, bottom) as the squares dlib's MMOD draws."""
+    a, b, c, d = geometry
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2 + a * w, (boxes[:, 1] + boxes[:, 3]) / 2 + b * h
+    half = (c * w + d * h) / 2
+    return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1)
+
+
+@detectors.register("yunet")
+class YuNetFaceDetector:
+    """OpenCV Zoo's YuNet, rebuilt in torch: fast, any angle, faces from about 20 pixels."""
+
+    name = "yunet"
+    window = 20
+
+    def __init__(self, options: DetectOptions | None = None) -> None:
+        self.options = options or DetectOptions()
+        self._net = None
+
+    def identity(self) -> str:
+        from faceclust.models.files import YUNET_SHA256
+
+        geometry = ",".join(f"{v:g}" for v in MMOD_GEOMETRY)
+        return f"yunet:{YUNET_SHA256[:12]};score={SCORE:g};nms={NMS_IOU:g};box={geometry}"
+
+    def _load(self):
+        if self._net is None:
+            import torch
+
+            from faceclust.models.yunet import load_yunet
+
+            self._net = load_yunet().to(memory_format=torch.channels_last)
+        return self._net
+
+    def raw(self, image: np.ndarray, scale: float = 1.0, min_score: float = SCORE
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """YuNet's own boxes, scores and 5 landmarks (eye centres, nose tip, mouth corners) in
+        ``image``'s pixels, after NMS, best first."""
+        import torch
+        import torch.nn.functional as F
+
+        from faceclust.models.yunet import decode
+
+        net = self._load()
+        rows, cols = image.shape[:2]
+        out_rows, out_cols = max(1, round(rows * scale)), max(1, round(cols * scale))
+        with torch.inference_mode():
+            pixels = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).permute(2, 0, 1)[None].float()
+            if (out_rows, out_cols) != (rows, cols):
+                pixels = F.interpolate(pixels, size=(out_rows, out_cols), mode="bilinear", align_corners=False,
+                                       antialias=scale < 1.0)
+            padded_rows, padded_cols = -(-out_rows // 32) * 32, -(-out_cols // 32) * 32
+            pixels = F.pad(pixels, (0, padded_cols - out_cols, 0, padded_rows - out_rows))
+            maps = {k: v.numpy() for k, v in net(pixels.contiguous(memory_format=torch.channels_last)).items()}
+        boxes, scores, points = decode(maps, min_score)
+        keep = nms(boxes, scores, NMS_IOU)
+        sx, sy = cols / out_cols, rows / out_rows
+        factor = np.array([sx, sy, sx, sy])
+        return boxes[keep] * factor, scores[keep], points[keep] * factor[:2]
+
+    def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
+        if image.size == 0:
+            return Detections.empty()
+        boxes, scores, _ = self.raw(image, scale)
+        keep = scores > self.options.min_score
+        return Detections(as_mmod_boxes(boxes[keep]).astype(np.float32), scores[keep].astype(np.float32))

