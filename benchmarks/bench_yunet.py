@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fit", action="store_true")
+    parser.add_argument("--window", type=float, default=None,
+                        help="YuNet's smallest face at scale 1 (default: the detector's own)")
     args = parser.parse_args()
 
     import torch
@@ -67,6 +69,8 @@ def main() -> None:
     options = DetectOptions()
     mmod = detectors.create("mmod", options=options)
     yunet = detectors.create("yunet", options=options)
+    if args.window:
+        yunet.window = args.window
     print(f"| set | photos | detector | photos with a face | faces | MMOD's faces matched | s/photo |")
     print("|---|---|---|---|---|---|---|")
     pairs_raw, pairs_ref = [], []
