@@ -1,5 +1,5 @@
 """The ``yunet`` detector: OpenCV Zoo's YuNet (MIT), a small anchor-free CNN that finds faces
-from about 10 pixels up, at many angles, several times faster than the MMOD CNN.
+at many angles, several times faster than the MMOD CNN.
 
 Its boxes are drawn to another convention than dlib's (taller, from the hairline to the chin);
 dlib's landmark predictors, which place their points relative to the box, were trained with
@@ -53,10 +53,14 @@ def as_mmod_boxes(boxes: np.ndarray, geometry=MMOD_GEOMETRY) -> np.ndarray:
 
 @detectors.register("yunet")
 class YuNetFaceDetector:
-    """OpenCV Zoo's YuNet, rebuilt in torch: fast, any angle, faces from about 20 pixels."""
+    """OpenCV Zoo's YuNet, rebuilt in torch: fast, any angle, faces of 30 pixels and up.
+
+    It finds smaller faces too, but fewer: looking at small photos shrunk so that 30 px faces
+    become 20 px lost faces MMOD finds (benchmarks/bench_yunet.py --window 20), so the window
+    is 30: at the default ``min_face`` a small photo is searched at its own size."""
 
     name = "yunet"
-    window = 20
+    window = 30
 
     def __init__(self, options: DetectOptions | None = None) -> None:
         self.options = options or DetectOptions()
@@ -66,7 +70,7 @@ class YuNetFaceDetector:
         from faceclust.models.files import YUNET_SHA256
 
         geometry = ",".join(f"{v:g}" for v in MMOD_GEOMETRY)
-        return f"yunet:{YUNET_SHA256[:12]};score={SCORE:g};nms={NMS_IOU:g};box={geometry}"
+        return f"yunet:{YUNET_SHA256[:12]};window={self.window:g};score={SCORE:g};nms={NMS_IOU:g};box={geometry}"
 
     def _load(self):
         if self._net is None:
