@@ -111,13 +111,11 @@ class YuNetNet(nn.Module):
             conv.weight.data = torch.from_numpy(weight.astype(np.float32))
             conv.bias.data = torch.from_numpy(bias.astype(np.float32))
             self.convs.append(conv)
-        # Free a map once its last reader has run (the big stride-8 maps dominate memory).
-        last: dict[str, int] = {}
-        for i, step in enumerate(steps):
-            for name in step.inputs:
-                last[name] = i
-        self._drop = [[n for n in step.inputs if last.get(n) == i and n not in {h for h, _ in heads.values()}]
-                      for i, step in enumerate(steps)]
+        # Free a map once its last reader has run (the big stride-8 maps dominate memory);
+        # the maps the heads return are kept.
+        last = {name: i for i, step in enumerate(steps) for name in step.inputs}
+        returned = {source for source, _ in heads.values()}
+        self._drop = [[n for n in step.inputs if last[n] == i and n not in returned] for i, step in enumerate(steps)]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.shape[-1] % 32 or x.shape[-2] % 32:
