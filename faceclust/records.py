@@ -21,13 +21,17 @@ class FaceArrays:
     """The faces of one photo, in pixels of the orientation-corrected original.
 
     boxes: float32 (n, 4) left, top, right, bottom (right/bottom exclusive);
-    scores: float32 (n,); landmarks: float32 (n, 5, 2); embeddings: float32 (n, d).
+    scores: float32 (n,); landmarks: float32 (n, 5, 2) dlib's five points (they cut dlib's
+    chips); embeddings: float32 (n, d); points: float32 (n, 5, 2), the five ArcFace points (eye
+    centres, nose tip, mouth corners) the detector gave with its boxes, or None when it gives
+    none (ArcFace chips then come from dlib's 68-point predictor).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     landmarks: np.ndarray
     embeddings: np.ndarray
+    points: np.ndarray | None = None
 
     @classmethod
     def empty(cls, dim: int = 128) -> "FaceArrays":

@@ -191,9 +191,11 @@ def test_the_warp_samples_as_a_plain_bilinear_formula_does():
 @needs_sface
 @pytest.mark.models
 @pytest.mark.shared
-def test_a_catalog_switched_to_sface_is_re_embedded_from_the_stored_boxes(shared_data, tmp_path):
+@pytest.mark.parametrize("detector", ["mmod", "yunet"])
+def test_a_catalog_switched_to_sface_is_re_embedded_from_the_stored_boxes(shared_data, tmp_path, detector):
     """Faces found with the dlib model get SFace descriptors without being detected again,
-    equal to what a scan with SFace from the start gives the same faces."""
+    equal to what a scan with SFace from the start gives the same faces (aligned from the
+    stored boxes by dlib's 68 points after MMOD, from the stored YuNet points after YuNet)."""
     import shutil
 
     from faceclust.catalog import Catalog
@@ -205,8 +207,9 @@ def test_a_catalog_switched_to_sface_is_re_embedded_from_the_stored_boxes(shared
     photos.mkdir()
     for path in sorted((shared_data / "lfw_dev").rglob("*.jpg"))[:12]:
         shutil.copy(path, photos / path.name)
-    detect = DetectOptions()
-    scan_library(tmp_path / "dlib.sqlite", [photos], ScanOptions(detect=detect, update_index=False))
+    detect = DetectOptions(detector=detector)
+    scan_library(tmp_path / "dlib.sqlite", [photos], ScanOptions(detect=detect, embedder="dlib-resnet",
+                                                                 update_index=False))
     switched = scan_library(tmp_path / "dlib.sqlite", [photos], ScanOptions(detect=detect, embedder="sface",
                                                                             update_index=False))
     direct = scan_library(tmp_path / "sface.sqlite", [photos], ScanOptions(detect=detect, embedder="sface",

@@ -189,16 +189,19 @@ def test_boxes_are_given_as_mmod_draws_them():
 
 def test_yunet_finds_the_faces_mmod_finds_on_real_photos(shared_data):
     """On 60 photos of the three kinds of development photos, YuNet at a scan's scale finds the
-    face the default MMOD detector finds (IoU >= 0.5 with MMOD's box) nearly always, and dlib's
-    landmarks placed from its boxes fall inside them."""
+    face the default MMOD detector finds (IoU >= 0.5 with MMOD's box) nearly always, dlib's
+    landmarks placed from its boxes fall inside them, and its own five points (in the photo's
+    pixels, in the ArcFace order) lie near the ones dlib's 68-point predictor gives."""
     from faceclust.faces.align import Aligner
+    from faceclust.faces.arcface import ArcFaceAligner
     from faceclust.faces.detect import DetectOptions, detectors
     from faceclust.photos.decode import load_image
 
     options = DetectOptions()
     mmod = detectors.create("mmod", options=options)
     yunet = detectors.create("yunet", options=options)
-    aligner = Aligner()
+    aligner, arcface = Aligner(), ArcFaceAligner()
+    near = []
     paths = [p for name in ("lfw_dev", "celeba_train", "celeb25_web") if (shared_data / name).is_dir()
              for p in sorted((shared_data / name).rglob("*.jpg"))[::97][:20]]
     reference = found = 0
@@ -206,7 +209,12 @@ def test_yunet_finds_the_faces_mmod_finds_on_real_photos(shared_data):
         pixels = load_image(path).pixels
         w, h = pixels.shape[1], pixels.shape[0]
         ref = mmod.detect(pixels, scale=options.detection_scale(w, h, mmod.window)).boxes
-        got = yunet.detect(pixels, scale=options.detection_scale(w, h, yunet.window)).boxes
+        detections = yunet.detect(pixels, scale=options.detection_scale(w, h, yunet.window))
+        got = detections.boxes
+        assert detections.points is not None and detections.points.shape == (len(got), 5, 2)
+        if len(got):
+            dlib_points = arcface.landmarks(pixels, got[:1])[0]
+            near.append(np.linalg.norm(detections.points[0] - dlib_points, axis=1).max() / (got[0, 2] - got[0, 0]))
         for box in ref[:1]:
             reference += 1
             if len(got):
@@ -222,3 +230,4 @@ def test_yunet_finds_the_faces_mmod_finds_on_real_photos(shared_data):
             assert np.all((marks[:, 0] > box[0] - pad) & (marks[:, 0] < box[2] + pad)
                           & (marks[:, 1] > box[1] - pad) & (marks[:, 1] < box[3] + pad))
     assert reference >= 50 and found >= 0.95 * reference
+    assert np.median(near) < 0.1 and np.mean(np.array(near) < 0.2) >= 0.9  # swapped eyes: ~0.4

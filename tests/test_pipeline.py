@@ -462,3 +462,97 @@ def test_a_fused_descriptor_is_its_weighted_parts_and_is_scanned_and_re_embedded
         fresh = Scanner(cat, dataclasses.replace(OPTIONS, update_index=False), embedder=fused).run([tmp_path / "lib"])
         assert fresh.faces_found == len(face_ids)
         assert np.allclose(np.sort(cat.embeddings(fused.identity())[1], axis=0), np.sort(vectors, axis=0), atol=1e-6)
+
+
+class PointsDetector(FakeDetector):
+    """The fake detector, giving with each square five ArcFace points that put the square
+    exactly on a 112 px ArcFace chip (as YuNet gives its own points with its boxes)."""
+
+    def identity(self) -> str:
+        return "fake-points:1"
+
+    def detect(self, image: np.ndarray, scale: float = 1.0):
+        from faceclust.faces.arcface import CHIP_SIZE, TEMPLATE
+        from faceclust.faces.detect import Detections
+
+        found = super().detect(image, scale)
+        sides = (found.boxes[:, 2] - found.boxes[:, 0])[:, None, None]
+        points = found.boxes[:, None, :2] + TEMPLATE[None] / CHIP_SIZE * sides
+        return Detections(found.boxes, found.scores, points.astype(np.float32))
+
+
+class ArcFaceChipEmbedder(FakeEmbedder):
+    """A fake embedder of 112 px ArcFace chips: the chip's mean colour (all of it, not the centre)."""
+
+    chip_size = 112
+    alignment = "arcface-112"
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(chips), self.dim), np.float32)
+        out[:, :3] = chips.reshape(len(chips), -1, 3).mean(axis=1) / 255.0
+        out[:, 3 + int(self.version)] = 0.5
+        return out
+
+
+@pytest.fixture
+def points_models(monkeypatch):
+    from faceclust.faces.arcface import ArcFaceAligner
+    from faceclust.faces.detect import detectors
+    from faceclust.faces.embed import embedders
+
+    for registry, name, factory in ((detectors, "fake-points", PointsDetector),
+                                    (embedders, "fake-arcface", ArcFaceChipEmbedder),
+                                    (embedders, "fake-arcface-v2", lambda **o: ArcFaceChipEmbedder(version="2"))):
+        registry.register(name)(factory)
+    predicted = []
+
+    def predictor(self, image, boxes):  # dlib's 68-point predictor, only where no points came
+        from faceclust.faces.arcface import CHIP_SIZE, TEMPLATE
+
+        predicted.append(len(boxes))
+        boxes = np.asarray(boxes, np.float32)
+        return boxes[:, None, :2] + TEMPLATE[None] / CHIP_SIZE * (boxes[:, 2] - boxes[:, 0])[:, None, None]
+
+    monkeypatch.setattr(ArcFaceAligner, "landmarks", predictor)
+    yield predicted
+    for registry, name in ((detectors, "fake-points"), (embedders, "fake-arcface"), (embedders, "fake-arcface-v2")):
+        registry.unregister(name)
+
+
+def test_a_detectors_own_points_cut_the_arcface_chips_and_are_kept_for_re_embedding(tmp_path, points_models):
+    """Faces whose detector gave five points get ArcFace chips cut from them (dlib's 68-point
+    predictor is not run), keep the points in original pixels (decoded at half size here), in
+    copies too, and a new model re-embeds from them; a detector without points falls back to
+    the predictor."""
+    import dataclasses
+
+    photo = draw_photo(tmp_path / "lib" / "big.png", [(1, 400, 300, 200), (2, 1000, 500, 160)], size=(1600, 1200))
+    options = ScanOptions(detect=DetectOptions(detector="fake-points", min_face=40), embedder="fake-arcface",
+                          update_index=False)  # decoded at half size
+    scan(tmp_path / "c.sqlite", tmp_path / "lib", options=options)
+    shutil.copy(photo, tmp_path / "lib" / "copy.png")
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib", options=options)
+    assert summary.copied == 1 and points_models == []  # the predictor never ran
+    from faceclust.faces.arcface import CHIP_SIZE, TEMPLATE
+
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        for state in cat.photo_states().values():
+            face_ids, _marks, boxes, points = cat.face_geometry(state.id)
+            assert len(face_ids) == 2 and points is not None
+            expected = boxes[:, None, :2] + TEMPLATE[None] / CHIP_SIZE * (boxes[:, 2] - boxes[:, 0])[:, None, None]
+            assert np.abs(points - expected).max() < 2.5  # original pixels, not the decoded half
+        _ids, vectors = cat.embeddings("fake-embedder:1")
+    # Each chip is all its square's colour (but for the blend at its rim): cut where the points say.
+    colours = np.sort(vectors[:, :3] * 255, axis=0)
+    assert np.abs(colours - np.sort(np.array([(30, 200, 40), (40, 60, 230)] * 2, float), axis=0)).max() < 3
+    v2 = dataclasses.replace(options, embedder="fake-arcface-v2")
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib", options=v2)
+    assert summary.reembedded == 2 and summary.new == 0 and points_models == []
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        _ids, again = cat.embeddings("fake-embedder:2")
+    assert np.allclose(again[:, :3], vectors[:, :3], atol=1e-6)
+    plain = dataclasses.replace(options, detect=DetectOptions(detector="fake", min_face=40))
+    scan(tmp_path / "d.sqlite", tmp_path / "lib", options=plain)
+    assert sum(points_models) >= 2  # the predictor ran
+    with Catalog(tmp_path / "d.sqlite") as cat:
+        assert all(cat.face_geometry(s.id)[3] is None for s in cat.photo_states().values())

@@ -79,15 +79,19 @@ class PhotosMixin:
         )
         return [PhotoState(*r) for r in rows]
 
-    def face_geometry(self, photo_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(face ids (n,), dlib 5-point landmarks (n, 5, 2), boxes (n, 4)) of a photo, in
-        original pixels: what aligning its faces again needs, for any embedder."""
-        rows = self.db.execute("SELECT id, landmarks, left, top, right, bottom FROM faces WHERE photo_id=? "
+    def face_geometry(self, photo_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(face ids (n,), dlib 5-point landmarks (n, 5, 2), boxes (n, 4), the detector's ArcFace
+        points (n, 5, 2) or None when a face has none) of a photo, in original pixels: what
+        aligning its faces again needs, for any embedder."""
+        rows = self.db.execute("SELECT id, landmarks, left, top, right, bottom, points FROM faces WHERE photo_id=? "
                                "ORDER BY id", (photo_id,)).fetchall()
         ids = np.array([r[0] for r in rows], np.int64)
         marks = np.array([np.frombuffer(r[1], "<f4").reshape(5, 2) for r in rows], np.float32).reshape(-1, 5, 2)
         boxes = np.array([r[2:6] for r in rows], np.float32).reshape(-1, 4)
-        return ids, marks, boxes
+        points = None
+        if rows and all(r[6] is not None for r in rows):
+            points = np.array([np.frombuffer(r[6], "<f4").reshape(5, 2) for r in rows], np.float32)
+        return ids, marks, boxes, points
 
     def write_results(self, results: Sequence[PhotoResult], model_id: str, detect_identity: str,
                       run_id: int | None) -> None:
@@ -142,8 +146,9 @@ class PhotosMixin:
         for i in range(len(faces)):
             left, top, right, bottom = (float(v) for v in faces.boxes[i])
             cur = self.db.execute(
-                "INSERT INTO faces(photo_id, left, top, right, bottom, score, landmarks) VALUES (?,?,?,?,?,?,?)",
-                (photo_id, left, top, right, bottom, float(faces.scores[i]), blob(faces.landmarks[i])),
+                "INSERT INTO faces(photo_id, left, top, right, bottom, score, landmarks, points) VALUES (?,?,?,?,?,?,?,?)",
+                (photo_id, left, top, right, bottom, float(faces.scores[i]), blob(faces.landmarks[i]),
+                 None if faces.points is None else blob(faces.points[i])),
             )
             self.db.execute("INSERT INTO embeddings(face_id, model_id, vector) VALUES (?, ?, ?)",
                             (cur.lastrowid, model_id, blob(faces.embeddings[i])))
@@ -265,13 +270,13 @@ class PhotosMixin:
             self._bump_faces_version()
         new_ids, boxes, vectors = [], [], []
         for face in self.db.execute(
-            """SELECT f.id, f.left, f.top, f.right, f.bottom, f.score, f.landmarks, e.vector FROM faces f
+            """SELECT f.id, f.left, f.top, f.right, f.bottom, f.score, f.landmarks, f.points, e.vector FROM faces f
                LEFT JOIN embeddings e ON e.face_id = f.id AND e.model_id = ? WHERE f.photo_id=? ORDER BY f.id""",
             (model_id, r.source_id),
         ).fetchall():
             cur = self.db.execute(
-                "INSERT INTO faces(photo_id, left, top, right, bottom, score, landmarks) VALUES (?,?,?,?,?,?,?)",
-                (photo_id, *face[1:7]),
+                "INSERT INTO faces(photo_id, left, top, right, bottom, score, landmarks, points) VALUES (?,?,?,?,?,?,?,?)",
+                (photo_id, *face[1:8]),
             )
             self.db.execute(
                 "INSERT INTO embeddings(face_id, model_id, vector) SELECT ?, model_id, vector FROM embeddings WHERE face_id=?",
@@ -279,7 +284,7 @@ class PhotosMixin:
             )
             new_ids.append(cur.lastrowid)
             boxes.append(face[1:5])
-            vectors.append(np.frombuffer(face[7], "<f4") if face[7] is not None else None)
+            vectors.append(np.frombuffer(face[8], "<f4") if face[8] is not None else None)
         if before and new_ids and all(v is not None for v in vectors):
             copied = FaceArrays(np.array(boxes, np.float32), np.ones(len(new_ids), np.float32),
                                 np.zeros((len(new_ids), 5, 2), np.float32), np.stack(vectors))

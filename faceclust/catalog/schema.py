@@ -175,6 +175,12 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 11: the five ArcFace points (eye centres, nose tip, mouth corners) a detector gave with a
+    # face (YuNet does; NULL for faces of detectors that give none): SFace's chips are cut from
+    # them, again when a face is embedded by another model later.
+    """
+    ALTER TABLE faces ADD COLUMN points BLOB;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,7 +2,9 @@
 
 A detector takes a uint8 RGB image and a scale (how much to enlarge or shrink it before
 looking, so that the smallest face wanted reaches the detector's window) and returns boxes
-(left, top, right, bottom) in that image's pixels with scores. No face gives empty arrays.
+(left, top, right, bottom) in that image's pixels with scores, and, if it finds them too, five
+points per face (eye centres, nose tip, mouth corners: what ArcFace-class embedders are aligned
+by). No face gives empty arrays.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from faceclust.registry import Registry
 class Detections:
     boxes: np.ndarray  # float32 (n, 4): left, top, right, bottom
     scores: np.ndarray  # float32 (n,)
+    points: np.ndarray | None = None  # float32 (n, 5, 2) ArcFace points, if the detector finds them
 
     @classmethod
     def empty(cls) -> "Detections":

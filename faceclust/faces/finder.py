@@ -90,7 +90,7 @@ class FaceFinder:
             found = self.detector.detect(image.pixels, scale=det_scale / image.scale)
             t = self.timer.add("detect", t)
             marks = self.aligner.landmarks(image.pixels, found.boxes)
-            chips = self._cut(image.pixels, marks, found.boxes)
+            chips = self._cut(image.pixels, marks, found.boxes, found.points)
             self.timer.add("landmarks", t)
             located.append((found, marks))
             all_chips.append(chips)
@@ -106,21 +106,24 @@ class FaceFinder:
                 scores=found.scores.astype(np.float32),
                 landmarks=(marks / image.scale).astype(np.float32),
                 embeddings=vectors[start:start + n],
+                points=None if found.points is None else (found.points / image.scale).astype(np.float32),
             ))
             start += n
         return out
 
-    def _cut(self, pixels: np.ndarray, marks: np.ndarray, boxes: np.ndarray | None):
-        """The embedder's chips: dlib's from the 5 points, ArcFace's from the boxes; a tuple of
-        them, one per part, for a fused embedder."""
-        out, points = [], None
+    def _cut(self, pixels: np.ndarray, marks: np.ndarray, boxes: np.ndarray | None,
+             points: np.ndarray | None = None):
+        """The embedder's chips: dlib's from its 5 points, ArcFace's from the detector's five
+        ``points`` when it gave them, else from dlib's 68-point predictor started from the
+        boxes; a tuple of them, one per part, for a fused embedder."""
+        out = []
         for alignment in self.alignments:
             if alignment == "dlib-150":
                 out.append(self.aligner.chips(pixels, marks))
                 continue
-            if boxes is None:
-                raise ValueError(f"the {self.embedder.name} embedder aligns from the face boxes; pass them")
             if points is None:  # one run of the 68-point predictor serves every ArcFace part
+                if boxes is None:
+                    raise ValueError(f"the {self.embedder.name} embedder aligns from the face boxes; pass them")
                 points = self.arcface.landmarks(pixels, boxes)
             out.append(self.arcface.chips(pixels, points))
         return tuple(out) if self.composite else out[0]
@@ -132,12 +135,14 @@ class FaceFinder:
                        for p, s in zip(parts, self.chip_sizes))
         return joined if self.composite else joined[0]
 
-    def chips(self, image: LoadedImage, landmarks: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
-        """Aligned chips of faces already found (landmarks and boxes in original pixels), no
-        detection."""
+    def chips(self, image: LoadedImage, landmarks: np.ndarray, boxes: np.ndarray | None = None,
+              points: np.ndarray | None = None) -> np.ndarray:
+        """Aligned chips of faces already found (dlib's landmarks, boxes and the detector's
+        ArcFace points if it gave them, in original pixels), no detection."""
         t = time.perf_counter()
         scaled = None if boxes is None else np.asarray(boxes, np.float64) * image.scale
-        chips = self._cut(image.pixels, np.asarray(landmarks, np.float32) * image.scale, scaled)
+        points = None if points is None else np.asarray(points, np.float32) * image.scale
+        chips = self._cut(image.pixels, np.asarray(landmarks, np.float32) * image.scale, scaled, points)
         self.timer.add("landmarks", t)
         return chips
 

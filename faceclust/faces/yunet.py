@@ -70,7 +70,10 @@ class YuNetFaceDetector:
         from faceclust.models.files import YUNET_SHA256
 
         geometry = ",".join(f"{v:g}" for v in MMOD_GEOMETRY)
-        return f"yunet:{YUNET_SHA256[:12]};window={self.window:g};score={SCORE:g};nms={NMS_IOU:g};box={geometry}"
+        # "points": faces come with YuNet's five points (faces found before they did are found
+        # again, so that every face's ArcFace chip is cut the same way).
+        return (f"yunet:{YUNET_SHA256[:12]};window={self.window:g};score={SCORE:g};nms={NMS_IOU:g};"
+                f"box={geometry};points")
 
     def _load(self):
         if self._net is None:
@@ -110,6 +113,10 @@ class YuNetFaceDetector:
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
         if image.size == 0:
             return Detections.empty()
-        boxes, scores, _ = self.raw(image, scale)
+        boxes, scores, points = self.raw(image, scale)
         keep = scores > self.options.min_score
-        return Detections(as_mmod_boxes(boxes[keep]).astype(np.float32), scores[keep].astype(np.float32))
+        # YuNet's points are in the ArcFace template's order (the eye on the photo's left first)
+        # and align SFace better than dlib's 68-point predictor started from the mapped box
+        # (benchmarks/bench_align.py): they come with the faces.
+        return Detections(as_mmod_boxes(boxes[keep]).astype(np.float32), scores[keep].astype(np.float32),
+                          points[keep].astype(np.float32))

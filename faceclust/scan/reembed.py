@@ -32,8 +32,8 @@ class ReembedMixin:
         self.progress(ProgressEvent("reembed", 0, len(photos)))
 
         def submit(pool, state):  # landmarks are read here: the connection stays in this thread
-            face_ids, marks, boxes = self.catalog.face_geometry(state.id)
-            return face_ids, pool.submit(self._reembed_chips, state, marks, boxes, policy)
+            face_ids, marks, boxes, points = self.catalog.face_geometry(state.id)
+            return face_ids, pool.submit(self._reembed_chips, state, marks, boxes, points, policy)
 
         with ThreadPoolExecutor(self.options.decode_workers) as pool:
             queue = [submit(pool, state) for state in photos[:window]]
@@ -53,7 +53,7 @@ class ReembedMixin:
                     self.progress(ProgressEvent("reembed", i + 1, len(photos), path=Path(state.path).name))
 
     def _reembed_chips(self, state: PhotoState, landmarks: np.ndarray, boxes: np.ndarray,
-                       policy) -> np.ndarray | None:
+                       points: np.ndarray | None, policy) -> np.ndarray | None:
         t = time.perf_counter()
         try:
             data = read_file(Path(state.path), self.options.stall_seconds)
@@ -68,7 +68,7 @@ class ReembedMixin:
             return None
         finally:
             self.timer.add("decode", t)
-        return self.finder.chips(image, landmarks, boxes)
+        return self.finder.chips(image, landmarks, boxes, points)
 
     def _write_reembedded(self, ids: list[np.ndarray], chips: list[np.ndarray]) -> None:
         if not ids:
