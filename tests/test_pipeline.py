@@ -556,3 +556,37 @@ def test_a_detectors_own_points_cut_the_arcface_chips_and_are_kept_for_re_embedd
     assert sum(points_models) >= 2  # the predictor ran
     with Catalog(tmp_path / "d.sqlite") as cat:
         assert all(cat.face_geometry(s.id)[3] is None for s in cat.photo_states().values())
+
+
+def test_the_same_photo_found_again_by_another_detector_keeps_who_its_faces_are(tmp_path):
+    """Another detector (same bytes) draws the boxes a little differently and its landmarks move
+    the descriptors, here beyond the carry-over distance: the faces are paired by place and keep
+    their people. A new photo saved under the old name (new bytes) with a stranger in the same
+    place does not inherit the person."""
+    from faceclust.catalog.photos import CARRY_OVER_DISTANCE
+    from faceclust.records import FaceArrays, PhotoResult
+
+    def faces(boxes, vectors):
+        n = len(boxes)
+        v = np.asarray(vectors, np.float32)
+        return FaceArrays(np.asarray(boxes, np.float32), np.ones(n, np.float32), np.zeros((n, 5, 2), np.float32),
+                          v / np.linalg.norm(v, axis=1, keepdims=True))
+
+    a, b = [1.0, 0, 0, 0], [0, 1.0, 0, 0]
+    a_moved, b_moved = [1.0, 0.45, 0, 0], [0.45, 1.0, 0.1, 0]  # each more than the distance from before
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.write_results([PhotoResult("faces", "/p/x.jpg", 1, 1, "h1", 400, 300,
+                                       faces([[10, 10, 60, 60], [200, 100, 260, 160]], [a, b]))], "m", "mmod", None)
+        first, second = cat.face_geometry(1)[0]
+        ann, bob = cat.create_people(2)
+        cat.add_assignments([(int(first), ann, "user"), (int(second), bob, "cluster")])
+        again = faces([[12, 8, 62, 61], [198, 104, 257, 163]], [a_moved, b_moved])
+        assert np.linalg.norm(again.embeddings[0] - np.asarray(a)) > CARRY_OVER_DISTANCE
+        cat.write_results([PhotoResult("faces", "/p/x.jpg", 1, 1, "h1", 400, 300, again)], "m", "yunet", None)
+        ids = cat.face_geometry(1)[0]
+        assert [cat.assignments().get(int(i)) for i in ids] == [(ann, "user"), (bob, "cluster")]
+        # New bytes under the same name: a stranger where Ann was (descriptor far away) is not Ann.
+        stranger = faces([[12, 8, 62, 61]], [[0, 0, 1.0, 0]])
+        cat.write_results([PhotoResult("faces", "/p/x.jpg", 2, 2, "h2", 400, 300, stranger)], "m", "yunet", None)
+        (new,) = cat.face_geometry(1)[0]
+        assert int(new) not in cat.assignments()

@@ -154,11 +154,14 @@ class PhotosMixin:
                             (cur.lastrowid, model_id, blob(faces.embeddings[i])))
             new_ids.append(cur.lastrowid)
         if before and new_ids:
-            self._carry_decisions(before, new_ids, faces, (r.width, r.height), now)
+            redetected = (bool(r.content_hash) and r.content_hash == before["content_hash"]
+                          and detect_identity != before["detect_identity"])
+            self._carry_decisions(before, new_ids, faces, (r.width, r.height), now, same_bytes=redetected)
 
     def _faces_before_redetection(self, path: str, model_id: str) -> dict | None:
         """The faces a changed photo had, with who they were, read before they are replaced."""
-        photo = self.db.execute("SELECT id, width, height FROM photos WHERE path=CAST(? AS TEXT)",
+        photo = self.db.execute("SELECT id, width, height, content_hash, detect_identity FROM photos "
+                                "WHERE path=CAST(? AS TEXT)",
                                 (sql_path(path),)).fetchone()
         if photo is None:
             return None
@@ -174,29 +177,36 @@ class PhotosMixin:
                 "SELECT r.face_id, r.person_id FROM rejections r JOIN faces f ON f.id = r.face_id WHERE f.photo_id=?",
                 (photo[0],)):
             rejected.setdefault(face_id, []).append(person)
-        return {"size": (photo[1], photo[2]), "faces": [
+        return {"size": (photo[1], photo[2]), "content_hash": photo[3], "detect_identity": photo[4], "faces": [
             {"box": np.array(row[1:5], np.float64), "vector": None if row[5] is None else np.frombuffer(row[5], "<f4"),
              "person": row[6], "source": row[7], "clustered": row[8] is not None, "rejected": rejected.get(row[0], [])}
             for row in rows]}
 
-    def _carry_decisions(self, before: dict, new_ids: list[int], faces: FaceArrays, size, now: float) -> None:
-        """An edited photo (new bytes: detected again) keeps who its faces are. Old and new faces
-        are paired one to one, nearest first: by descriptor (chord distance of unit vectors within
-        CARRY_OVER_DISTANCE), or, for old faces without a descriptor from this model (the model
-        changed too), by where they are in the photo (IoU of boxes in relative coordinates at
-        least CARRY_OVER_IOU). A paired new face takes the old one's person, how it got there,
-        its rejections and its clustered mark; an old face left unpaired takes them away."""
+    def _carry_decisions(self, before: dict, new_ids: list[int], faces: FaceArrays, size, now: float,
+                         same_bytes: bool = False) -> None:
+        """A photo detected again (edited: new bytes; or the same bytes with another detector or
+        detector settings) keeps who its faces are. Old and new faces are paired one to one,
+        nearest first: by descriptor (chord distance of unit vectors within
+        CARRY_OVER_DISTANCE), then by where they are in the photo (IoU of boxes in relative
+        coordinates at least CARRY_OVER_IOU) for old faces without a descriptor from this model
+        (the model changed too) and, when the bytes are the same and the detector changed, for
+        every old face: there the place is the face (another detector draws its box a little differently and its
+        landmarks move the descriptor, sometimes beyond CARRY_OVER_DISTANCE), while a new photo
+        saved under an old name can put a stranger where a known face was. A paired new face
+        takes the old one's person, how it got there, its rejections and its clustered mark;
+        an old face left unpaired takes them away."""
         old = before["faces"]
         candidates = []  # (rank, old index, new index): descriptor pairs before box pairs
         unit = lambda x: x / max(float(np.linalg.norm(x)), 1e-12)  # noqa: E731
         new_vectors = [unit(np.asarray(v, np.float64)) for v in faces.embeddings]
         for i, face in enumerate(old):
             for j in range(len(new_ids)):
-                if face["vector"] is not None and len(face["vector"]) == len(new_vectors[j]):
+                comparable = face["vector"] is not None and len(face["vector"]) == len(new_vectors[j])
+                if comparable:
                     d = float(np.linalg.norm(unit(face["vector"].astype(np.float64)) - new_vectors[j]))
                     if d <= CARRY_OVER_DISTANCE:
                         candidates.append((d, i, j))
-                elif face["vector"] is None:
+                if not comparable or same_bytes:
                     iou = _relative_iou(face["box"], before["size"], faces.boxes[j], size)
                     if iou >= CARRY_OVER_IOU:
                         candidates.append((10.0 - iou, i, j))
