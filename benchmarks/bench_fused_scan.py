@@ -1,6 +1,7 @@
-"""What the new defaults cost a scan: the fused embedder ([dlib, 0.5 SFace]) and min_face 30,
-against the former default (dlib's ResNet alone, min_face 40) and dlib alone at min_face 30,
-the same photos, in rotating order, in one run.
+"""What the defaults cost a scan: the default (YuNet, the fused embedder [dlib, 0.5 SFace],
+min_face 30) against the default before the fused descriptor (MMOD, dlib's ResNet alone,
+min_face 40), MMOD with dlib alone at min_face 30 and MMOD with the fused embedder (the default
+before YuNet), the same photos, in rotating order, in one run.
 
     .venv/bin/python benchmarks/bench_fused_scan.py --set celeba_train --photos 400 --rounds 2
 
@@ -40,18 +41,20 @@ def main() -> None:
             target = photos / f"{i % 20:02d}" / source.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target)
-        configs = {"former default: dlib-resnet, min_face 40": ("dlib-resnet", 40),
-                   "dlib-resnet, min_face 30": ("dlib-resnet", 30),
-                   "default: fused, min_face 30": ("fused", 30)}
+        configs = {"former default: mmod, dlib-resnet, min_face 40": ("mmod", "dlib-resnet", 40),
+                   "mmod, dlib-resnet, min_face 30": ("mmod", "dlib-resnet", 30),
+                   "mmod, fused, min_face 30 (the default before yunet)": ("mmod", "fused", 30),
+                   "default: yunet, fused, min_face 30": ("yunet", "fused", 30)}
         runs: dict[str, list] = {name: [] for name in configs}
         names = list(configs)
         for r in range(args.rounds + 1):
-            for name in names[r % 3:] + names[:r % 3]:
-                embedder, min_face = configs[name]
-                catalog = tmp / f"{embedder}-{min_face}-{r}.sqlite"
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                detector, embedder, min_face = configs[name]
+                catalog = tmp / f"{detector}-{embedder}-{min_face}-{r}.sqlite"
                 started = time.perf_counter()
-                summary = scan_library(catalog, [photos], ScanOptions(detect=DetectOptions(min_face=min_face),
-                                                                      embedder=embedder, update_index=False))
+                detect = DetectOptions(detector=detector, min_face=min_face)
+                summary = scan_library(catalog, [photos], ScanOptions(detect=detect, embedder=embedder,
+                                                                      update_index=False))
                 seconds = time.perf_counter() - started
                 if r:  # round 0 loads the models
                     runs[name].append((seconds, summary))

@@ -279,3 +279,22 @@ def test_stored_ranges_belong_to_the_shipped_detector():
     entry = json.loads(Path(int8_ranges.RANGES_FILE).read_text())["mmod"]
     assert entry["model_sha256"] == file_sha256(model_path(DETECTOR_FILE))
     assert all(low <= high for low, high in entry["ranges"])
+
+
+@pytest.mark.parametrize("detector", ["yunet", "hog"])
+def test_mmod_options_with_another_detector_are_refused_not_ignored(tmp_path, detector):
+    from click.testing import CliRunner
+
+    from faceclust.cli import main
+
+    for options in ({"precision": "fp32"}, {"thorough": True}, {"exact": True}):
+        with pytest.raises(ValueError, match=f"{next(iter(options))} is an option of the mmod detector"):
+            detectors.create(detector, options=DetectOptions(detector=detector, **options))
+    detectors.create(detector, options=DetectOptions(detector=detector))  # its own options are fine
+    photo = tmp_path / "photos" / "a.png"
+    photo.parent.mkdir()
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(photo)
+    result = CliRunner().invoke(main, ["scan", str(photo.parent), "--catalog", str(tmp_path / "c.sqlite"),
+                                       "--detector", detector, "--thorough", "--quiet"])
+    assert result.exit_code == 2 and "--thorough is an option of the mmod detector" in result.output
+    assert "Traceback" not in result.output

@@ -99,9 +99,10 @@ class Finite(click.FloatRange):
 # to None, so the library's value is the one used.
 DETECT_OPTIONS = [
     option("--detector", type=Registered("faceclust.faces.detect:detectors", ("mmod", "yunet", "hog")),
-                 default=None, show_default="mmod",
-                 help="Face detector: mmod (dlib's CNN, any angle), yunet (any angle, several times "
-                      "faster, smaller faces) or hog (frontal only)."),
+                 default=None, show_default="yunet",
+                 help="Face detector: yunet (OpenCV Zoo's YuNet: any angle, fast, gives the points "
+                      "SFace is aligned by), mmod (dlib's CNN, any angle; the former default) or "
+                      "hog (frontal only)."),
     option("--min-face", type=click.IntRange(min=8), default=None, show_default="30",
                  help="Smallest face wanted, in pixels of the photo."),
 ]

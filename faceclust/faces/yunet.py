@@ -64,6 +64,7 @@ class YuNetFaceDetector:
 
     def __init__(self, options: DetectOptions | None = None) -> None:
         self.options = options or DetectOptions()
+        self.options.refuse_mmod_options(self.name)
         self._net = None
 
     def identity(self) -> str:
@@ -118,5 +119,9 @@ class YuNetFaceDetector:
         # YuNet's points are in the ArcFace template's order (the eye on the photo's left first)
         # and align SFace better than dlib's 68-point predictor started from the mapped box
         # (benchmarks/bench_align.py): they come with the faces.
-        return Detections(as_mmod_boxes(boxes[keep]).astype(np.float32), scores[keep].astype(np.float32),
-                          points[keep].astype(np.float32))
+        # A face cut by the photo's edge gets a square reaching past it: the box is kept inside
+        # the photo (what the catalog, export and XMP regions hold; the landmark predictor
+        # starts from this same box, so re-embedding it later gives the same descriptor).
+        rows, cols = image.shape[:2]
+        squares = as_mmod_boxes(boxes[keep]).clip(0, [cols, rows, cols, rows])
+        return Detections(squares.astype(np.float32), scores[keep].astype(np.float32), points[keep].astype(np.float32))
