@@ -231,3 +231,52 @@ def test_yunet_finds_the_faces_mmod_finds_on_real_photos(shared_data):
                           & (marks[:, 1] > box[1] - pad) & (marks[:, 1] < box[3] + pad))
     assert reference >= 50 and found >= 0.95 * reference
     assert np.median(near) < 0.1 and np.mean(np.array(near) < 0.2) >= 0.9  # swapped eyes: ~0.4
+
+
+def test_the_frozen_network_gives_the_plain_ones_maps_at_any_size():
+    """TorchScript's frozen network (traced on one size) gives the plain network's maps on
+    other sizes too, within 1e-3 (the fused kernels sum in another order)."""
+    import torch
+
+    from faceclust.models.yunet import freeze_yunet, load_yunet
+
+    net = load_yunet().to(memory_format=torch.channels_last)
+    rng = np.random.default_rng(3)
+    example = torch.from_numpy(rng.uniform(0, 255, (1, 3, 96, 128)).astype(np.float32))
+    frozen = freeze_yunet(net, example.contiguous(memory_format=torch.channels_last))
+    assert frozen is not None
+    for size in ((96, 128), (160, 96), (320, 224)):
+        x = torch.from_numpy(rng.uniform(0, 255, (1, 3, *size)).astype(np.float32))
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            plain, fast = net(x), frozen(x)
+        assert plain.keys() == fast.keys()
+        for name in plain:
+            assert plain[name].shape == fast[name].shape
+            assert float((plain[name] - fast[name]).abs().max()) < 1e-3
+
+
+def test_the_detector_switches_to_the_frozen_network_and_finds_the_same_faces(shared_data, monkeypatch):
+    """After its first photos the detector runs the frozen network: the same faces on real
+    photos; when TorchScript cannot build it, the plain network goes on."""
+    import torch
+
+    from faceclust.faces.detect import detectors
+    from faceclust.photos.decode import load_image
+
+    paths = sorted((shared_data / "celeb25_web").rglob("*.jpg"))[::150][:8]
+    images = [load_image(p).pixels for p in paths]
+    plain = detectors.create("yunet")
+    plain.FREEZE_AFTER = 10 ** 9
+    switching = detectors.create("yunet")
+    switching.FREEZE_AFTER = 2
+    for i, pixels in enumerate(images):
+        a, b = plain.detect(pixels), switching.detect(pixels)
+        assert len(a) == len(b) and np.abs(a.boxes - b.boxes).max(initial=0) < 0.05
+        assert np.abs(a.points - b.points).max(initial=0) < 0.05
+        assert bool(switching._frozen) == (i >= 2)
+    monkeypatch.setattr(torch.jit, "freeze", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no TorchScript")))
+    failing = detectors.create("yunet")
+    failing.FREEZE_AFTER = 0
+    found = [failing.detect(p) for p in images]
+    assert failing._frozen is False and [len(f) for f in found] == [len(plain.detect(p)) for p in images]

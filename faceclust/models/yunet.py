@@ -149,6 +149,50 @@ def load_yunet(path: Path | str | None = None) -> YuNetNet:
     return YuNetNet(*parse_yunet(read_graph(path))).eval()
 
 
+class _Ordered(nn.Module):
+    """The network with its maps as a tuple in name order (what TorchScript traces)."""
+
+    def __init__(self, net: YuNetNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor):
+        maps = self.net(x)
+        return tuple(maps[name] for name in sorted(maps))
+
+
+def freeze_yunet(net: YuNetNet, example: torch.Tensor, tolerance: float = 1e-3):
+    """The network traced on ``example``, frozen and optimised for inference by TorchScript
+    (each conv's ReLU fused into it, weights packed once: about a fifth faster on 2 cores), as
+    a callable returning the same dict of maps; None if that fails or its maps differ from the
+    plain network's by more than ``tolerance`` on ``example`` (they differ by about 1e-5: the
+    fused kernels sum in another order). The trace holds for any input size (the graph has no
+    size-dependent branch; checked in the tests)."""
+    import warnings
+
+    names = sorted(net.heads)
+    try:
+        # TorchScript warns that it is deprecated and that the size check is traced as a
+        # constant (it is: the trace is only ever given sizes divisible by 32). Not for users.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ordered = _Ordered(net).eval()
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(ordered, example,
+                                                                                       check_trace=False)))
+            expected = ordered(example)
+            got = frozen(example)
+        if any(float((a - b).abs().max()) > tolerance for a, b in zip(expected, got)):
+            return None
+    except Exception:  # noqa: BLE001 - an optimisation: the plain network is always there
+        return None
+
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return dict(zip(names, frozen(x)))
+
+    return run
+
+
 def decode(maps: dict[str, np.ndarray], min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate faces of one image from the network's maps (numpy, batch of 1): boxes ``(n,
     4)`` (left, top, right, bottom), scores ``(n,)`` and landmarks ``(n, 5, 2)`` in input
