@@ -232,6 +232,9 @@ def test_changed_detector_settings_redetect(tmp_path):
     other = ScanOptions(detect=DetectOptions(detector="fake", min_face=20, min_score=0.5), embedder="fake")
     summary = scan(tmp_path / "c.sqlite", tmp_path / "lib", options=other)
     assert FakeDetector.calls == 3 and summary.changed == 3
+    assert any(w.startswith("3 photos scanned before with another detector") for w in summary.warnings)
+    assert not any("another detector" in w for w in scan(tmp_path / "c.sqlite", tmp_path / "lib",
+                                                          options=other).warnings)
 
 
 def test_originals_are_never_modified(tmp_path):

@@ -96,6 +96,14 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                     and not self._known_alias(aliases.get(str(f.path)), f, by_id)]
             self.summary.photos_seen = len(files)
             self.summary.unchanged = len(files) - len(todo) - len(new_aliases)
+            redetected = sum(1 for f in todo if (st := states.get(str(f.path))) is not None and st.status == "ok"
+                             and st.size == f.size and st.mtime_ns == f.mtime_ns
+                             and st.detect_identity != self.detect_identity)
+            if redetected:
+                self.summary.warnings.append(
+                    f"{redetected} photo{'s' if redetected != 1 else ''} scanned before with another detector or "
+                    "other detection options (--detector, --min-face, --max-side...) are searched again once; "
+                    "the faces found again keep their people, names and rejections")
             seen = {str(f.path) for f in files}
             self._process(todo, states, seen)
             self._record_walk_aliases(new_aliases)
