@@ -471,6 +471,8 @@ class PointsDetector(FakeDetector):
     """The fake detector, giving with each square five ArcFace points that put the square
     exactly on a 112 px ArcFace chip (as YuNet gives its own points with its boxes)."""
 
+    gives_points = True
+
     def identity(self) -> str:
         return "fake-points:1"
 
@@ -593,3 +595,17 @@ def test_the_same_photo_found_again_by_another_detector_keeps_who_its_faces_are(
         cat.write_results([PhotoResult("faces", "/p/x.jpg", 2, 2, "h2", 400, 300, stranger)], "m", "yunet", None)
         (new,) = cat.face_geometry(1)[0]
         assert int(new) not in cat.assignments()
+
+
+def test_loading_models_up_front_skips_the_68_point_predictor_when_the_detector_gives_points(points_models,
+                                                                                            monkeypatch):
+    from faceclust.faces.arcface import ArcFaceAligner
+    from faceclust.faces.finder import FaceFinder
+
+    loaded = []
+    monkeypatch.setattr(ArcFaceAligner, "_load", lambda self: loaded.append(True))
+    monkeypatch.setattr(finder.Aligner, "_load", lambda self: None, raising=False)
+    FaceFinder.create(DetectOptions(detector="fake-points"), "fake-arcface").load()
+    assert loaded == []
+    FaceFinder.create(DetectOptions(detector="fake"), "fake-arcface").load()
+    assert loaded == [True]

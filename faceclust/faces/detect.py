@@ -34,6 +34,8 @@ class Detections:
 class Detector(Protocol):
     name: str
     window: int  # the smallest face (pixels) found at scale 1
+    # Optional: ``gives_points = True`` when every Detections has ``points`` (then dlib's
+    # 68-point predictor is not loaded up front).
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections: ...
 
