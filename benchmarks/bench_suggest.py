@@ -51,8 +51,11 @@ def face_ids(catalog_path: Path) -> np.ndarray:
     return records["face_id"][~np.isnan(records["vector"]).any(axis=1)]
 
 
-def simulate(name: str, source: Path, answers: int, members: bool = True, judge=None, **options) -> dict:
-    """``judge``: None for the shipped one (if it fits the model), False for none, or a Judge."""
+def simulate(name: str, source: Path, answers: int, members: bool = True, judge=None, adapt: bool = True,
+             **options) -> dict:
+    """``judge``: None for the shipped one (if it fits the model), False for none, or a Judge.
+    ``adapt``: the answers are noted in the catalog as `faceclust serve` notes them, so the
+    judge follows this library's rates (False: as before that existed)."""
     from faceclust.find.suggest import suggest_library
     from faceclust.people import (
         cluster_library,
@@ -101,6 +104,12 @@ def simulate(name: str, source: Path, answers: int, members: bool = True, judge=
             reject_face(catalog, s.face, str(s.a))
         else:
             keep_apart(catalog, str(s.a), str(s.b))
+        if adapt:  # as `faceclust serve` does with an answer
+            from faceclust.catalog import Catalog
+            from faceclust.find.suggest import note_answer
+
+            with Catalog(catalog) as cat:
+                note_answer(cat, s, changed=(majority != other) if s.kind == "member" else (majority == other))
     shutil.rmtree(work)
     return {"set": name, "curve": curve, "reached": reached, "yes": yes, "identities": len(np.unique(data.label)),
             "seconds": time.perf_counter() - start}

@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--skip-plain", action="store_true", help="leave out the ranking without a judge")
     parser.add_argument("--no-groups", action="store_true", help="faces of nobody asked about one by one")
     parser.add_argument("--by-chance", action="store_true", help="rank by chance, not by faces put right")
+    parser.add_argument("--no-adapt", action="store_true",
+                        help="the judge does not follow the library's own answers (as before 2026-12-07)")
     args = parser.parse_args()
     from faceclust.find.judge import FEATURES, JUDGE_FILE, fit_judge
 
@@ -107,7 +109,7 @@ def main() -> None:
         rankings = [("by distance (no judge)", False)] * (not args.skip_plain) + [
             (f"judge fitted on {' + '.join(others)}", held_out), ("judge fitted on all three (in-sample)", everything)]
         for label, judge in rankings:
-            r = simulate(name, CACHE / f"{name}.sqlite", args.answers, True, judge,
+            r = simulate(name, CACHE / f"{name}.sqlite", args.answers, True, judge, not args.no_adapt,
                          group_faces=not args.no_groups, by_gain=not args.by_chance)
             c = r["curve"]
             cells = [f"{c[k]:.4f}" if k in c else "" for k in (0, 10, 25, 50)]

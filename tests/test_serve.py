@@ -442,3 +442,36 @@ def test_yes_to_two_named_people_keeps_the_first_name(served):
     assert first.b not in people and people[first.a]["name"] == "Ann"
     history = json.loads(run("history", "--catalog", catalog, "--json").output)
     assert history[0]["kind"] == "merge" and "Annie" in json.dumps(history[0]["details"])
+
+
+def test_answers_from_the_page_are_noted_for_the_judge(served, monkeypatch):
+    """With a judge for the model, each answered card is noted by kind (a "no" to a merge
+    changed nothing, a "yes" did), and skips are not."""
+    client, guard, catalog = served
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+    from faceclust.find import judge as judge_module
+    from faceclust.find.suggest import answer_counts
+
+    with Catalog(catalog) as cat:
+        model_id = catalog_model(cat).model_id
+    fit = {"centre": [0.0] * 5, "scale": [1.0] * 5, "coef": [-4.0, 0, 0, 0, 0], "intercept": 2.0}
+    judge = judge_module.Judge(model_id, {kind: dict(fit) for kind in judge_module.KINDS})
+    monkeypatch.setattr(judge_module, "load_judge", lambda model, path=None: judge if model == model_id else None)
+    client.app.app.state.review._suggestions = None
+
+    def card():
+        page = client.get("/suggestions").text
+        found = re.search(r'id="card" data-kind="(\w+)" data-a="(\d+)" data-b="(\d*)" data-face="(\d*)"', page)
+        return None if found is None else (found.group(1), *(int(v) if v else None for v in found.groups()[1:]))
+
+    kind, a, b, face = card()
+    post(client, guard, "answer", answer="skip", a=a, b=b or "", face=face or "")
+    with Catalog(catalog) as cat:
+        assert answer_counts(cat) == {}
+    kind, a, b, face = card()
+    post(client, guard, "answer", answer="no", a=a, b=b or "", face=face or "")
+    with Catalog(catalog) as cat:
+        counts = answer_counts(cat)
+    changed = 1 if kind == "member" else 0  # "no" to a doubtful face takes it out
+    assert counts[kind]["asked"] == 1 and counts[kind]["changed"] == changed and counts[kind]["expected"] > 0

@@ -202,3 +202,54 @@ def test_a_fitted_judge_ranks_by_the_chance_an_answer_changes_the_people(tmp_pat
     assert ranked[0].probability == pytest.approx(0.5, abs=1e-3)
     monkeypatch.setattr(judge_module, "JUDGE_FILE", path)  # a shipped judge for another model is not used
     assert [(s.a, s.b) for s in suggest_module.suggest_library(catalog, limit=None)] == [(s.a, s.b) for s in plain]
+
+
+def test_a_judge_follows_the_rates_this_librarys_answers_show():
+    """A kind whose answers changed the people less often than the judge expected gets lower
+    chances (more so the more answers), one that did as expected keeps them, and the order
+    within a kind never changes."""
+    from faceclust.find.judge import ANSWER_PRIOR, Judge
+    from faceclust.find.suggest import Evidence
+
+    fit = {"centre": [0.0] * 5, "scale": [1.0] * 5, "coef": [-4.0, 0, 0, 0, 0], "intercept": 2.0}
+    judge = Judge("m", {"member": dict(fit), "merge": dict(fit)})
+    evidence = [Evidence("member", 0.3, 0.2, 0.5, 1, 5), Evidence("member", 0.6, 0.5, 0.5, 1, 5),
+                Evidence("merge", 0.3, 0.2, 0.5, 2, 5)]
+    before = judge.chances(evidence)
+    assert judge.adapted({}).chances(evidence).tolist() == before.tolist()
+    expected = float(before[0])
+    few = judge.adapted({"member": {"asked": 5, "changed": 0, "expected": 5 * expected}}).chances(evidence)
+    many = judge.adapted({"member": {"asked": 50, "changed": 0, "expected": 50 * expected}}).chances(evidence)
+    assert many[0] < few[0] < before[0] and many[1] < few[1] < before[1]
+    assert few[0] > few[1] and many[0] > many[1]  # the order within the kind stays
+    assert few[2] == before[2] == many[2]  # other kinds are untouched
+    # Answers that went as the judge expected move nothing; the prior is worth ANSWER_PRIOR answers.
+    same = judge.adapted({"member": {"asked": 8, "changed": 8 * expected, "expected": 8 * expected}})
+    assert same.chances(evidence)[0] == pytest.approx(before[0])
+    rate = (0 + ANSWER_PRIOR * expected) / (ANSWER_PRIOR + ANSWER_PRIOR)
+    half = judge.adapted({"member": {"asked": ANSWER_PRIOR, "changed": 0, "expected": ANSWER_PRIOR * expected}})
+    assert half.chances(evidence)[0] == pytest.approx(rate)
+
+
+def test_answers_are_noted_per_kind_and_move_the_judge_in_suggest(people, monkeypatch):
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+    from faceclust.find import judge as judge_module
+    from faceclust.find import suggest as suggest_module
+
+    catalog, _colour_of = people
+    with Catalog(catalog) as cat:
+        model_id = catalog_model(cat).model_id
+    judge = judge_module.Judge(model_id, {"merge": {"centre": [0.0] * 5, "scale": [1.0] * 5,
+                                                    "coef": [-4.0, 0, 0, 0, 0], "intercept": 2.0}})
+    first = suggest_module.suggest_library(catalog, limit=None, judge=judge)
+    assert first and all(s.chance is not None for s in first)
+    with Catalog(catalog) as cat:
+        for _ in range(30):
+            suggest_module.note_answer(cat, first[0], changed=False)
+        suggest_module.note_answer(cat, suggest_module.Suggestion(1, 2, None, 0.5, 0, [], []), changed=True)  # no judge
+        counts = suggest_module.answer_counts(cat)
+    assert counts == {"merge": {"asked": 30, "changed": 0, "expected": pytest.approx(30 * first[0].chance)}}
+    after = suggest_module.suggest_library(catalog, limit=None, judge=judge)
+    assert [(s.a, s.b) for s in after] == [(s.a, s.b) for s in first]  # one kind: the same order
+    assert after[0].chance < first[0].chance

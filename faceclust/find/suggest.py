@@ -43,6 +43,8 @@ class Suggestion:
     # faces_b: a yes with the ones that are a), "member" (a face of a that may not be a)
     kind: str = "merge"
     evidence: "Evidence | None" = field(default=None, repr=False, compare=False)  # what it was judged on
+    # The judge's chance that the true answer changes the people (None without a judge).
+    chance: float | None = None
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -113,6 +115,8 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     from faceclust.find.judge import load_judge
 
     judge = load_judge(model.model_id) if judge is None else (judge or None)  # False: none
+    if judge is not None:
+        judge = judge.adapted(answer_counts(catalog))
     chance = _chances(ranked, fitted, judge)
     if chance is not None:  # the answer most likely to change the people first
         pairs = list(zip(chance, ranked))
@@ -131,9 +135,42 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
         if judge is not None:  # the judge's view of "the same person" (for a group: on average)
             same = 1 - c if evidence.kind == "member" else c / evidence.smaller if evidence.kind == "faces" else c
             s.probability = round(same, 4)
+            s.chance = round(float(c), 4)
         s.evidence = evidence
         out.append(s)
     return out
+
+
+ANSWERS_SETTING = "suggestion_answers"
+
+
+def answer_counts(catalog) -> dict:
+    """Per kind of suggestion, what the answers given in this catalog did: ``{kind: {"asked",
+    "changed", "expected"}}`` (see :func:`note_answer`)."""
+    import json
+
+    try:
+        data = json.loads(catalog.setting(ANSWERS_SETTING) or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def note_answer(catalog, suggestion: "Suggestion", changed: bool) -> None:
+    """Remember that a suggestion of this kind was answered and whether the answer changed the
+    people (a merge, a face placed, a doubtful face taken out): later suggestions weigh each
+    kind by how often it changed something in this library (:meth:`Judge.adapted`). Group
+    questions and suggestions made without a judge are not counted."""
+    import json
+
+    if suggestion.chance is None or suggestion.kind not in ("merge", "face", "member"):
+        return
+    counts = answer_counts(catalog)
+    seen = counts.setdefault(suggestion.kind, {"asked": 0, "changed": 0, "expected": 0.0})
+    seen["asked"] = int(seen.get("asked", 0)) + 1
+    seen["changed"] = int(seen.get("changed", 0)) + int(bool(changed))
+    seen["expected"] = float(seen.get("expected", 0.0)) + float(suggestion.chance)
+    catalog.set_setting(ANSWERS_SETTING, json.dumps(counts, sort_keys=True))
 
 
 def _gain(chance: float, candidate) -> float:

@@ -76,6 +76,12 @@ class Review:
                 self._suggestions = (key, suggest_merges(catalog, limit=SUGGESTIONS_KEPT))
             return self._suggestions[1]
 
+    def note_answer(self, suggestion, changed: bool) -> None:
+        from faceclust.find.suggest import note_answer
+
+        with self._lock, self.catalog() as catalog:
+            note_answer(catalog, suggestion, changed)
+
     def forget_answered(self, a: int, b: int | None, face: int | None, merged: bool, group=()) -> None:
         """After an answer from the queue: drop that suggestion (and, after a merge, every one
         about the person merged away; after a face was placed, every one about that face)
@@ -286,6 +292,8 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
             review.answered += 1
             review.forget_answered(*_ids([a]), None, None, merged=False, group=group)
             return d, f"{len(ticked)} of {len(group)} faces are this person", None
+        key = (_ids([a])[0], _ids([b])[0] if b else None, _ids([face])[0] if face else None)
+        asked = next((s for s in review.suggestions() if suggestion_key(s) == key), None)
         if face:
             d = (lib.move_faces(review.catalog_path, _ids([face]), a) if answer == "yes"
                  else lib.reject_faces(review.catalog_path, _ids([face]), a))
@@ -294,6 +302,8 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
                  else lib.keep_apart(review.catalog_path, a, b))
         else:
             raise UsageProblem("a suggestion is two people or a face and a person")
+        if asked is not None:  # what this library's answers do weighs later suggestions
+            review.note_answer(asked, changed=(answer == "no") if asked.kind == "member" else (answer == "yes"))
         review.answered += 1
         review.forget_answered(*_ids([a]), *(_ids([b]) if b else [None]), *(_ids([face]) if face else [None]),
                                merged=answer == "yes")
