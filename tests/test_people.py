@@ -264,3 +264,51 @@ def test_people_commands(tmp_path, monkeypatch):
     assert run("hide", "Dora").exit_code == 0
     assert "Dora" not in run("people").output and "Dora" in run("people", "--all").output
     assert run("reject", "999").exit_code == 2
+
+
+def test_nearest_among_people_is_exact_within_the_nearest_people():
+    """With every person a candidate it is the exact k-NN; with a few, on people who are apart,
+    the same neighbours (what recognition in a library of a million relies on)."""
+    from sklearn.datasets import make_blobs
+
+    from faceclust.people.stable import nearest_among_people
+
+    x, people = make_blobs(n_samples=3000, centers=60, n_features=32, cluster_std=0.4, random_state=1)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    queries, known, known_people = x[:200], x[200:], people[200:]
+    d = np.sqrt(np.maximum(2 - 2 * queries @ known.T, 0))
+    exact = np.argsort(d, axis=1, kind="stable")[:, :10]
+    every = nearest_among_people(known, known_people, queries, 10, candidates=60, batch=64)
+    assert np.array_equal(every.face_ids, exact)
+    assert np.allclose(every.distances, np.take_along_axis(d, exact, axis=1), atol=1e-5)
+    few = nearest_among_people(known, known_people, queries, 10, candidates=5, batch=64)
+    agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(few.face_ids.tolist(), exact.tolist())])
+    assert agree >= 0.99
+    assert np.all(np.diff(few.distances, axis=1) >= 0)  # nearest first
+    one = nearest_among_people(known, known_people, queries, 10, candidates=1)
+    assert np.all(known_people[one.face_ids] == known_people[one.face_ids[:, :1]])  # one person each
+
+
+def test_recognition_among_the_nearest_people_decides_as_the_exact_search(tmp_path, monkeypatch):
+    """A library big enough for the prefilter (forced here) recognises new faces as the exact
+    search does: the same person for every face."""
+    import shutil
+
+    from faceclust.people import stable
+
+    centres = identities(12, seed=8)
+    path = tmp_path / "exact.sqlite"
+    with Catalog(path) as cat:
+        add_photos(cat, centres, [[i] for i in range(10) for _ in range(5)], 0, seed=4)
+        cluster(cat)
+    shutil.copy(path, tmp_path / "people.sqlite")
+    results = []
+    for name, above in (("exact.sqlite", 10 ** 9), ("people.sqlite", 0)):
+        monkeypatch.setattr(stable, "PREFILTER_ABOVE", above)
+        monkeypatch.setattr(stable, "RECOGNITION_PEOPLE", 3)
+        with Catalog(tmp_path / name) as cat:
+            add_photos(cat, centres, [[i] for i in range(12) for _ in range(3)], 100, seed=6)
+            cluster(cat)
+            results.append(face_people(cat))
+    assert results[0] == results[1]
+    assert sum(p is not None for p in results[0].values()) > 50 + 20  # new faces were recognised
