@@ -609,3 +609,38 @@ def test_loading_models_up_front_skips_the_68_point_predictor_when_the_detector_
     assert loaded == []
     FaceFinder.create(DetectOptions(detector="fake"), "fake-arcface").load()
     assert loaded == [True]
+
+
+def test_a_copy_found_again_by_another_detector_keeps_its_people_and_an_error_row_is_no_same_bytes(tmp_path):
+    """A catalogued copy of a photo, replaced by the photo's faces from another detector (the
+    "copied" path), keeps who its faces were by place; a photo whose new version first failed
+    to decode (an error row with the new hash) does not count as the same bytes."""
+    from faceclust.records import FaceArrays, PhotoResult
+
+    def faces(boxes, vectors):
+        v = np.asarray(vectors, np.float32)
+        return FaceArrays(np.asarray(boxes, np.float32), np.ones(len(boxes), np.float32),
+                          np.zeros((len(boxes), 5, 2), np.float32), v / np.linalg.norm(v, axis=1, keepdims=True))
+
+    box, moved_box = [[10, 10, 60, 60]], [[12, 8, 62, 61]]
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.write_results([PhotoResult("faces", "/p/a.jpg", 1, 1, "h1", 400, 300, faces(box, [[1.0, 0, 0, 0]])),
+                           PhotoResult("faces", "/b/a.jpg", 1, 1, "h1", 400, 300, faces(box, [[1.0, 0, 0, 0]]))],
+                          "m", "mmod", None)
+        (ann,) = cat.create_people(1)
+        copy_face = int(cat.face_geometry(2)[0][0])
+        cat.add_assignments([(copy_face, ann, "user")])
+        cat.write_results([PhotoResult("faces", "/p/a.jpg", 1, 1, "h1", 400, 300, faces(moved_box, [[1.0, 0.45, 0, 0]]))],
+                          "m", "yunet", None)
+        cat.write_results([PhotoResult("copied", "/b/a.jpg", 1, 1, "h1", source_id=1)], "m", "yunet", None)
+        (new_copy_face,) = cat.face_geometry(2)[0]
+        assert cat.assignments().get(int(new_copy_face)) == (ann, "user")
+        # An edit whose first read failed: the error row holds the new hash, the old faces stay.
+        (bob,) = cat.create_people(1)
+        face = int(cat.face_geometry(1)[0][0])
+        cat.add_assignments([(face, bob, "user")])
+        cat.write_results([PhotoResult("error", "/p/a.jpg", 2, 2, "h2", error="cannot decode")], "m", "yunet", None)
+        cat.write_results([PhotoResult("faces", "/p/a.jpg", 2, 2, "h2", 400, 300, faces(moved_box, [[0, 0, 1.0, 0]]))],
+                          "m", "yunet", None)
+        (stranger,) = cat.face_geometry(1)[0]
+        assert int(stranger) not in cat.assignments()

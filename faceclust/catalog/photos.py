@@ -33,6 +33,14 @@ def _relative_iou(a, size_a, b, size_b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _redetected(before: dict, content_hash: str | None, detect_identity: str | None) -> bool:
+    """Whether a photo's faces are being replaced because the detector (or its options)
+    changed while its bytes did not: its old faces were found in these very bytes (the row is
+    'ok': an error row keeps the faces of an earlier version under the new version's hash)."""
+    return (bool(content_hash) and before.get("status") == "ok" and content_hash == before["content_hash"]
+            and before["detect_identity"] is not None and detect_identity != before["detect_identity"])
+
+
 class PhotosMixin:
     """Photos and the faces found in them, written a batch at a time (part of :class:`Catalog`)."""
 
@@ -154,13 +162,12 @@ class PhotosMixin:
                             (cur.lastrowid, model_id, blob(faces.embeddings[i])))
             new_ids.append(cur.lastrowid)
         if before and new_ids:
-            redetected = (bool(r.content_hash) and r.content_hash == before["content_hash"]
-                          and detect_identity != before["detect_identity"])
-            self._carry_decisions(before, new_ids, faces, (r.width, r.height), now, same_bytes=redetected)
+            self._carry_decisions(before, new_ids, faces, (r.width, r.height), now,
+                                  same_bytes=_redetected(before, r.content_hash, detect_identity))
 
     def _faces_before_redetection(self, path: str, model_id: str) -> dict | None:
         """The faces a changed photo had, with who they were, read before they are replaced."""
-        photo = self.db.execute("SELECT id, width, height, content_hash, detect_identity FROM photos "
+        photo = self.db.execute("SELECT id, width, height, content_hash, detect_identity, status FROM photos "
                                 "WHERE path=CAST(? AS TEXT)",
                                 (sql_path(path),)).fetchone()
         if photo is None:
@@ -177,7 +184,8 @@ class PhotosMixin:
                 "SELECT r.face_id, r.person_id FROM rejections r JOIN faces f ON f.id = r.face_id WHERE f.photo_id=?",
                 (photo[0],)):
             rejected.setdefault(face_id, []).append(person)
-        return {"size": (photo[1], photo[2]), "content_hash": photo[3], "detect_identity": photo[4], "faces": [
+        return {"size": (photo[1], photo[2]), "content_hash": photo[3], "detect_identity": photo[4],
+                "status": photo[5], "faces": [
             {"box": np.array(row[1:5], np.float64), "vector": None if row[5] is None else np.frombuffer(row[5], "<f4"),
              "person": row[6], "source": row[7], "clustered": row[8] is not None, "rejected": rejected.get(row[0], [])}
             for row in rows]}
@@ -298,7 +306,8 @@ class PhotosMixin:
         if before and new_ids and all(v is not None for v in vectors):
             copied = FaceArrays(np.array(boxes, np.float32), np.ones(len(new_ids), np.float32),
                                 np.zeros((len(new_ids), 5, 2), np.float32), np.stack(vectors))
-            self._carry_decisions(before, new_ids, copied, (r.width, r.height), now)
+            self._carry_decisions(before, new_ids, copied, (r.width, r.height), now,
+                                  same_bytes=_redetected(before, r.content_hash, src[2]))
 
 
 _WRITERS = {
