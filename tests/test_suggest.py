@@ -249,7 +249,20 @@ def test_answers_are_noted_per_kind_and_move_the_judge_in_suggest(people, monkey
             suggest_module.note_answer(cat, first[0], changed=False)
         suggest_module.note_answer(cat, suggest_module.Suggestion(1, 2, None, 0.5, 0, [], []), changed=True)  # no judge
         counts = suggest_module.answer_counts(cat)
-    assert counts == {"merge": {"asked": 30, "changed": 0, "expected": pytest.approx(30 * first[0].chance)}}
+    assert first[0].judged == pytest.approx(first[0].chance, abs=1e-4)  # no answers yet: the same judge
+    assert counts == {"merge": {"asked": 30, "changed": 0, "expected": pytest.approx(30 * first[0].judged)}}
     after = suggest_module.suggest_library(catalog, limit=None, judge=judge)
     assert [(s.a, s.b) for s in after] == [(s.a, s.b) for s in first]  # one kind: the same order
     assert after[0].chance < first[0].chance
+    assert after[0].judged == pytest.approx(first[0].judged)  # what is noted stays the shipped judge's
+    # Noting answers from suggestions made after the judge moved still converges on the rate the
+    # answers show: one in ten changed the people where the judge expected one in two.
+    fit = {"centre": [0.0] * 5, "scale": [1.0] * 5, "coef": [0.0] * 5, "intercept": 0.0}
+    half = judge_module.Judge(model_id, {"merge": fit})
+    with Catalog(catalog) as cat:
+        cat.set_setting(suggest_module.ANSWERS_SETTING, "{}")
+        for n in range(200):
+            top = suggest_module.suggest_merges(cat, limit=1, judge=half)[0]
+            suggest_module.note_answer(cat, top, changed=n % 10 == 0)
+        final = suggest_module.suggest_merges(cat, limit=1, judge=half)[0]
+    assert final.chance == pytest.approx((20 + 10 * 0.5) / (200 + 10), abs=1e-3)

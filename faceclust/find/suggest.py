@@ -43,12 +43,16 @@ class Suggestion:
     # faces_b: a yes with the ones that are a), "member" (a face of a that may not be a)
     kind: str = "merge"
     evidence: "Evidence | None" = field(default=None, repr=False, compare=False)  # what it was judged on
-    # The judge's chance that the true answer changes the people (None without a judge).
+    # The judge's chance that the true answer changes the people (None without a judge), after
+    # it followed this library's answers; ``judged``: the shipped judge's own, which is what
+    # note_answer records (the library's answers are compared with what the judge expected).
     chance: float | None = None
+    judged: float | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         out = asdict(self)
         out.pop("evidence")
+        out.pop("judged")
         return out
 
 
@@ -115,6 +119,7 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     from faceclust.find.judge import load_judge
 
     judge = load_judge(model.model_id) if judge is None else (judge or None)  # False: none
+    shipped = judge
     if judge is not None:
         judge = judge.adapted(answer_counts(catalog))
     chance = _chances(ranked, fitted, judge)
@@ -136,6 +141,8 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
             same = 1 - c if evidence.kind == "member" else c / evidence.smaller if evidence.kind == "faces" else c
             s.probability = round(same, 4)
             s.chance = round(float(c), 4)
+            if evidence.kind in ("merge", "face", "member"):
+                s.judged = float(shipped.chances([evidence])[0])
         s.evidence = evidence
         out.append(s)
     return out
@@ -157,19 +164,20 @@ def answer_counts(catalog) -> dict:
 
 
 def note_answer(catalog, suggestion: "Suggestion", changed: bool) -> None:
-    """Remember that a suggestion of this kind was answered and whether the answer changed the
-    people (a merge, a face placed, a doubtful face taken out): later suggestions weigh each
-    kind by how often it changed something in this library (:meth:`Judge.adapted`). Group
-    questions and suggestions made without a judge are not counted."""
+    """Remember that a suggestion of this kind was answered, the shipped judge's chance for it
+    (before any following of this library's answers: :meth:`Judge.adapted` compares with that)
+    and whether the answer changed the people (a merge, a face placed, a doubtful face taken
+    out): later suggestions weigh each kind by how often it changed something in this library.
+    Group questions and suggestions made without a judge are not counted."""
     import json
 
-    if suggestion.chance is None or suggestion.kind not in ("merge", "face", "member"):
+    if suggestion.judged is None or suggestion.kind not in ("merge", "face", "member"):
         return
     counts = answer_counts(catalog)
     seen = counts.setdefault(suggestion.kind, {"asked": 0, "changed": 0, "expected": 0.0})
     seen["asked"] = int(seen.get("asked", 0)) + 1
     seen["changed"] = int(seen.get("changed", 0)) + int(bool(changed))
-    seen["expected"] = float(seen.get("expected", 0.0)) + float(suggestion.chance)
+    seen["expected"] = float(seen.get("expected", 0.0)) + float(suggestion.judged)
     catalog.set_setting(ANSWERS_SETTING, json.dumps(counts, sort_keys=True))
 
 
