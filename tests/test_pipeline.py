@@ -644,3 +644,27 @@ def test_a_copy_found_again_by_another_detector_keeps_its_people_and_an_error_ro
                           "m", "yunet", None)
         (stranger,) = cat.face_geometry(1)[0]
         assert int(stranger) not in cat.assignments()
+
+
+def test_a_photo_moved_while_the_detector_changed_keeps_its_people(tmp_path):
+    """Moved between two scans that use other detection options: the catalogued photo follows
+    it (its people too), and it is detected again with the new options."""
+    photos = library(tmp_path / "lib", 3)
+    scan(tmp_path / "c.sqlite", tmp_path / "lib")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        (face,) = _face_ids(cat)[str(photos[1])]
+        (ann,) = cat.create_people(1)
+        cat.add_assignments([(face, ann, "user")])
+    target = tmp_path / "lib" / "elsewhere" / "moved.png"
+    target.parent.mkdir()
+    shutil.move(photos[1], target)
+    FakeDetector.calls = 0
+    other = ScanOptions(detect=DetectOptions(detector="fake", min_face=20, min_score=0.5), embedder="fake")
+    summary = scan(tmp_path / "c.sqlite", tmp_path / "lib", options=other)
+    assert summary.moved == 1 and summary.new == 0 and summary.gone == 0
+    assert FakeDetector.calls == 3  # every photo detected again, the moved one included
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        (new_face,) = _face_ids(cat)[str(target)]
+        assert cat.assignments()[new_face] == (ann, "user")
+        assert str(photos[1]) not in _face_ids(cat)
+    assert scan(tmp_path / "c.sqlite", tmp_path / "lib", options=other).unchanged == 3

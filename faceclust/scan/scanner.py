@@ -41,6 +41,11 @@ class _Prepared:
     error: str | None = None
     touched: bool = False
     candidates: list[PhotoState] = field(default_factory=list)
+    # Catalogued photos of the same bytes found with another detector or other options: a
+    # gone one is this photo moved, whose faces (and who they are) follow it before it is
+    # detected again.
+    earlier: list[PhotoState] = field(default_factory=list)
+    moved: bool = False  # it was one of ``earlier``, moved
     xmp: bool = False  # its bytes may hold face regions in embedded XMP
 
 
@@ -138,9 +143,11 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
 
     def _process(self, todo: list[PhotoFile], states: dict[str, PhotoState], seen: set[str]) -> None:
         by_hash: dict[str, list[PhotoState]] = defaultdict(list)
+        self._by_hash_earlier: dict[str, list[PhotoState]] = defaultdict(list)
         for state in states.values():
-            if state.content_hash and state.status in ("ok", "gone") and state.detect_identity == self.detect_identity:
-                by_hash[state.content_hash].append(state)
+            if state.content_hash and state.status in ("ok", "gone"):
+                same = state.detect_identity == self.detect_identity
+                (by_hash if same else self._by_hash_earlier)[state.content_hash].append(state)
         policy = self.finder.scale_policy()
         batch = self.options.batch_photos
         total = len(todo)
@@ -185,6 +192,8 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                 out.touched = True
                 return out
             out.candidates = [c for c in by_hash.get(out.content_hash, ()) if c.path != str(f.path)]
+            if not out.candidates:
+                out.earlier = [c for c in self._by_hash_earlier.get(out.content_hash, ()) if c.path != str(f.path)]
             out.xmp = embedded_xmp_possible(data)  # recorded even with --no-import: read later
             if not out.candidates:
                 out.image = decode_image(data, f.path, policy)
@@ -219,6 +228,11 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                 results.append(self._relink(p, base, seen, claimed))
                 self._note_fresh(p)
             else:
+                moved = self._moved_earlier(p, seen, claimed)
+                if moved is not None:
+                    # Re-pointed first, then detected again in the same batch: the new faces
+                    # take over who the moved ones were (same bytes, another detector).
+                    results.append(PhotoResult("moved", source_id=moved.id, **base))
                 taken = p.image.taken_at if p.image.taken_at is not None else base["mtime_ns"] / 1e9
                 result = PhotoResult("faces", width=p.image.original_width, height=p.image.original_height,
                                      taken_at=taken, **base)
@@ -256,8 +270,19 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
             self.summary.unchanged += 1
         elif state is not None and state.status == "ok":
             self.summary.changed += 1
-        elif not p.candidates:
+        elif not p.candidates and not p.moved:
             self.summary.new += 1
+
+    def _moved_earlier(self, p: _Prepared, seen: set[str], claimed: set[int]) -> PhotoState | None:
+        """A catalogued photo of these bytes, found with other detection settings, whose file is
+        gone: this one, moved (counted as moved; it is detected again all the same)."""
+        for cand in p.earlier:
+            if cand.id not in claimed and cand.path not in seen and not os.path.lexists(cand.path):
+                claimed.add(cand.id)
+                self.summary.moved += 1
+                p.moved = True
+                return cand
+        return None
 
     def _relink(self, p: _Prepared, base: dict, seen: set[str], claimed: set[int]) -> PhotoResult:
         for cand in p.candidates:
