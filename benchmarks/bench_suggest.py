@@ -106,7 +106,7 @@ def simulate(name: str, source: Path, answers: int, members: bool = True, judge=
             keep_apart(catalog, str(s.a), str(s.b))
         if adapt:  # as `faceclust serve` does with an answer
             from faceclust.catalog import Catalog
-            from faceclust.find.suggest import note_answer
+            from faceclust.find.answers import note_answer
 
             with Catalog(catalog) as cat:
                 note_answer(cat, s, changed=(majority != other) if s.kind == "member" else (majority == other))

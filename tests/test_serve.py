@@ -451,7 +451,7 @@ def test_answers_from_the_page_are_noted_for_the_judge(served, monkeypatch):
     from faceclust.catalog import Catalog
     from faceclust.faces.embed import catalog_model
     from faceclust.find import judge as judge_module
-    from faceclust.find.suggest import answer_counts
+    from faceclust.find.answers import answer_counts
 
     with Catalog(catalog) as cat:
         model_id = catalog_model(cat).model_id

@@ -233,6 +233,7 @@ def test_a_judge_follows_the_rates_this_librarys_answers_show():
 
 def test_answers_are_noted_per_kind_and_move_the_judge_in_suggest(people, monkeypatch):
     from faceclust.catalog import Catalog
+    from faceclust.find import answers as answers_module
     from faceclust.faces.embed import catalog_model
     from faceclust.find import judge as judge_module
     from faceclust.find import suggest as suggest_module
@@ -246,9 +247,9 @@ def test_answers_are_noted_per_kind_and_move_the_judge_in_suggest(people, monkey
     assert first and all(s.chance is not None for s in first)
     with Catalog(catalog) as cat:
         for _ in range(30):
-            suggest_module.note_answer(cat, first[0], changed=False)
-        suggest_module.note_answer(cat, suggest_module.Suggestion(1, 2, None, 0.5, 0, [], []), changed=True)  # no judge
-        counts = suggest_module.answer_counts(cat)
+            answers_module.note_answer(cat, first[0], changed=False)
+        answers_module.note_answer(cat, suggest_module.Suggestion(1, 2, None, 0.5, 0, [], []), changed=True)  # no judge
+        counts = answers_module.answer_counts(cat)
     assert first[0].judged == pytest.approx(first[0].chance, abs=1e-4)  # no answers yet: the same judge
     assert counts == {"merge": {"asked": 30, "changed": 0, "expected": pytest.approx(30 * first[0].judged)}}
     after = suggest_module.suggest_library(catalog, limit=None, judge=judge)
@@ -260,9 +261,51 @@ def test_answers_are_noted_per_kind_and_move_the_judge_in_suggest(people, monkey
     fit = {"centre": [0.0] * 5, "scale": [1.0] * 5, "coef": [0.0] * 5, "intercept": 0.0}
     half = judge_module.Judge(model_id, {"merge": fit})
     with Catalog(catalog) as cat:
-        cat.set_setting(suggest_module.ANSWERS_SETTING, "{}")
+        cat.set_setting(answers_module.ANSWERS_SETTING, "{}")
         for n in range(200):
             top = suggest_module.suggest_merges(cat, limit=1, judge=half)[0]
-            suggest_module.note_answer(cat, top, changed=n % 10 == 0)
+            answers_module.note_answer(cat, top, changed=n % 10 == 0)
         final = suggest_module.suggest_merges(cat, limit=1, judge=half)[0]
     assert final.chance == pytest.approx((20 + 10 * 0.5) / (200 + 10), abs=1e-3)
+
+
+def test_a_kept_queue_is_put_in_the_order_the_answers_since_give(people):
+    """`serve` keeps its queue between answers: rerank puts it in the order the judge gives
+    after the answers noted since, a group of faces counting the chances of all its faces."""
+    from faceclust.catalog import Catalog
+    from faceclust.faces.embed import catalog_model
+    from faceclust.find import judge as judge_module
+    from faceclust.find import suggest as suggest_module
+    from faceclust.find.answers import note_answer, rerank
+    from faceclust.find.suggest import Evidence, Suggestion
+
+    catalog, _colour_of = people
+    with Catalog(catalog) as cat:
+        model_id = catalog_model(cat).model_id
+    fit = {"centre": [0.0] * 5, "scale": [1.0] * 5, "coef": [-4.0, 0, 0, 0, 0], "intercept": 2.0}
+    judge = judge_module.Judge(model_id, {kind: dict(fit) for kind in judge_module.KINDS})
+    face = Evidence("face", 0.5, 0.4, 0.5, 1, 3)
+
+    def queue():
+        out = []
+        for kind, evidence in (("merge", Evidence("merge", 0.5, 0.4, 0.5, 1, 3)),
+                               ("member", Evidence("member", 0.5, 0.4, 0.5, 1, 3)),
+                               ("faces", Evidence("faces", 0.5, 0.4, 0.5, 2, 3, (face, face)))):
+            s = Suggestion(1, None, 0.5, 0.5, 0, [], [], kind=kind, evidence=evidence, chance=0.5)
+            out.append(s)
+        return out
+
+    p = float(judge.chances([face])[0])
+    with Catalog(catalog) as cat:
+        first = rerank(cat, queue(), judge=judge)
+        assert [s.kind for s in first] == ["faces", "merge", "member"]  # two faces' chances, then ties in order
+        assert first[0].chance == pytest.approx(2 * p, abs=1e-4) and first[1].chance == pytest.approx(p, abs=1e-4)
+        asked = Suggestion(1, 2, 0.5, 0.5, 0, [], [], kind="merge", judged=p)
+        for _ in range(30):
+            note_answer(cat, asked, changed=False)  # merges changed nothing in this library
+        after = rerank(cat, queue(), judge=judge)
+        assert [s.kind for s in after] == ["faces", "member", "merge"]
+        assert after[2].chance < p
+        # No judge for the fake model: as they are.
+        assert [s.kind for s in rerank(cat, queue(), judge=False)] == ["merge", "member", "faces"]
+    assert suggest_module._gain(0.5, Evidence("merge", 0.5, 0.4, 0.5, 4, 5)) == 2.0

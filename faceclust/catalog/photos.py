@@ -198,9 +198,10 @@ class PhotosMixin:
         CARRY_OVER_DISTANCE), then by where they are in the photo (IoU of boxes in relative
         coordinates at least CARRY_OVER_IOU) for old faces without a descriptor from this model
         (the model changed too) and, when the bytes are the same and the detector changed, for
-        every old face: there the place is the face (another detector draws its box a little differently and its
-        landmarks move the descriptor, sometimes beyond CARRY_OVER_DISTANCE), while a new photo
-        saved under an old name can put a stranger where a known face was. A paired new face
+        every old face: there the place is the face (another detector draws its box a little
+        differently and its landmarks move the descriptor, sometimes beyond
+        CARRY_OVER_DISTANCE), while a new photo saved under an old name can put a stranger
+        where a known face was. A paired new face
         takes the old one's person, how it got there, its rejections and its clustered mark;
         an old face left unpaired takes them away."""
         old = before["faces"]

@@ -58,8 +58,9 @@ class DetectOptions:
     ``upsample``: force the detection scale to 2**upsample instead of deriving it from
     ``min_face``. ``min_score``: keep detections scoring above this.
 
-    For the ``mmod`` detector only (yunet and hog refuse them): ``precision`` of its conv stack (``auto``: int8 where this
-    torch and CPU support it, else fp32; ``fp32`` with ``exact`` gives dlib's rectangles).
+    For the ``mmod`` detector only (yunet and hog refuse them): ``precision`` of its conv
+    stack (``auto``: int8 where this torch and CPU support it, else fp32; ``fp32`` with
+    ``exact`` gives dlib's rectangles).
     Faces smaller than the detector's window need the photo enlarged, which costs several
     times the rest of the search; unless ``thorough``, a photo is enlarged only when no face
     was found at its own size (so a portrait's tiny bystanders can be missed, a photo of

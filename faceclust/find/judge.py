@@ -61,7 +61,7 @@ class Judge:
         of a person was wrong 62 times in 82 on lfw_dev, 12 in 106 on celeb25_web with YuNet's
         faces), and a judge fitted on other libraries carries their rates. ``answers`` maps a
         kind to ``{"asked": n, "changed": c, "expected": sum of the judge's chances when asked}``
-        (:func:`faceclust.find.suggest.note_answer` keeps them in the catalog). Each kind's
+        (:func:`faceclust.find.answers.note_answer` keeps them in the catalog). Each kind's
         intercept moves by logit(r) - logit(p), p the mean chance the judge gave the questions
         answered, r the rate they changed the people, shrunk towards p as if ANSWER_PRIOR more
         answers had come out as the judge expected (a prior shift, Saerens et al. 2002): the

@@ -45,7 +45,7 @@ class Suggestion:
     evidence: "Evidence | None" = field(default=None, repr=False, compare=False)  # what it was judged on
     # The judge's chance that the true answer changes the people (None without a judge), after
     # it followed this library's answers; ``judged``: the shipped judge's own, which is what
-    # note_answer records (the library's answers are compared with what the judge expected).
+    # faceclust.find.answers.note_answer records (the library's answers are compared with what the judge expected).
     chance: float | None = None
     judged: float | None = field(default=None, repr=False, compare=False)
 
@@ -121,6 +121,8 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
     judge = load_judge(model.model_id) if judge is None else (judge or None)  # False: none
     shipped = judge
     if judge is not None:
+        from faceclust.find.answers import answer_counts
+
         judge = judge.adapted(answer_counts(catalog))
     chance = _chances(ranked, fitted, judge)
     if chance is not None:  # the answer most likely to change the people first
@@ -130,61 +132,33 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
         judged = judge is not None
         if group_faces and judged:
             pairs = _grouped(pairs)
-        pairs.sort(key=lambda cr: (-_gain(*cr) if by_gain and judged else -cr[0], cr[1][:3]))
+        pairs.sort(key=lambda cr: (-_gain(cr[0], cr[1][4]) if by_gain and judged else -cr[0], cr[1][:3]))
     else:
         pairs = sorted(((None, r) for r in ranked), key=lambda cr: cr[1][:3])
     pairs = pairs[:limit] if limit else pairs
     out = []
     for c, (distance, negative, _order, what, evidence) in pairs:
         s = _suggestion(what, distance, -negative, ids, groups, members, vectors, face_ids, people, records, fitted)
-        if judge is not None:  # the judge's view of "the same person" (for a group: on average)
-            same = 1 - c if evidence.kind == "member" else c / evidence.smaller if evidence.kind == "faces" else c
-            s.probability = round(same, 4)
-            s.chance = round(float(c), 4)
+        s.evidence = evidence
+        if judge is not None:
+            _judged(s, c)
             if evidence.kind in ("merge", "face", "member"):
                 s.judged = float(shipped.chances([evidence])[0])
-        s.evidence = evidence
         out.append(s)
     return out
 
 
-ANSWERS_SETTING = "suggestion_answers"
+def _judged(s: "Suggestion", chance: float) -> None:
+    """A suggestion's chance and the judge's view of "the same person" (for a group: on average)."""
+    kind = s.evidence.kind
+    same = 1 - chance if kind == "member" else chance / s.evidence.smaller if kind == "faces" else chance
+    s.probability = round(same, 4)
+    s.chance = round(float(chance), 4)
 
 
-def answer_counts(catalog) -> dict:
-    """Per kind of suggestion, what the answers given in this catalog did: ``{kind: {"asked",
-    "changed", "expected"}}`` (see :func:`note_answer`)."""
-    import json
-
-    try:
-        data = json.loads(catalog.setting(ANSWERS_SETTING) or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def note_answer(catalog, suggestion: "Suggestion", changed: bool) -> None:
-    """Remember that a suggestion of this kind was answered, the shipped judge's chance for it
-    (before any following of this library's answers: :meth:`Judge.adapted` compares with that)
-    and whether the answer changed the people (a merge, a face placed, a doubtful face taken
-    out): later suggestions weigh each kind by how often it changed something in this library.
-    Group questions and suggestions made without a judge are not counted."""
-    import json
-
-    if suggestion.judged is None or suggestion.kind not in ("merge", "face", "member"):
-        return
-    counts = answer_counts(catalog)
-    seen = counts.setdefault(suggestion.kind, {"asked": 0, "changed": 0, "expected": 0.0})
-    seen["asked"] = int(seen.get("asked", 0)) + 1
-    seen["changed"] = int(seen.get("changed", 0)) + int(bool(changed))
-    seen["expected"] = float(seen.get("expected", 0.0)) + float(suggestion.judged)
-    catalog.set_setting(ANSWERS_SETTING, json.dumps(counts, sort_keys=True))
-
-
-def _gain(chance: float, candidate) -> float:
+def _gain(chance: float, evidence: "Evidence") -> float:
     """Faces an answer is expected to put right: a merge moves the smaller person's faces, a
     group of faces of nobody each of its faces (``chance`` is their sum), others one face."""
-    evidence = candidate[4]
     return chance * evidence.smaller if evidence.kind == "merge" else chance
 
 
@@ -210,7 +184,7 @@ def _grouped(pairs: list) -> list:
         first = found[0][1]
         evidence = Evidence("faces", round(float(np.mean([r[4].mean for _c, r in found])), 4),
                             min(r[4].closest for _c, r in found), float(np.mean([r[4].support for _c, r in found])),
-                            len(found), first[4].larger)
+                            len(found), first[4].larger, tuple(r[4] for _c, r in found))
         out.append((float(sum(c for c, _r in found)),
                     (evidence.mean, first[1], first[2], ("faces", rows, k), evidence)))
     return out
@@ -226,6 +200,7 @@ class Evidence:
     support: float  # the share of cross pairs closer than the model's same-person distance
     smaller: int  # faces of the smaller side (1 for a single face)
     larger: int
+    parts: tuple = field(default=(), compare=False)  # a group's faces' own Evidence
 
 
 def _chances(ranked, calibration, judge) -> list[float] | None:

@@ -76,8 +76,15 @@ class Review:
                 self._suggestions = (key, suggest_merges(catalog, limit=SUGGESTIONS_KEPT))
             return self._suggestions[1]
 
+    def shown(self, key: tuple):
+        """The suggestion of the kept queue with this key (None when the queue was dropped
+        since: nothing is computed for it)."""
+        with self._lock:
+            kept = self._suggestions[1] if self._suggestions is not None else []
+        return next((s for s in kept if suggestion_key(s) == key), None)
+
     def note_answer(self, suggestion, changed: bool) -> None:
-        from faceclust.find.suggest import note_answer
+        from faceclust.find.answers import note_answer
 
         with self._lock, self.catalog() as catalog:
             note_answer(catalog, suggestion, changed)
@@ -85,8 +92,11 @@ class Review:
     def forget_answered(self, a: int, b: int | None, face: int | None, merged: bool, group=()) -> None:
         """After an answer from the queue: drop that suggestion (and, after a merge, every one
         about the person merged away; after a face was placed, every one about that face)
-        instead of computing all of them again, which takes seconds in a big library. Any
-        other change to the catalog recomputes them."""
+        instead of computing all of them again, which takes seconds in a big library, and put
+        the rest in the order the judge gives them after this answer. Any other change to the
+        catalog recomputes them."""
+        from faceclust.find.answers import rerank
+
         with self._lock, self.catalog() as catalog:
             if self._suggestions is None:
                 return
@@ -98,7 +108,7 @@ class Review:
                     and not (group and (s.face in group or (s.kind == "faces" and group & set(s.faces_b))))]
             # Few left: compute them all again on the next visit (merges make new neighbours,
             # and only the first 200 were kept).
-            self._suggestions = (catalog.state_key(), kept) if len(kept) >= REFILL_BELOW else None
+            self._suggestions = (catalog.state_key(), rerank(catalog, kept)) if len(kept) >= REFILL_BELOW else None
 
 
 def suggestion_key(s) -> tuple:
@@ -293,7 +303,7 @@ def create_app(catalog_path: Path, guard: Guard, out: Path | None = None, thumbs
             review.forget_answered(*_ids([a]), None, None, merged=False, group=group)
             return d, f"{len(ticked)} of {len(group)} faces are this person", None
         key = (_ids([a])[0], _ids([b])[0] if b else None, _ids([face])[0] if face else None)
-        asked = next((s for s in review.suggestions() if suggestion_key(s) == key), None)
+        asked = review.shown(key)
         if face:
             d = (lib.move_faces(review.catalog_path, _ids([face]), a) if answer == "yes"
                  else lib.reject_faces(review.catalog_path, _ids([face]), a))
