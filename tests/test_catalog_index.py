@@ -121,3 +121,30 @@ def test_faces_by_id_reads_only_the_faces_asked_for(tmp_path):
         assert sorted(rows) == sorted([(ids["/p/0003.jpg"], "/p/0003.jpg", 3.0, 0.0, 13.0, 10.0, person),
                                        (ids["/p/0600.jpg"], "/p/0600.jpg", 600.0, 0.0, 610.0, 10.0, None)])
         assert cat.faces_by_id([]) == []
+
+
+def test_face_table_has_the_faces_of_existing_photos_with_that_models_vectors(tmp_path):
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.write_results([PhotoResult("faces", f"/p/{i}.jpg", 1, 1, f"h{i}", 10, 10, _faces(3, seed=i))
+                           for i in range(4)], "m", "d", None)
+        cat.write_results([PhotoResult("faces", "/p/other.jpg", 1, 1, "ho", 10, 10, _faces(2, dim=6, seed=9))],
+                          "other", "d", None)
+        photo = dict(cat.db.execute("SELECT path, id FROM photos"))
+        cat.mark_gone([photo["/p/1.jpg"]])
+        some = [row[0] for row in cat.db.execute("SELECT f.id FROM faces f WHERE f.photo_id = ? ORDER BY f.id",
+                                                 (photo["/p/2.jpg"],))]
+        cat.db.execute("DELETE FROM embeddings WHERE face_id = ?", (some[1],))  # a face not embedded by "m"
+        table = cat.face_table("m")
+        expected = cat.db.execute(
+            """SELECT f.id, f.photo_id, f.right - f.left, f.score, e.vector FROM faces f
+               JOIN photos p ON p.id = f.photo_id JOIN embeddings e ON e.face_id = f.id AND e.model_id = 'm'
+               WHERE p.status = 'ok' ORDER BY f.id""").fetchall()
+        assert len(table) == len(expected) == 3 + 2 + 3
+        assert table.face_ids.tolist() == [r[0] for r in expected]
+        assert table.photo_ids.tolist() == [r[1] for r in expected]
+        assert np.allclose(table.widths, [r[2] for r in expected])
+        assert table.vectors.dtype == np.float32 and table.vectors.shape == (8, 4)
+        assert np.array_equal(table.vectors, np.stack([np.frombuffer(r[4], "<f4") for r in expected]))
+        assert some[1] not in table.face_ids and photo["/p/1.jpg"] not in table.photo_ids
+        assert len(cat.face_table("other")) == 2 and cat.face_table("other").vectors.shape == (2, 6)
+        assert len(cat.face_table("none")) == 0 and cat.face_table("none").vectors.shape == (0, 128)

@@ -54,24 +54,48 @@ class FacesMixin:
         return f"{model_id}:{row[0]}:{row[1]}:{row[2]}:{version}"
 
     def face_table(self, model_id: str) -> FaceTable:
-        """Every face of an existing photo with an embedding from ``model_id``, by face id."""
-        rows = self.db.execute(
-            """SELECT f.id, f.photo_id, f.right - f.left, f.score, e.vector
-               FROM faces f JOIN photos p ON p.id = f.photo_id
-               JOIN embeddings e ON e.face_id = f.id AND e.model_id = ?
-               WHERE p.status = 'ok' ORDER BY f.id""",
-            (model_id,),
-        ).fetchall()
-        n = len(rows)
-        vectors = (np.frombuffer(b"".join(r[4] for r in rows), "<f4").reshape(n, -1).astype(np.float32)
-                   if n else np.zeros((0, 128), np.float32))
-        return FaceTable(
-            face_ids=np.fromiter((r[0] for r in rows), np.int64, n),
-            photo_ids=np.fromiter((r[1] for r in rows), np.int64, n),
-            widths=np.fromiter((r[2] for r in rows), np.float32, n),
-            scores=np.fromiter((r[3] for r in rows), np.float32, n),
-            vectors=vectors,
-        )
+        """Every face of an existing photo with an embedding from ``model_id``, by face id.
+
+        Three plain table scans in one read transaction, joined here by sorted ids: at a
+        million faces SQLite's join took 13 s of the incremental clustering, the scans 7 s.
+        Read in blocks, so no Python object per row stays alive."""
+        own = not self.db.in_transaction
+        if own:
+            self.db.execute("BEGIN")  # one snapshot for the three scans
+        try:
+            ok = _column_blocks(self.db.execute("SELECT id FROM photos WHERE status = 'ok' ORDER BY id"),
+                                (np.int64,))[0]
+            face_ids, photo_ids, widths, scores = _column_blocks(
+                self.db.execute("SELECT id, photo_id, right - left, score FROM faces ORDER BY id"),
+                (np.int64, np.int64, np.float32, np.float32))
+            vector_ids, vectors = self._vectors(model_id)
+        finally:
+            if own:
+                self.db.execute("COMMIT")
+        where = np.searchsorted(vector_ids, face_ids)
+        has_vector = where < len(vector_ids)
+        has_vector[has_vector] = vector_ids[where[has_vector]] == face_ids[has_vector]
+        keep = has_vector & _sorted_member(photo_ids, ok)
+        rows = where[keep]
+        if len(rows) != len(vectors) or (len(rows) and rows[-1] != len(rows) - 1):
+            vectors = vectors[rows]  # else every vector is kept, in order: no copy
+        dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 128
+        return FaceTable(face_ids=face_ids[keep], photo_ids=photo_ids[keep], widths=widths[keep],
+                         scores=scores[keep], vectors=vectors.reshape(-1, dim))
+
+    def _vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(face ids int64 sorted, vectors float32 (n, d)) of every stored ``model_id`` embedding,
+        photos' state not considered."""
+        cursor = self.db.execute("SELECT face_id, vector FROM embeddings WHERE model_id = ? ORDER BY face_id",
+                                 (model_id,))
+        id_blocks, vector_blocks = [], []
+        while rows := cursor.fetchmany(8192):
+            ids, blobs = zip(*rows)
+            id_blocks.append(np.array(ids, np.int64))
+            vector_blocks.append(np.frombuffer(b"".join(blobs), "<f4").reshape(len(rows), -1))
+        if not id_blocks:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return np.concatenate(id_blocks), np.concatenate(vector_blocks).astype(np.float32, copy=False)
 
     def faces_by_id(self, face_ids: Iterable[int]) -> list[tuple]:
         """(face id, photo path, left, top, right, bottom, person id or None) for the given faces
@@ -125,3 +149,20 @@ class FacesMixin:
             "person": np.fromiter((-1 if r[9] is None else r[9] for r in rows), np.int64, n),
             "vector": vectors,
         }
+
+
+def _column_blocks(cursor, dtypes: tuple) -> list[np.ndarray]:
+    """A query's columns as arrays of ``dtypes``, fetched in blocks."""
+    blocks: list[list[np.ndarray]] = [[] for _ in dtypes]
+    while rows := cursor.fetchmany(65536):
+        for out, column, dtype in zip(blocks, zip(*rows), dtypes):
+            out.append(np.array(column, dtype))
+    return [np.concatenate(b) if b else np.zeros(0, d) for b, d in zip(blocks, dtypes)]
+
+
+def _sorted_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in ``sorted_set`` (ascending, unique)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), bool)
+    where = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[where] == values
