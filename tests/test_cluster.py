@@ -405,9 +405,68 @@ def test_energy_merges_follow_each_clusters_spread():
     assert len(np.unique(capped[labels <= 1])) == 2
 
 
-def test_cross_cluster_means_match_a_plain_loop(monkeypatch):
-    """The mean distance across two clusters, measured for many pairs at once (small pairs
-    together in chunks, big pairs by matrix products), equals the plain double loop."""
+def _plain_energy_merges(x, labels, neighbours, energy, cap, rounds):
+    """The energy merges as the module describes them, without caching or pruning: every
+    linked pair of clusters of two or more faces measured every round."""
+    from scipy.spatial.distance import cdist, pdist
+
+    x = x.astype(np.float64)
+    for _ in range(rounds):
+        size = np.bincount(labels)
+        pairs = sorted({(min(labels[i], labels[j]), max(labels[i], labels[j])) for i in range(len(x))
+                        for j in neighbours[i] if labels[i] != labels[j] and size[labels[i]] >= 2
+                        and size[labels[j]] >= 2})
+        spread = {c: pdist(x[labels == c]).mean() for c in range(len(size)) if size[c] >= 2}
+        scored = []
+        for a, b in pairs:
+            d = cdist(x[labels == a], x[labels == b]).mean()
+            e = d - (spread[a] + spread[b]) / 2
+            if e <= energy and d <= cap:
+                scored.append((e, a, b))
+        if not scored:
+            break
+        used, target = set(), np.arange(len(size))
+        for _, a, b in sorted(scored):
+            if a not in used and b not in used:
+                used |= {a, b}
+                target[b] = a
+        labels = np.unique(target[labels], return_inverse=True)[1]
+    return labels
+
+
+def test_energy_merges_match_a_plain_reading_of_the_rule():
+    """Caching the measured pairs and skipping pairs whose means are farther apart than the cap
+    (they can never merge) change nothing: same labels as measuring every linked pair."""
+    from faceclust.people.cluster.adaptive import _energy_merges
+    from faceclust.people.cluster.constraints import Constraints
+
+    rng = np.random.default_rng(1)
+    dim = 8
+    people = [_person(rng, _unit(rng.normal(size=dim)), int(m), float(s))
+              for m, s in zip(rng.integers(6, 30, 10), rng.uniform(0.15, 0.33, 10))]
+    x = np.vstack(people).astype(np.float32)
+    # Every person cut in two across its main axis: merges to make (some between halves whose
+    # means are 0.2 apart), and links between people.
+    labels = []
+    for p, faces in enumerate(people):
+        axis = np.linalg.svd(faces - faces.mean(0))[2][0]
+        labels.append(2 * p + ((faces - faces.mean(0)) @ axis > 0))
+    labels = np.unique(np.concatenate(labels), return_inverse=True)[1]
+    _, neighbours = knn_graph(x, 8)
+    expected = _plain_energy_merges(x, labels, neighbours, 0.07, 0.41, 50)
+    got = _energy_merges(x, labels, neighbours, Constraints.build(len(x)), 0.07, 0.41, 50)
+    assert len(np.unique(expected)) < len(np.unique(labels))  # merges happened
+    assert adjusted_rand_score(expected, got) == 1.0
+    # The case the pruning is for exists here: linked clusters whose means are beyond the cap.
+    size = np.bincount(labels)
+    means = np.stack([x[labels == c].mean(0) for c in range(len(size))])
+    linked = {(labels[i], labels[j]) for i in range(len(x)) for j in neighbours[i] if labels[i] != labels[j]}
+    assert any(np.linalg.norm(means[a] - means[b]) > 0.41 for a, b in linked if size[a] >= 2 and size[b] >= 2)
+
+
+def test_cross_cluster_means_match_a_plain_loop():
+    """The mean distance across two clusters, measured for many pairs at once (each cluster
+    against all its partners by matrix products in blocks), equals the plain double loop."""
     from faceclust.people.cluster import adaptive
 
     rng = np.random.default_rng(7)
@@ -419,13 +478,13 @@ def test_cross_cluster_means_match_a_plain_loop(monkeypatch):
     plain = [np.mean([np.linalg.norm(x[i].astype(np.float64) - x[j]) for i in np.flatnonzero(labels == p)
                       for j in np.flatnonzero(labels == q)]) for p, q in zip(a, b)]
     np.testing.assert_allclose(adaptive._cross_means(x, order, bounds, a, b), plain, rtol=1e-5)
-    # Bounds small enough that every path runs: big pairs one at a time, chunks of one pair
-    # (a pair bigger than a chunk) and chunks of several.
-    monkeypatch.setattr(adaptive, "SMALL_PAIR", 40)
-    monkeypatch.setattr(adaptive, "CROSS_CHUNK", 30)
-    sizes = np.bincount(labels)
-    assert (sizes[a] * sizes[b] > 40).any() and ((sizes[a] * sizes[b] > 30) & (sizes[a] * sizes[b] <= 40)).any()
-    np.testing.assert_allclose(adaptive._cross_means(x, order, bounds, a, b), plain, rtol=1e-5)
+    # Blocks small enough that a cluster's faces are taken a few rows at a time, and one row.
+    for block in (150, 30):
+        np.testing.assert_allclose(adaptive._cross_means(x, order, bounds, a, b, block=block), plain, rtol=1e-5)
+    # Pairs in any order, a cluster on either side.
+    shuffle = rng.permutation(len(a))
+    np.testing.assert_allclose(adaptive._cross_means(x, order, bounds, b[shuffle], a[shuffle]),
+                               np.array(plain)[shuffle], rtol=1e-5)
     assert len(adaptive._cross_means(x, order, bounds, a[:0], b[:0])) == 0
 
 

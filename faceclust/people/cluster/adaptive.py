@@ -30,6 +30,7 @@ Measured in benchmarks/bench_cluster.py and chosen in docs/clustering.md.
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from faceclust.people.cluster.agglomerative import (
     Agglomerative,
@@ -112,49 +113,56 @@ def _grouped(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.searchsorted(labels[order], np.arange(int(labels.max()) + 2))
 
 
-# Pairs of clusters with at most this many cross pairs of faces are measured together, in
-# chunks of at most CROSS_CHUNK face pairs (a gather of two CROSS_CHUNK x d blocks); bigger
-# pairs one at a time by matrix products.
-SMALL_PAIR = 4096
-CROSS_CHUNK = 1 << 16  # 64 MB a block at 256-D
+# Distances are computed in blocks of at most this many face pairs (16 MB of float32).
+CROSS_BLOCK = 1 << 22
 
 
-def _cross_means(x: np.ndarray, order: np.ndarray, bounds: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _cross_means(x: np.ndarray, order: np.ndarray, bounds: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 block: int = 0) -> np.ndarray:
     """Mean Euclidean distance over all pairs of faces across clusters ``a[t]`` and ``b[t]``,
     for every t (clusters as in :func:`_grouped`).
 
-    The many small pairs a large library has (people of a few photos each) are measured
-    together, every cross pair of faces at once, instead of a matrix product each: the
-    Python overhead of a call per pair was most of the clustering's time at 100k faces.
+    Grouped by cluster: each cluster of ``a`` against all its partners at once, one matrix
+    product per block of its faces, the column sums cut per partner. A large library has
+    many clusters of a few faces each with many partners; a call per pair (Python overhead),
+    or gathering both faces of every pair (memory traffic), was most of the time at a million.
     """
+    block = block or CROSS_BLOCK
     out = np.empty(len(a), np.float64)
     if not len(a):
         return out
-    size_a = bounds[a + 1] - bounds[a]
-    size_b = bounds[b + 1] - bounds[b]
-    count = size_a * size_b
-    small = np.flatnonzero(count <= SMALL_PAIR)
-    for t in np.flatnonzero(count > SMALL_PAIR):
-        out[t] = _mean_distances(x[order[bounds[a[t]]:bounds[a[t] + 1]]],
-                                 x[order[bounds[b[t]]:bounds[b[t] + 1]]]).mean()
     squared = np.einsum("ij,ij->i", x, x)
-    ends = np.cumsum(count[small])
-    start = 0
-    while start < len(small):
-        # As many pairs as fit in one chunk (at least one).
-        stop = max(start + 1, int(np.searchsorted(ends, (ends[start - 1] if start else 0) + CROSS_CHUNK, "right")))
-        rows = small[start:stop]
-        n = count[rows]
-        pair = np.repeat(np.arange(len(rows)), n)
-        step = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        width = size_b[rows][pair]
-        i = order[bounds[a[rows]][pair] + step // width]
-        j = order[bounds[b[rows]][pair] + step % width]
-        d = squared[i] + squared[j] - 2.0 * np.einsum("ij,ij->i", x[i], x[j])
-        np.maximum(d, 0.0, out=d)
-        np.sqrt(d, out=d)
-        out[rows] = np.bincount(pair, weights=d, minlength=len(rows)) / n
-        start = stop
+    by = np.argsort(a, kind="stable")
+    first = np.flatnonzero(np.r_[True, a[by][1:] != a[by][:-1]])
+    for start, stop in zip(first.tolist(), np.r_[first[1:], len(by)].tolist()):
+        pairs = by[start:stop]
+        mine = order[bounds[a[pairs[0]]]:bounds[a[pairs[0]] + 1]]
+        partners = b[pairs]
+        sizes = bounds[partners + 1] - bounds[partners]
+        theirs = np.concatenate([order[bounds[c]:bounds[c + 1]] for c in partners.tolist()])
+        xa, xb, qb = x[mine], x[theirs], squared[theirs]
+        column_sums = np.zeros(len(theirs))
+        rows = max(1, block // len(theirs))
+        for r in range(0, len(mine), rows):
+            d = xa[r:r + rows] @ xb.T
+            d *= -2.0
+            d += squared[mine[r:r + rows], None]
+            d += qb[None, :]
+            np.maximum(d, 0.0, out=d)
+            column_sums += np.sqrt(d, out=d).sum(axis=0)
+        out[pairs] = np.add.reduceat(column_sums, np.r_[0, np.cumsum(sizes)[:-1]]) / (len(mine) * sizes)
+    return out
+
+
+def _means_within(means: np.ndarray, a: np.ndarray, b: np.ndarray, limit: float, chunk: int = 1 << 18) -> np.ndarray:
+    """Which pairs (a[t], b[t]) of rows of ``means`` are at most ``limit`` apart (in chunks: a
+    million faces link millions of pairs)."""
+    squared = np.einsum("ij,ij->i", means, means)
+    out = np.empty(len(a), bool)
+    for start in range(0, len(a), chunk):
+        i, j = a[start:start + chunk], b[start:start + chunk]
+        d = squared[i] + squared[j] - 2.0 * np.einsum("ij,ij->i", means[i], means[j])
+        out[start:start + chunk] = d <= limit * limit
     return out
 
 
@@ -185,6 +193,14 @@ def _energy_merges(x: np.ndarray, labels: np.ndarray, neighbours: np.ndarray, co
         a, b = _unique_pairs(np.minimum(src[linked], dst[linked]), np.maximum(src[linked], dst[linked]))[:2]
         allowed = ~_conflicting_pairs(a, b, labels, constraints)
         a, b = a[allowed], b[allowed]
+        # The mean distance across two clusters is at least the distance between their means
+        # (the norm is convex), so a pair whose means are farther apart than the cap can never
+        # merge: not measured. At a million faces most k-NN links are such pairs.
+        members_of = sparse.csr_matrix((np.ones(len(labels), np.float32), (labels, np.arange(len(labels)))),
+                                       shape=(len(size), len(labels)))
+        means = (np.asarray(members_of @ x) / size[:, None]).astype(np.float32)
+        close = _means_within(means, a, b, cap + 1e-4)
+        a, b = a[close], b[close]
         if not len(a):
             break
         w = np.zeros(len(size))
