@@ -351,6 +351,43 @@ def test_knn_graph_matches_brute_force():
     assert (few_n[:, 2:] == -1).all() and np.isinf(few_d[:, 2:]).all()
 
 
+def test_blocked_knn_is_exact_when_every_list_is_probed():
+    """The list-by-list search finds exactly the nearest rows among the lists probed: with
+    every list probed it is brute force (ties aside)."""
+    from faceclust.catalog.knn_blocks import blocked_knn
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(600, 8)).astype(np.float32)
+    centres = x[rng.choice(600, 23, replace=False)]
+    to_centre = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+    near = np.argsort(to_centre, axis=1, kind="stable").astype(np.int32)  # own list first
+    full = ((x[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1)
+    for probes, k in ((23, 9), (23, 1), (23, 40)):
+        squared, rows = blocked_knn(x, near[:, :probes], k)
+        np.testing.assert_allclose(squared, np.sort(full, axis=1)[:, :k], atol=1e-4)
+        np.testing.assert_allclose(np.take_along_axis(full, rows, axis=1), squared, atol=1e-4)
+        assert (rows[:, 0] == np.arange(600)).all()  # each row nearest to itself
+    # Fewer lists probed: only rows of those lists, still the nearest among them.
+    squared, rows = blocked_knn(x, near[:, :3], 5)
+    own = near[:, 0]
+    for i in range(0, 600, 37):
+        allowed = np.flatnonzero(np.isin(own, near[i, :3]))
+        np.testing.assert_allclose(squared[i], np.sort(full[i, allowed])[:5], atol=1e-4)
+
+
+def test_knn_graph_above_the_exact_limit_finds_nearly_all_true_neighbours():
+    x, _ = make_blobs(n_samples=4000, centers=60, n_features=16, cluster_std=1.5, random_state=2)
+    x = x.astype(np.float32)
+    distances, neighbours = knn_graph(x, 10, exact_limit=500)
+    exact_d, exact_n = knn_graph(x, 10)
+    assert (neighbours >= 0).all() and (neighbours != np.arange(4000)[:, None]).all()
+    assert all(len(set(row)) == 10 for row in neighbours.tolist())
+    assert (np.diff(distances, axis=1) >= -1e-5).all()  # nearest first
+    np.testing.assert_allclose(distances, np.linalg.norm(x[:, None, :] - x[neighbours], axis=2), atol=1e-3)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(neighbours.tolist(), exact_n.tolist())])
+    assert recall >= 0.97, recall
+
+
 # -- the adaptive clusterer's own steps ---------------------------------------------------------------
 
 

@@ -137,8 +137,9 @@ def knn_graph(vectors: np.ndarray, k: int, *, exact_limit: int = EXACT_LIMIT,
     """Each row's ``k`` nearest other rows: (Euclidean distances float32 (n, k), row indices
     int64 (n, k)), nearest first; ``inf`` and ``-1`` pad rows with fewer than ``k`` others.
 
-    Exact (flat) search up to ``exact_limit`` rows, an inverted-file index above it, so the
-    cost grows like n·sqrt(n) and no n×n matrix is ever built.
+    Exact (flat) search up to ``exact_limit`` rows, an inverted file above it searched list by
+    list with matrix products (:mod:`faceclust.catalog.knn_blocks`), so the cost grows like
+    n·sqrt(n) and no n×n matrix is ever built.
     """
     import faiss
 
@@ -154,20 +155,19 @@ def knn_graph(vectors: np.ndarray, k: int, *, exact_limit: int = EXACT_LIMIT,
     n, dim = x.shape
     if n == 0:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    want = min(k + 1, n)
     if n <= exact_limit:
         index = faiss.IndexFlatL2(dim)
+        index.add(x)
+        squared, found = index.search(x, want)
     else:
-        nlist = int(4 * np.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
-        # 39 points per list is what faiss asks for at least; more only slows training.
-        sample = x[np.random.default_rng(seed).choice(n, size=min(n, nlist * 40), replace=False)]
-        index.train(sample)
-        # Probing 1/64 of the lists keeps ~99% of the 10 nearest on 100k face-like vectors at a
-        # third of the time of 1/16 (a k-NN graph queries every point, not a few).
-        index.nprobe = max(16, nlist // 64)
-    index.add(x)
-    want = min(k + 1, n)
-    squared, found = index.search(x, want)
+        from faceclust.catalog.knn_blocks import blocked_knn
+
+        # ~4·sqrt(n) lists, each row probing 1/64 of them: ~99% of the 10 nearest at 100k
+        # face-like vectors, ~96% at a million (benchmarks/bench_knn.py).
+        nlist = min(n, int(4 * np.sqrt(n)))
+        near = _probe_lists(x, nlist, max(16, nlist // 64), seed)
+        squared, found = blocked_knn(x, near, want)
     found = found.astype(np.int64)
     # Drop each row itself. A duplicate may come back before it, so look for its index rather
     # than dropping column 0; where it is missing (a miss in the approximate index), drop the last.
@@ -184,6 +184,41 @@ def knn_graph(vectors: np.ndarray, k: int, *, exact_limit: int = EXACT_LIMIT,
     unfilled = neighbours < 0
     distances[unfilled] = np.inf
     return distances, neighbours
+
+
+def _probe_lists(x: np.ndarray, nlist: int, probes: int, seed: int) -> np.ndarray:
+    """Each row's ``probes`` nearest list centres (int32 (n, probes), its own list first).
+
+    Centres by k-means (FAISS) on a sample, then every list holding more than twice the mean
+    is cut by a k-means of its own into lists of about the mean size: a person with
+    thousands of faces is one dense list otherwise, and since its rows also probe it, the
+    work of such a list grows with the square of its size (balanced, the work halves at a
+    million faces, at the same recall).
+    """
+    import faiss
+
+    n, dim = x.shape
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(n, size=min(n, nlist * 40), replace=False)]
+    # 40 points per centre is what FAISS asks for; more only slows training.
+    kmeans = faiss.Kmeans(dim, nlist, niter=10, seed=seed, min_points_per_centroid=1, max_points_per_centroid=40)
+    kmeans.train(sample)
+    own = kmeans.index.search(x, 1)[1][:, 0]
+    sizes = np.bincount(own, minlength=nlist)
+    target = n / nlist
+    centres = [kmeans.centroids[sizes <= 2 * target]]
+    order = np.argsort(own, kind="stable")
+    bounds = np.searchsorted(own[order], np.arange(nlist + 1))
+    for lst in np.flatnonzero(sizes > 2 * target).tolist():
+        members = x[order[bounds[lst]:bounds[lst + 1]]]
+        cut = faiss.Kmeans(dim, int(np.ceil(len(members) / target)), niter=10, seed=seed,
+                           min_points_per_centroid=1, max_points_per_centroid=len(members))
+        cut.train(members)
+        centres.append(cut.centroids)
+    index = faiss.IndexFlatL2(dim)
+    index.add(np.ascontiguousarray(np.vstack(centres), dtype=np.float32))
+    near = index.search(x, min(probes, index.ntotal))[1]
+    return near.astype(np.int32)
 
 
 def nearest_rows(queries: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
