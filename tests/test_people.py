@@ -146,6 +146,12 @@ def test_people_totals_are_the_sums_of_the_people_listing(catalog):
     people, faces = catalog.people_totals()
     assert (people, faces) == (sum(1 for p in listing if p["faces"]), sum(p["faces"] for p in listing))
     assert people == 4 and faces == 12
+    # Every photo of one person gone: that person counts no more.
+    catalog.db.execute("""UPDATE photos SET status='error' WHERE id IN (SELECT f.photo_id FROM faces f
+                          JOIN assignments a ON a.face_id = f.id WHERE a.person_id = ?)""", (listing[0]["id"],))
+    listing = catalog.people()
+    assert catalog.people_totals() == (sum(1 for p in listing if p["faces"]), sum(p["faces"] for p in listing))
+    assert catalog.people_totals()[0] == 3
 
 
 def test_a_new_face_forms_a_person_with_an_unknown_face_among_many(catalog, monkeypatch):

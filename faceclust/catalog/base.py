@@ -12,7 +12,7 @@ from typing import Iterable
 
 from faceclust.catalog.history import APART_SCHEMA, HISTORY_SCHEMA
 from faceclust.catalog.schema import MIGRATIONS, SCHEMA_VERSION
-from faceclust.catalog.sql import BUSY_SECONDS, Transaction, sql_path, statements, text_factory
+from faceclust.catalog.sql import BUSY_SECONDS, Snapshot, Transaction, sql_path, statements, text_factory
 from faceclust.errors import CatalogError, NotFound, UsageProblem
 from faceclust.records import iso_time
 from faceclust.text import printable
@@ -181,6 +181,10 @@ class CatalogBase:
 
     def transaction(self) -> "Transaction":
         return Transaction(self.db)
+
+    def snapshot(self) -> "Snapshot":
+        """Reads inside see one state of the catalog (no write lock taken)."""
+        return Snapshot(self.db)
 
     @property
     def schema_version(self) -> int:

@@ -59,19 +59,13 @@ class FacesMixin:
         Three plain table scans in one read transaction, joined here by sorted ids: at a
         million faces SQLite's join took 13 s of the incremental clustering, the scans 7 s.
         Read in blocks, so no Python object per row stays alive."""
-        own = not self.db.in_transaction
-        if own:
-            self.db.execute("BEGIN")  # one snapshot for the three scans
-        try:
+        with self.snapshot():  # the three scans see one state
             ok = _column_blocks(self.db.execute("SELECT id FROM photos WHERE status = 'ok' ORDER BY id"),
                                 (np.int64,))[0]
             face_ids, photo_ids, widths, scores = _column_blocks(
                 self.db.execute("SELECT id, photo_id, right - left, score FROM faces ORDER BY id"),
                 (np.int64, np.int64, np.float32, np.float32))
-            vector_ids, vectors = self._vectors(model_id)
-        finally:
-            if own:
-                self.db.execute("COMMIT")
+            vector_ids, vectors = self._vectors(model_id, len(face_ids))
         where = np.searchsorted(vector_ids, face_ids)
         has_vector = where < len(vector_ids)
         has_vector[has_vector] = vector_ids[where[has_vector]] == face_ids[has_vector]
@@ -83,19 +77,27 @@ class FacesMixin:
         return FaceTable(face_ids=face_ids[keep], photo_ids=photo_ids[keep], widths=widths[keep],
                          scores=scores[keep], vectors=vectors.reshape(-1, dim))
 
-    def _vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(face ids int64 sorted, vectors float32 (n, d)) of every stored ``model_id`` embedding,
-        photos' state not considered."""
+    def _vectors(self, model_id: str, at_most: int) -> tuple[np.ndarray, np.ndarray]:
+        """(face ids int64 sorted, vectors float32 (n, d)) of every stored ``model_id`` embedding
+        (photos' state not considered); ``at_most``: how many faces there are (a face has one
+        vector per model at most: the table's key, and its foreign key). The vectors go
+        straight into one array of that many rows (a gigabyte at a million faces: built once,
+        not in blocks then copied)."""
         cursor = self.db.execute("SELECT face_id, vector FROM embeddings WHERE model_id = ? ORDER BY face_id",
                                  (model_id,))
-        id_blocks, vector_blocks = [], []
+        ids = np.empty(at_most, np.int64)
+        vectors = None
+        count = 0
         while rows := cursor.fetchmany(8192):
-            ids, blobs = zip(*rows)
-            id_blocks.append(np.array(ids, np.int64))
-            vector_blocks.append(np.frombuffer(b"".join(blobs), "<f4").reshape(len(rows), -1))
-        if not id_blocks:
+            block_ids, blobs = zip(*rows)
+            if vectors is None:
+                vectors = np.empty((at_most, len(blobs[0]) // 4), np.float32)
+            ids[count:count + len(rows)] = block_ids
+            vectors[count:count + len(rows)] = np.frombuffer(b"".join(blobs), "<f4").reshape(len(rows), -1)
+            count += len(rows)
+        if vectors is None:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        return np.concatenate(id_blocks), np.concatenate(vector_blocks).astype(np.float32, copy=False)
+        return ids[:count], vectors[:count]
 
     def faces_by_id(self, face_ids: Iterable[int]) -> list[tuple]:
         """(face id, photo path, left, top, right, bottom, person id or None) for the given faces

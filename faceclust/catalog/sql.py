@@ -70,6 +70,25 @@ class Transaction:
             self.db.execute("ROLLBACK")
 
 
+class Snapshot:
+    """BEGIN (deferred) ... COMMIT around reads, so they see one state of the catalog without
+    taking the write lock; inside a transaction already, nothing more is done."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self):
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+            self.outer = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.outer:
+            self.db.execute("COMMIT")
+
+
 def like_pattern(text: str) -> str:
     """``%text%`` for ``LIKE ... ESCAPE '\\'``, with ``%``, ``_`` and ``\\`` in ``text`` matched as
     themselves."""

@@ -128,13 +128,16 @@ class PeopleClusterer:
         full = self.options.full or not any(src != "user" for _, src in assigned.values())
         self.summary.mode = "full" if full else "incremental"
         self._fresh = 0
+        self._already_seen = None
         self.progress(ProgressEvent("cluster", 1, 3, faces=int(eligible.sum())))
         rows = (self._full if full else self._incremental)(table, eligible, assigned, rejected)
         self.progress(ProgressEvent("cluster", 2, 3, faces=int(eligible.sum())))
         # Everything is written at once (people, assignments, the faces seen), as one undoable
         # history entry: a scan or a decision in between never sees half a clustering.
         with self.catalog.recorded("cluster", "cluster") as entry:
-            self.catalog.write_clustering(rows, self._fresh, replace=full, clustered=table.face_ids[eligible])
+            # Faces an earlier run saw are in the catalog's list already (a million rows to skip).
+            seen = self._already_seen if self._already_seen is not None else np.zeros(len(table), bool)
+            self.catalog.write_clustering(rows, self._fresh, replace=full, clustered=table.face_ids[eligible & ~seen])
             entry.description = (f"cluster ({self.summary.mode}): {self.summary.new_people} new people, "
                                  f"{self.summary.recognized} faces recognised")
             entry.details = {"method": self.options.method, "mode": self.summary.mode,
@@ -246,18 +249,19 @@ class PeopleClusterer:
 
         # Only faces no clustering has seen are placed: a re-run with nothing new changes nothing.
         # Faces left unknown before may still form a new person together with new faces.
-        seen = self.catalog.clustered_faces()
-        ids = table.face_ids.tolist()
-        known_rows = np.array([i for i, f in enumerate(ids) if f in assigned], np.int64)
-        new = np.array([i for i, f in enumerate(ids) if f not in assigned and f not in seen and eligible[i]], np.int64)
-        old_unknown = [i for i, f in enumerate(ids) if f not in assigned and f in seen and eligible[i]]
+        seen = np.isin(table.face_ids, np.fromiter(self.catalog.clustered_faces(), np.int64))
+        is_assigned = np.isin(table.face_ids, np.fromiter(assigned, np.int64, len(assigned)))
+        known_rows = np.flatnonzero(is_assigned)
+        new = np.flatnonzero(~is_assigned & ~seen & eligible)
+        old_unknown = np.flatnonzero(~is_assigned & seen & eligible)
+        self._already_seen = seen
         out = self._recognize(table, known_rows, new, assigned, set(rejected))
         self.summary.recognized = len(out)
         grown = {p for _, p, _ in out}
         taken = {f for f, _, _ in out}
         rest = np.array([i for i in new.tolist() if int(table.face_ids[i]) not in taken], np.int64)
         if len(rest):
-            pool = np.concatenate([rest, _near(table.vectors, rest, np.array(old_unknown, np.int64), POOL_NEIGHBOURS)])
+            pool = np.concatenate([rest, _near(table.vectors, rest, old_unknown, POOL_NEIGHBOURS)])
             labels = cluster_faces(table.vectors[pool], groups=table.photo_ids[pool],
                                    method=self.options.method, min_faces=self.options.min_faces,
                                    **self.options.clusterer_options())
