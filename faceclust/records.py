@@ -57,6 +57,26 @@ class FaceTable:
 
 
 @dataclass
+class AssignmentTable:
+    """Every assignment, by face id (ascending)."""
+
+    face_ids: np.ndarray  # int64 (n,)
+    person_ids: np.ndarray  # int64 (n,)
+    user: np.ndarray  # bool (n,) placed by the user (else by clustering or recognition)
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+    def people_of(self, face_ids: np.ndarray) -> np.ndarray:
+        """The person of each of ``face_ids``, -1 for faces that belong to nobody."""
+        face_ids = np.asarray(face_ids, np.int64)
+        if not len(self.face_ids):
+            return np.full(len(face_ids), -1, np.int64)
+        where = np.minimum(np.searchsorted(self.face_ids, face_ids), len(self.face_ids) - 1)
+        return np.where(self.face_ids[where] == face_ids, self.person_ids[where], -1)
+
+
+@dataclass
 class PhotoState:
     """What the catalog knows of one photo."""
 

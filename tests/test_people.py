@@ -293,6 +293,11 @@ def test_nearest_among_people_is_exact_within_the_nearest_people():
     assert np.all(np.diff(few.distances, axis=1) >= 0)  # nearest first
     one = nearest_among_people(known, known_people, queries, 10, candidates=1)
     assert np.all(known_people[one.face_ids] == known_people[one.face_ids[:, :1]])  # one person each
+    # The known faces given as rows of a larger table (shuffled): the same, by position in rows.
+    rows = np.random.default_rng(2).permutation(np.arange(200, 3000))
+    within = nearest_among_people(x, people[rows], queries, 10, candidates=5, batch=64, rows=rows)
+    assert np.array_equal(rows[within.face_ids] - 200, few.face_ids)
+    assert np.allclose(within.distances, few.distances, atol=1e-5)
 
 
 def test_recognition_among_the_nearest_people_decides_as_the_exact_search(tmp_path, monkeypatch):
@@ -318,3 +323,22 @@ def test_recognition_among_the_nearest_people_decides_as_the_exact_search(tmp_pa
             results.append(face_people(cat))
     assert results[0] == results[1]
     assert sum(p is not None for p in results[0].values()) > 50 + 20  # new faces were recognised
+
+
+def test_assignment_table_matches_the_assignments(catalog):
+    centres = identities(3, seed=31)
+    add_photos(catalog, centres, [[i] for i in range(3) for _ in range(3)], 0, seed=32)
+    cluster(catalog)
+    face = catalog.db.execute("SELECT MIN(face_id) FROM assignments").fetchone()[0]
+    catalog.add_assignments([(face, catalog.assignments()[face][0], "user")])
+    table, expected = catalog.assignment_table(), catalog.assignments()
+    assert table.face_ids.tolist() == sorted(expected)
+    assert [(p, "user" if u else "not") for p, u in zip(table.person_ids.tolist(), table.user.tolist())] == [
+        (expected[f][0], "user" if expected[f][1] == "user" else "not") for f in sorted(expected)]
+    assert table.user.sum() == 1
+    unknown = max(expected) + 1
+    assert table.people_of(np.array([unknown, face, -5])).tolist() == [-1, expected[face][0], -1]
+    from faceclust.records import AssignmentTable
+
+    empty = AssignmentTable(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
+    assert empty.people_of(np.array([1, 2])).tolist() == [-1, -1]

@@ -7,6 +7,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from faceclust.catalog.sql import column_arrays
 from faceclust.records import FaceTable
 
 
@@ -60,9 +61,9 @@ class FacesMixin:
         million faces SQLite's join took 13 s of the incremental clustering, the scans 7 s.
         Read in blocks, so no Python object per row stays alive."""
         with self.snapshot():  # the three scans see one state
-            ok = _column_blocks(self.db.execute("SELECT id FROM photos WHERE status = 'ok' ORDER BY id"),
+            ok = column_arrays(self.db.execute("SELECT id FROM photos WHERE status = 'ok' ORDER BY id"),
                                 (np.int64,))[0]
-            face_ids, photo_ids, widths, scores = _column_blocks(
+            face_ids, photo_ids, widths, scores = column_arrays(
                 self.db.execute("SELECT id, photo_id, right - left, score FROM faces ORDER BY id"),
                 (np.int64, np.int64, np.float32, np.float32))
             vector_ids, vectors = self._vectors(model_id, len(face_ids))
@@ -151,15 +152,6 @@ class FacesMixin:
             "person": np.fromiter((-1 if r[9] is None else r[9] for r in rows), np.int64, n),
             "vector": vectors,
         }
-
-
-def _column_blocks(cursor, dtypes: tuple) -> list[np.ndarray]:
-    """A query's columns as arrays of ``dtypes``, fetched in blocks."""
-    blocks: list[list[np.ndarray]] = [[] for _ in dtypes]
-    while rows := cursor.fetchmany(65536):
-        for out, column, dtype in zip(blocks, zip(*rows), dtypes):
-            out.append(np.array(column, dtype))
-    return [np.concatenate(b) if b else np.zeros(0, d) for b, d in zip(blocks, dtypes)]
 
 
 def _sorted_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from typing import Iterable, Sequence
 
+import numpy as np
+
+from faceclust.catalog.sql import column_arrays
 from faceclust.errors import NotFound, UsageProblem
+from faceclust.records import AssignmentTable
 from faceclust.text import printable
 
 
@@ -15,6 +19,13 @@ class PeopleMixin:
     def assignments(self) -> dict[int, tuple[int, str]]:
         """face id -> (person id, source)."""
         return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT face_id, person_id, source FROM assignments")}
+
+    def assignment_table(self) -> AssignmentTable:
+        """Every assignment as arrays (what a large library's incremental clustering reads)."""
+        face_ids, person_ids, user = column_arrays(
+            self.db.execute("SELECT face_id, person_id, source = 'user' FROM assignments ORDER BY face_id"),
+            (np.int64, np.int64, bool))
+        return AssignmentTable(face_ids, person_ids, user)
 
     def clustered_faces(self) -> set[int]:
         """Faces some clustering run has already considered (re-runs leave them be)."""

@@ -94,3 +94,12 @@ def like_pattern(text: str) -> str:
     themselves."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def column_arrays(cursor, dtypes: tuple) -> list[np.ndarray]:
+    """A query's columns as arrays of ``dtypes``, fetched in blocks."""
+    blocks: list[list[np.ndarray]] = [[] for _ in dtypes]
+    while rows := cursor.fetchmany(65536):
+        for out, column, dtype in zip(blocks, zip(*rows), dtypes):
+            out.append(np.array(column, dtype))
+    return [np.concatenate(b) if b else np.zeros(0, d) for b, d in zip(blocks, dtypes)]

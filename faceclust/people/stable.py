@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceclust.records import FaceTable
+from faceclust.records import AssignmentTable, FaceTable
 
 # Chord distance between L2-normalised descriptors, the clustering threshold; chosen by
 # benchmarks/bench_people.py (best BCubed F1 of 0.30-0.42 on both sets, see docs/benchmarks.md).
@@ -100,9 +100,13 @@ class ClusterSummary:
         return dict(self.__dict__)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+def _unit(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """Rows scaled to unit length (a new array, or ``x`` itself with ``in_place``)."""
+    norms = np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)[:, None]
+    if in_place:
+        x /= norms
+        return x
+    return x / norms
 
 
 class PeopleClusterer:
@@ -121,16 +125,19 @@ class PeopleClusterer:
         start = time.perf_counter()
         self.progress(ProgressEvent("cluster", 0, 3))
         table = self.catalog.face_table(self.model_id)
-        assigned = self.catalog.assignments()
+        assignments = self.catalog.assignment_table()
         rejected = self.catalog.rejections()
         eligible = self._eligible(table)
         self.summary.faces, self.summary.eligible = len(table), int(eligible.sum())
-        full = self.options.full or not any(src != "user" for _, src in assigned.values())
+        full = self.options.full or assignments.user.all()
         self.summary.mode = "full" if full else "incremental"
         self._fresh = 0
         self._already_seen = None
         self.progress(ProgressEvent("cluster", 1, 3, faces=int(eligible.sum())))
-        rows = (self._full if full else self._incremental)(table, eligible, assigned, rejected)
+        if full:
+            rows = self._full(table, eligible, self.catalog.assignments(), rejected)
+        else:
+            rows = self._incremental(table, eligible, assignments, rejected)
         self.progress(ProgressEvent("cluster", 2, 3, faces=int(eligible.sum())))
         # Everything is written at once (people, assignments, the faces seen), as one undoable
         # history entry: a scan or a decision in between never sees half a clustering.
@@ -244,18 +251,20 @@ class PeopleClusterer:
 
     # -- adding to existing people --------------------------------------------------------------
 
-    def _incremental(self, table: FaceTable, eligible: np.ndarray, assigned: dict, rejected: list) -> list:
+    def _incremental(self, table: FaceTable, eligible: np.ndarray, assignments: AssignmentTable,
+                     rejected: list) -> list:
         from faceclust.people.cluster import cluster_faces
 
         # Only faces no clustering has seen are placed: a re-run with nothing new changes nothing.
         # Faces left unknown before may still form a new person together with new faces.
         seen = np.isin(table.face_ids, np.fromiter(self.catalog.clustered_faces(), np.int64))
-        is_assigned = np.isin(table.face_ids, np.fromiter(assigned, np.int64, len(assigned)))
+        person = assignments.people_of(table.face_ids)
+        is_assigned = person >= 0
         known_rows = np.flatnonzero(is_assigned)
         new = np.flatnonzero(~is_assigned & ~seen & eligible)
         old_unknown = np.flatnonzero(~is_assigned & seen & eligible)
         self._already_seen = seen
-        out = self._recognize(table, known_rows, new, assigned, set(rejected))
+        out = self._recognize(table, known_rows, new, person[known_rows], set(rejected))
         self.summary.recognized = len(out)
         grown = {p for _, p, _ in out}
         taken = {f for f, _, _ in out}
@@ -276,18 +285,20 @@ class PeopleClusterer:
         self.summary.grown_people = len(grown)
         return out
 
-    def _recognize(self, table: FaceTable, known: np.ndarray, free: np.ndarray, assigned: dict,
+    def _recognize(self, table: FaceTable, known: np.ndarray, free: np.ndarray, known_people: np.ndarray,
                    rejected: set) -> list:
         """New faces join a person when their nearest assigned faces agree on it within the
-        threshold; the same-photo rule and rejections hold."""
+        threshold; the same-photo rule and rejections hold. ``known_people``: the person of
+        each row of ``known``."""
         if not len(known) or not len(free):
             return []
         from faceclust.catalog.index import EXACT_LIMIT, FaceIndex
 
-        known_people = np.array([assigned[int(table.face_ids[i])][0] for i in known.tolist()], np.int64)
         k = min(RECOGNITION_NEIGHBOURS, len(known))
         if len(known) > PREFILTER_ABOVE:
-            found = nearest_among_people(_unit(table.vectors[known]), known_people, _unit(table.vectors[free]), k)
+            # The table's own vectors, made unit in place: no copy of a million rows.
+            vectors = _unit(table.vectors, in_place=True)
+            found = nearest_among_people(vectors, known_people, vectors[free], k, rows=known)
         else:
             # Exact search unless the new faces are very many: it has perfect recall, and its
             # cost (new x known distances, matrix products) stays below that of training an
@@ -297,9 +308,11 @@ class PeopleClusterer:
                                     exact_limit=len(known) if exact else EXACT_LIMIT)
             found = index.search(_unit(table.vectors[free]), k)
         threshold = self.options.threshold_for_recognition
+        # Who is already in the photos of the new faces (only those photos: a million otherwise).
         photo_people: dict[int, set[int]] = defaultdict(set)
-        for i in known.tolist():
-            photo_people[int(table.photo_ids[i])].add(assigned[int(table.face_ids[i])][0])
+        shared = np.isin(table.photo_ids[known], table.photo_ids[free])
+        for photo, person in zip(table.photo_ids[known[shared]].tolist(), known_people[shared].tolist()):
+            photo_people[photo].add(person)
         candidates = []
         for row, i in enumerate(free.tolist()):
             near = found.face_ids[row][(found.distances[row] < threshold) & (found.face_ids[row] >= 0)]
@@ -321,27 +334,30 @@ class PeopleClusterer:
 
 
 def nearest_among_people(known: np.ndarray, people: np.ndarray, queries: np.ndarray, k: int,
-                         candidates: int = RECOGNITION_PEOPLE, batch: int = 32):
+                         candidates: int = RECOGNITION_PEOPLE, batch: int = 32, rows: np.ndarray | None = None):
     """Each query's ``k`` nearest rows of ``known`` (unit vectors, person of each in ``people``)
     among the faces of its ``candidates`` people with the nearest mean descriptor: a
     :class:`~faceclust.catalog.index.Neighbours` of row numbers, nearest first (``inf`` / -1
     pad). Exact within those people; a face of a person whose mean is farther is not seen (the
-    price of not comparing every query with every face)."""
+    price of not comparing every query with every face). ``rows``: the known faces are these
+    rows of ``known`` (numbers returned are positions in ``rows``), so a large table is not
+    copied."""
     from scipy.sparse import csr_matrix
 
     from faceclust.catalog.index import Neighbours, nearest_rows
 
-    known = np.ascontiguousarray(known, np.float32)
+    if known.dtype != np.float32:
+        known = known.astype(np.float32)
+    rows = np.arange(len(known)) if rows is None else np.asarray(rows, np.int64)
     queries = np.ascontiguousarray(queries, np.float32)
     order = np.argsort(people, kind="stable")
     labels, starts, counts = np.unique(people[order], return_index=True, return_counts=True)
-    person_of_row = np.empty(len(known), np.int64)
+    person_of_row = np.empty(len(rows), np.int64)
     person_of_row[order] = np.repeat(np.arange(len(labels)), counts)
     # Each person's mean by one sparse product (no copy of the faces in person order).
-    members = csr_matrix((np.ones(len(known), np.float32), (person_of_row, np.arange(len(known)))),
-                         shape=(len(labels), len(known)))
+    members = csr_matrix((np.ones(len(rows), np.float32), (person_of_row, rows)), shape=(len(labels), len(known)))
     means = np.asarray(members @ known, np.float32)
-    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    means = _unit(means, in_place=True)
     take = min(candidates, len(labels))
     # The nearest people of every query at once (FAISS: matrix products and a heap per query).
     nearest_people = nearest_rows(queries, means, take)
@@ -351,20 +367,20 @@ def nearest_among_people(known: np.ndarray, people: np.ndarray, queries: np.ndar
         q = queries[start:start + batch]
         top = nearest_people[start:start + batch]
         chosen = np.unique(top[top >= 0])
-        rows = np.concatenate([order[starts[c]:starts[c] + counts[c]] for c in chosen.tolist()])
+        picked = np.concatenate([order[starts[c]:starts[c] + counts[c]] for c in chosen.tolist()])
         # Which of the chosen people each query may look at, then its distances to their faces.
         allowed = np.zeros((len(q), len(chosen)), bool)
         valid = top >= 0
         allowed[np.nonzero(valid)[0], np.searchsorted(chosen, top[valid])] = True
-        d = np.sqrt(np.maximum(2 - 2 * (q @ known[rows].T), 0))
-        d[~allowed[:, np.searchsorted(chosen, person_of_row[rows])]] = np.inf
-        kk = min(k, len(rows))
-        near = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < len(rows) else np.tile(np.arange(len(rows)), (len(q), 1))
+        d = np.sqrt(np.maximum(2 - 2 * (q @ known[rows[picked]].T), 0))
+        d[~allowed[:, np.searchsorted(chosen, person_of_row[picked])]] = np.inf
+        kk = min(k, len(picked))
+        near = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < len(picked) else np.tile(np.arange(len(picked)), (len(q), 1))
         nd = np.take_along_axis(d, near, axis=1)
         sort = np.argsort(nd, axis=1, kind="stable")
         near, nd = np.take_along_axis(near, sort, axis=1), np.take_along_axis(nd, sort, axis=1)
         distances[start:start + len(q), :kk] = nd
-        rows_out[start:start + len(q), :kk] = np.where(np.isfinite(nd), rows[near], -1)
+        rows_out[start:start + len(q), :kk] = np.where(np.isfinite(nd), picked[near], -1)
     return Neighbours(distances, rows_out)
 
 
