@@ -168,14 +168,14 @@ def test_a_new_face_forms_a_person_with_an_unknown_face_among_many(catalog, monk
     before = face_people(catalog)
     assert sum(p is None for p in before.values()) == 35
     pooled = []
-    original = stable._near
+    original = stable.near_any_of
 
     def spy(vectors, rows, others, k):
         found = original(vectors, rows, others, k)
         pooled.append((len(others), len(found)))
         return found
 
-    monkeypatch.setattr(stable, "_near", spy)
+    monkeypatch.setattr(stable, "near_any_of", spy)
     monkeypatch.setattr(stable, "POOL_NEIGHBOURS", 3)
     truth.update(add_photos(catalog, centres, [[7]], 500, seed=13))  # stranger 7's second photo
     cluster(catalog)
@@ -277,7 +277,7 @@ def test_nearest_among_people_is_exact_within_the_nearest_people():
     the same neighbours (what recognition in a library of a million relies on)."""
     from sklearn.datasets import make_blobs
 
-    from faceclust.people.stable import nearest_among_people
+    from faceclust.people.nearest import nearest_among_people
 
     x, people = make_blobs(n_samples=3000, centers=60, n_features=32, cluster_std=0.4, random_state=1)
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

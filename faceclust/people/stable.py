@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from faceclust.people.nearest import near_any_of, nearest_among_people, unit_rows
 from faceclust.records import AssignmentTable, FaceTable
 
 # Chord distance between L2-normalised descriptors, the clustering threshold; chosen by
@@ -98,15 +99,6 @@ class ClusterSummary:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def _unit(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
-    """Rows scaled to unit length (a new array, or ``x`` itself with ``in_place``)."""
-    norms = np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)[:, None]
-    if in_place:
-        x /= norms
-        return x
-    return x / norms
 
 
 class PeopleClusterer:
@@ -270,7 +262,7 @@ class PeopleClusterer:
         taken = {f for f, _, _ in out}
         rest = np.array([i for i in new.tolist() if int(table.face_ids[i]) not in taken], np.int64)
         if len(rest):
-            pool = np.concatenate([rest, _near(table.vectors, rest, old_unknown, POOL_NEIGHBOURS)])
+            pool = np.concatenate([rest, near_any_of(table.vectors, rest, old_unknown, POOL_NEIGHBOURS)])
             labels = cluster_faces(table.vectors[pool], groups=table.photo_ids[pool],
                                    method=self.options.method, min_faces=self.options.min_faces,
                                    **self.options.clusterer_options())
@@ -297,16 +289,17 @@ class PeopleClusterer:
         k = min(RECOGNITION_NEIGHBOURS, len(known))
         if len(known) > PREFILTER_ABOVE:
             # The table's own vectors, made unit in place: no copy of a million rows.
-            vectors = _unit(table.vectors, in_place=True)
-            found = nearest_among_people(vectors, known_people, vectors[free], k, rows=known)
+            vectors = unit_rows(table.vectors, in_place=True)
+            found = nearest_among_people(vectors, known_people, vectors[free], k,
+                                         candidates=RECOGNITION_PEOPLE, rows=known)
         else:
             # Exact search unless the new faces are very many: it has perfect recall, and its
             # cost (new x known distances, matrix products) stays below that of training an
             # inverted file over a large library, which is what a nightly run would otherwise pay.
             exact = len(free) * len(known) <= EXACT_RECOGNITION_PAIRS
-            index = FaceIndex.build(np.arange(len(known)), _unit(table.vectors[known]), "recognition",
+            index = FaceIndex.build(np.arange(len(known)), unit_rows(table.vectors[known]), "recognition",
                                     exact_limit=len(known) if exact else EXACT_LIMIT)
-            found = index.search(_unit(table.vectors[free]), k)
+            found = index.search(unit_rows(table.vectors[free]), k)
         threshold = self.options.threshold_for_recognition
         # Who is already in the photos of the new faces (only those photos: a million otherwise).
         photo_people: dict[int, set[int]] = defaultdict(set)
@@ -331,67 +324,6 @@ class PeopleClusterer:
             photo_people[photo].add(person)
             out.append((face, person, "recognized"))
         return out
-
-
-def nearest_among_people(known: np.ndarray, people: np.ndarray, queries: np.ndarray, k: int,
-                         candidates: int = RECOGNITION_PEOPLE, batch: int = 32, rows: np.ndarray | None = None):
-    """Each query's ``k`` nearest rows of ``known`` (unit vectors, person of each in ``people``)
-    among the faces of its ``candidates`` people with the nearest mean descriptor: a
-    :class:`~faceclust.catalog.index.Neighbours` of row numbers, nearest first (``inf`` / -1
-    pad). Exact within those people; a face of a person whose mean is farther is not seen (the
-    price of not comparing every query with every face). ``rows``: the known faces are these
-    rows of ``known`` (numbers returned are positions in ``rows``), so a large table is not
-    copied."""
-    from scipy.sparse import csr_matrix
-
-    from faceclust.catalog.index import Neighbours, nearest_rows
-
-    if known.dtype != np.float32:
-        known = known.astype(np.float32)
-    rows = np.arange(len(known)) if rows is None else np.asarray(rows, np.int64)
-    queries = np.ascontiguousarray(queries, np.float32)
-    order = np.argsort(people, kind="stable")
-    labels, starts, counts = np.unique(people[order], return_index=True, return_counts=True)
-    person_of_row = np.empty(len(rows), np.int64)
-    person_of_row[order] = np.repeat(np.arange(len(labels)), counts)
-    # Each person's mean by one sparse product (no copy of the faces in person order).
-    members = csr_matrix((np.ones(len(rows), np.float32), (person_of_row, rows)), shape=(len(labels), len(known)))
-    means = np.asarray(members @ known, np.float32)
-    means = _unit(means, in_place=True)
-    take = min(candidates, len(labels))
-    # The nearest people of every query at once (FAISS: matrix products and a heap per query).
-    nearest_people = nearest_rows(queries, means, take)
-    distances = np.full((len(queries), k), np.inf, np.float32)
-    rows_out = np.full((len(queries), k), -1, np.int64)
-    for start in range(0, len(queries), batch):
-        q = queries[start:start + batch]
-        top = nearest_people[start:start + batch]
-        chosen = np.unique(top[top >= 0])
-        picked = np.concatenate([order[starts[c]:starts[c] + counts[c]] for c in chosen.tolist()])
-        # Which of the chosen people each query may look at, then its distances to their faces.
-        allowed = np.zeros((len(q), len(chosen)), bool)
-        valid = top >= 0
-        allowed[np.nonzero(valid)[0], np.searchsorted(chosen, top[valid])] = True
-        d = np.sqrt(np.maximum(2 - 2 * (q @ known[rows[picked]].T), 0))
-        d[~allowed[:, np.searchsorted(chosen, person_of_row[picked])]] = np.inf
-        kk = min(k, len(picked))
-        near = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < len(picked) else np.tile(np.arange(len(picked)), (len(q), 1))
-        nd = np.take_along_axis(d, near, axis=1)
-        sort = np.argsort(nd, axis=1, kind="stable")
-        near, nd = np.take_along_axis(near, sort, axis=1), np.take_along_axis(nd, sort, axis=1)
-        distances[start:start + len(q), :kk] = nd
-        rows_out[start:start + len(q), :kk] = np.where(np.isfinite(nd), picked[near], -1)
-    return Neighbours(distances, rows_out)
-
-
-def _near(vectors: np.ndarray, rows: np.ndarray, others: np.ndarray, k: int) -> np.ndarray:
-    """Those of ``others`` (row numbers) among the ``k`` nearest others of any of ``rows``."""
-    if not len(rows) or len(others) <= k:
-        return others
-    from faceclust.catalog.index import nearest_rows
-
-    found = nearest_rows(_unit(vectors[rows]), _unit(vectors[others]), k)
-    return others[np.unique(found[found >= 0])]
 
 
 def cluster_library(catalog_path, options: ClusterOptions | None = None, model_id: str | None = None,
