@@ -351,7 +351,7 @@ def test_knn_graph_matches_brute_force():
     assert (few_n[:, 2:] == -1).all() and np.isinf(few_d[:, 2:]).all()
 
 
-def test_blocked_knn_is_exact_when_every_list_is_probed():
+def test_blocked_knn_is_exact_when_every_list_is_probed(monkeypatch):
     """The list-by-list search finds exactly the nearest rows among the lists probed: with
     every list probed it is brute force (ties aside)."""
     from faceclust.catalog.knn_blocks import blocked_knn
@@ -367,6 +367,12 @@ def test_blocked_knn_is_exact_when_every_list_is_probed():
         np.testing.assert_allclose(squared, np.sort(full, axis=1)[:, :k], atol=1e-4)
         np.testing.assert_allclose(np.take_along_axis(full, rows, axis=1), squared, atol=1e-4)
         assert (rows[:, 0] == np.arange(600)).all()  # each row nearest to itself
+    # Blocks of a few rows at a time (what bounds the memory of a huge list): the same.
+    from faceclust.catalog import knn_blocks
+
+    monkeypatch.setattr(knn_blocks, "BLOCK", 70)
+    squared, rows = blocked_knn(x, near, 9)
+    np.testing.assert_allclose(squared, np.sort(full, axis=1)[:, :9], atol=1e-4)
     # Fewer lists probed: only rows of those lists, still the nearest among them.
     squared, rows = blocked_knn(x, near[:, :3], 5)
     own = near[:, 0]
@@ -386,6 +392,12 @@ def test_knn_graph_above_the_exact_limit_finds_nearly_all_true_neighbours():
     np.testing.assert_allclose(distances, np.linalg.norm(x[:, None, :] - x[neighbours], axis=2), atol=1e-3)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(neighbours.tolist(), exact_n.tolist())])
     assert recall >= 0.97, recall
+    # A backup's copies: hundreds of identical faces, a list no k-means can cut.
+    copies = np.vstack([x, np.repeat(x[:1], 700, axis=0)])
+    distances, neighbours = knn_graph(copies, 10, exact_limit=500)
+    same = np.r_[0, np.arange(4000, 4700)]  # row 0 and its copies
+    assert np.isin(neighbours[4000:], same).all() and (neighbours[4000:] != np.arange(4000, 4700)[:, None]).all()
+    assert (distances[4000:] < 0.05).all()  # zero, but for float32 rounding at these norms (~23)
 
 
 # -- the adaptive clusterer's own steps ---------------------------------------------------------------

@@ -20,6 +20,9 @@ import numpy as np
 # A row's probes are visited in rounds, nearest lists first, so its k-th distance shrinks early
 # and later, farther lists rarely hold a better candidate.
 ROUND_EDGES = (1, 4, 12, 32, 64)
+# Distances computed at once, at most (64 MB of float32): a list of many identical faces (a
+# backup's copies) cannot be split by k-means, and its block must not grow with its square.
+BLOCK = 1 << 24
 
 
 def blocked_knn(x: np.ndarray, near: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,16 +49,16 @@ def blocked_knn(x: np.ndarray, near: np.ndarray, k: int) -> tuple[np.ndarray, np
     best_d = torch.full((n, k), float("inf"))
     best_i = torch.full((n, k), -1, dtype=torch.int64)
     with torch.no_grad():
-        for lst in range(nlist):  # each row's own list: one block of all its pairs
+        for lst in range(nlist):  # each row's own list: all its pairs, in blocks of rows
             a, b = int(bounds[lst]), int(bounds[lst + 1])
-            if b - a == 0:
-                continue
-            block = torch.addmm(squared[a:b][None, :], vectors[a:b], vectors[a:b].T, alpha=-2.0)
-            block += squared[a:b][:, None]
             kk = min(k, b - a)
-            values, where = torch.topk(block, kk, dim=1, largest=False)
-            best_d[a:b, :kk] = values
-            best_i[a:b, :kk] = where + a
+            for r in range(a, b, max(1, BLOCK // max(1, b - a))):
+                z = min(b, r + max(1, BLOCK // (b - a)))
+                block = torch.addmm(squared[a:b][None, :], vectors[r:z], vectors[a:b].T, alpha=-2.0)
+                block += squared[r:z][:, None]
+                values, where = torch.topk(block, kk, dim=1, largest=False)
+                best_d[r:z, :kk] = values
+                best_i[r:z, :kk] = where + a
         edges = sorted({e for e in ROUND_EDGES if e < probes} | {probes})
         for lo, hi in zip(edges[:-1], edges[1:]):
             _probe_round(vectors, squared, bounds, near_sorted[:, lo:hi], best_d, best_i)
@@ -82,18 +85,20 @@ def _probe_round(vectors, squared, bounds: np.ndarray, lists: np.ndarray, best_d
     for lst in range(len(bounds) - 1):
         qa, qz = int(starts[lst]), int(starts[lst + 1])
         a, b = int(bounds[lst]), int(bounds[lst + 1])
-        if qa == qz or a == b:
+        if a == b:
             continue
-        q = torch.from_numpy(queries[qa:qz])
-        block = torch.addmm(squared[a:b][None, :], vectors[q], vectors[a:b].T, alpha=-2.0)
-        block += squared[q][:, None]
-        better = (block < best_d[q, k - 1:k]).any(1)
-        if not bool(better.any()):
-            continue
-        hit = better.nonzero().squeeze(1)
-        rows = q[hit]
-        values = torch.cat([best_d[rows], block[hit]], 1)
-        ids = torch.cat([best_i[rows], torch.arange(a, b).expand(len(hit), b - a)], 1)
-        values, where = torch.topk(values, k, dim=1, largest=False)
-        best_d[rows] = values
-        best_i[rows] = torch.gather(ids, 1, where)
+        step = max(1, BLOCK // (b - a))
+        for start in range(qa, qz, step):
+            q = torch.from_numpy(queries[start:min(qz, start + step)])
+            block = torch.addmm(squared[a:b][None, :], vectors[q], vectors[a:b].T, alpha=-2.0)
+            block += squared[q][:, None]
+            better = (block < best_d[q, k - 1:k]).any(1)
+            if not bool(better.any()):
+                continue
+            hit = better.nonzero().squeeze(1)
+            rows = q[hit]
+            values = torch.cat([best_d[rows], block[hit]], 1)
+            ids = torch.cat([best_i[rows], torch.arange(a, b).expand(len(hit), b - a)], 1)
+            values, where = torch.topk(values, k, dim=1, largest=False)
+            best_d[rows] = values
+            best_i[rows] = torch.gather(ids, 1, where)
