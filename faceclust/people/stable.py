@@ -288,8 +288,9 @@ class PeopleClusterer:
 
         k = min(RECOGNITION_NEIGHBOURS, len(known))
         if len(known) > PREFILTER_ABOVE:
-            # The table's own vectors, made unit in place: no copy of a million rows.
-            vectors = unit_rows(table.vectors, in_place=True)
+            # The table's own vectors, made unit in place: no copy of a million rows (what the
+            # clusterer is given later is unit anyway, unless it was asked not to normalise).
+            vectors = unit_rows(table.vectors, in_place=self.options.method_options.get("normalize") is not False)
             found = nearest_among_people(vectors, known_people, vectors[free], k,
                                          candidates=RECOGNITION_PEOPLE, rows=known)
         else:
