@@ -67,11 +67,8 @@ class FacesMixin:
                 self.db.execute("SELECT id, photo_id, right - left, score FROM faces ORDER BY id"),
                 (np.int64, np.int64, np.float32, np.float32))
             vector_ids, vectors = self._vectors(model_id, len(face_ids))
-        where = np.searchsorted(vector_ids, face_ids)
-        has_vector = where < len(vector_ids)
-        has_vector[has_vector] = vector_ids[where[has_vector]] == face_ids[has_vector]
-        keep = has_vector & _sorted_member(photo_ids, ok)
-        rows = where[keep]
+        keep = _sorted_member(face_ids, vector_ids) & _sorted_member(photo_ids, ok)
+        rows = np.searchsorted(vector_ids, face_ids[keep])
         if len(rows) != len(vectors) or (len(rows) and rows[-1] != len(rows) - 1):
             vectors = vectors[rows]  # else every vector is kept, in order: no copy
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 128

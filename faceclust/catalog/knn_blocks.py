@@ -51,9 +51,9 @@ def blocked_knn(x: np.ndarray, near: np.ndarray, k: int) -> tuple[np.ndarray, np
     with torch.no_grad():
         for lst in range(nlist):  # each row's own list: all its pairs, in blocks of rows
             a, b = int(bounds[lst]), int(bounds[lst + 1])
-            kk = min(k, b - a)
-            for r in range(a, b, max(1, BLOCK // max(1, b - a))):
-                z = min(b, r + max(1, BLOCK // (b - a)))
+            kk, step = min(k, b - a), max(1, BLOCK // max(1, b - a))
+            for r in range(a, b, step):
+                z = min(b, r + step)
                 block = torch.addmm(squared[a:b][None, :], vectors[r:z], vectors[a:b].T, alpha=-2.0)
                 block += squared[r:z][:, None]
                 values, where = torch.topk(block, kk, dim=1, largest=False)

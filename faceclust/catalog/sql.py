@@ -51,13 +51,15 @@ def blob(array: np.ndarray) -> bytes:
 class Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (nested use is flattened)."""
 
+    BEGIN = "BEGIN IMMEDIATE"
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.outer = False
 
     def __enter__(self):
         if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(self.BEGIN)
             self.outer = True
         return self
 
@@ -70,23 +72,11 @@ class Transaction:
             self.db.execute("ROLLBACK")
 
 
-class Snapshot:
-    """BEGIN (deferred) ... COMMIT around reads, so they see one state of the catalog without
+class Snapshot(Transaction):
+    """A deferred BEGIN ... COMMIT around reads, so they see one state of the catalog without
     taking the write lock; inside a transaction already, nothing more is done."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.outer = False
-
-    def __enter__(self):
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN")
-            self.outer = True
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.outer:
-            self.db.execute("COMMIT")
+    BEGIN = "BEGIN"
 
 
 def like_pattern(text: str) -> str:

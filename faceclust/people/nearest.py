@@ -16,7 +16,6 @@ def unit_rows(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
     return x / norms
 
 
-
 def nearest_among_people(known: np.ndarray, people: np.ndarray, queries: np.ndarray, k: int,
                          candidates: int = 20, batch: int = 32, rows: np.ndarray | None = None):
     """Each query's ``k`` nearest rows of ``known`` (unit vectors, person of each in ``people``)

@@ -124,18 +124,18 @@ class PeopleClusterer:
         full = self.options.full or assignments.user.all()
         self.summary.mode = "full" if full else "incremental"
         self._fresh = 0
-        self._already_seen = None
+        # Faces an earlier run saw: they stay in the catalog's list (a million rows not written
+        # again), and an incremental run leaves them where they are.
+        seen = np.isin(table.face_ids, np.fromiter(self.catalog.clustered_faces(), np.int64))
         self.progress(ProgressEvent("cluster", 1, 3, faces=int(eligible.sum())))
         if full:
             rows = self._full(table, eligible, self.catalog.assignments(), rejected)
         else:
-            rows = self._incremental(table, eligible, assignments, rejected)
+            rows = self._incremental(table, eligible, assignments, rejected, seen)
         self.progress(ProgressEvent("cluster", 2, 3, faces=int(eligible.sum())))
         # Everything is written at once (people, assignments, the faces seen), as one undoable
         # history entry: a scan or a decision in between never sees half a clustering.
         with self.catalog.recorded("cluster", "cluster") as entry:
-            # Faces an earlier run saw are in the catalog's list already (a million rows to skip).
-            seen = self._already_seen if self._already_seen is not None else np.zeros(len(table), bool)
             self.catalog.write_clustering(rows, self._fresh, replace=full, clustered=table.face_ids[eligible & ~seen])
             entry.description = (f"cluster ({self.summary.mode}): {self.summary.new_people} new people, "
                                  f"{self.summary.recognized} faces recognised")
@@ -244,18 +244,16 @@ class PeopleClusterer:
     # -- adding to existing people --------------------------------------------------------------
 
     def _incremental(self, table: FaceTable, eligible: np.ndarray, assignments: AssignmentTable,
-                     rejected: list) -> list:
+                     rejected: list, seen: np.ndarray) -> list:
         from faceclust.people.cluster import cluster_faces
 
         # Only faces no clustering has seen are placed: a re-run with nothing new changes nothing.
         # Faces left unknown before may still form a new person together with new faces.
-        seen = np.isin(table.face_ids, np.fromiter(self.catalog.clustered_faces(), np.int64))
         person = assignments.people_of(table.face_ids)
         is_assigned = person >= 0
         known_rows = np.flatnonzero(is_assigned)
         new = np.flatnonzero(~is_assigned & ~seen & eligible)
         old_unknown = np.flatnonzero(~is_assigned & seen & eligible)
-        self._already_seen = seen
         out = self._recognize(table, known_rows, new, person[known_rows], set(rejected))
         self.summary.recognized = len(out)
         grown = {p for _, p, _ in out}
