@@ -9,12 +9,15 @@ The bottom layer: imports nothing of faceclust but errors.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 
 from faceclust.errors import UsageProblem
 
 ENV = "FACECLUST_THREADS"
 _POOLS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _chosen: int | None = None
+_this_thread = threading.local()
 
 
 def available() -> int:
@@ -52,8 +55,6 @@ def set_threads(count: int | None) -> int:
     for name in _POOLS:
         if count is not None or name not in os.environ:
             os.environ[name] = str(n)
-    import sys
-
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     if "faiss" in sys.modules:
@@ -66,3 +67,32 @@ def apply_to_faiss() -> None:
     import faiss
 
     faiss.omp_set_num_threads(threads())
+
+
+def torch_alone_on_this_thread() -> None:
+    """Torch computes on the calling thread alone from now on: for workers that run side by
+    side, one a core, rather than each op spread over every core. On 2 cores that is what
+    works: SFace and dlib's ResNet gain nothing from a second thread per op, YuNet a third.
+    Torch's thread count is the calling thread's own (OpenMP's), so each worker calls this.
+    Nothing to do (and torch is not imported) while no model has imported it."""
+    torch = sys.modules.get("torch")
+    if torch is None or getattr(_this_thread, "alone", False):
+        return
+    torch.set_num_threads(1)
+    _this_thread.alone = True
+
+
+class side_by_side:
+    """``with side_by_side():`` the calling thread's torch computes alone (see
+    :func:`torch_alone_on_this_thread`) until the block ends, then on ``threads()`` again."""
+
+    def __enter__(self) -> "side_by_side":
+        self._torch = sys.modules.get("torch")  # not imported: nothing computes with it
+        if self._torch is not None:
+            self._before = self._torch.get_num_threads()
+            self._torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._torch is not None:
+            self._torch.set_num_threads(self._before)

@@ -54,6 +54,7 @@ class FakeDetector:
     name = "fake"
     window = 20
     calls = 0
+    side_by_side = True  # as the default detector: scans detect in their decode workers
 
     def __init__(self, options=None) -> None:
         self.options = options

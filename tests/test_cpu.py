@@ -62,3 +62,24 @@ def test_the_environment_sets_it_and_a_bad_value_is_one_line(tmp_path, monkeypat
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["cluster", "--threads", "0", "--catalog", str(tmp_path / "c.sqlite")])
     assert result.exit_code == 2 and "--threads" in result.output
+
+
+def test_a_worker_computes_alone_and_the_main_threads_count_comes_back():
+    import threading
+
+    import torch
+
+    torch.set_num_threads(2)
+    seen = []
+
+    def worker():
+        cpu.torch_alone_on_this_thread()
+        seen.append(torch.get_num_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [1] and torch.get_num_threads() == 2
+    with cpu.side_by_side():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2

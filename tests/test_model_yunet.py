@@ -280,3 +280,37 @@ def test_the_detector_switches_to_the_frozen_network_and_finds_the_same_faces(sh
     failing.FREEZE_AFTER = 0
     found = [failing.detect(p) for p in images]
     assert failing._frozen is False and [len(f) for f in found] == [len(plain.detect(p)) for p in images]
+
+
+def test_told_of_many_photos_the_detector_builds_its_frozen_network_up_front(shared_data):
+    """A scan tells the detector how many photos are coming: for more than a few, the frozen
+    network is built before the first (on a small example) and finds what the plain one finds."""
+    from faceclust.faces.detect import detectors
+    from faceclust.photos.decode import load_image
+
+    few, many, plain = detectors.create("yunet"), detectors.create("yunet"), detectors.create("yunet")
+    plain.FREEZE_AFTER = 10 ** 9
+    few.expect(few.FREEZE_AFTER)
+    many.expect(many.FREEZE_AFTER + 1)
+    assert few._frozen is None and callable(many._frozen)
+    for path in sorted((shared_data / "celeb25_web").rglob("*.jpg"))[::300][:3]:
+        pixels = load_image(path).pixels
+        a, b = plain.detect(pixels), many.detect(pixels)
+        assert len(a) == len(b) and np.abs(a.boxes - b.boxes).max(initial=0) < 0.05
+
+
+def test_the_rgb_network_gives_the_bgr_networks_maps_on_the_same_photo():
+    """load_yunet(rgb=True) swaps the first conv's input channels once: fed RGB it gives
+    the maps the file's network gives fed BGR (the detector skips a BGR copy a photo)."""
+    import torch
+
+    from faceclust.models.yunet import load_yunet
+
+    rgb = torch.from_numpy(np.random.default_rng(5).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32))
+    with torch.inference_mode():
+        plain, swapped = load_yunet()(rgb.flip(1)), load_yunet(rgb=True)(rgb)
+        unswapped = load_yunet()(rgb)
+    assert plain.keys() == swapped.keys()
+    for name in plain:
+        assert float((plain[name] - swapped[name]).abs().max()) < 1e-4
+    assert max(float((plain[n] - unswapped[n]).abs().max()) for n in plain) > 1e-2  # the order matters

@@ -193,15 +193,15 @@ def test_a_killed_scan_resumes_with_the_same_faces(tmp_path):
     expected = faces_by_path(tmp_path / "full.sqlite")
 
     calls = {"n": 0}
-    real_find = finder.FaceFinder.find
+    real_finish = Scanner._finish_batch
 
-    def dying_find(self, images):
+    def dying_finish(self, *args):
         calls["n"] += 1
         if calls["n"] == 3:  # the third batch: two were committed
             raise KeyboardInterrupt
-        return real_find(self, images)
+        return real_finish(self, *args)
 
-    with mock.patch.object(finder.FaceFinder, "find", dying_find), pytest.raises(KeyboardInterrupt):
+    with mock.patch.object(Scanner, "_finish_batch", dying_finish), pytest.raises(KeyboardInterrupt):
         scan(tmp_path / "part.sqlite", tmp_path / "lib")
     with Catalog(tmp_path / "part.sqlite") as cat:
         assert cat.counts()["photos"] == 6

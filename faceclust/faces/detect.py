@@ -35,7 +35,10 @@ class Detector(Protocol):
     name: str
     window: int  # the smallest face (pixels) found at scale 1
     # Optional: ``gives_points = True`` when every Detections has ``points`` (then dlib's
-    # 68-point predictor is not loaded up front).
+    # 68-point predictor is not loaded up front); ``expect(photos)``, told how many photos are
+    # coming before the first, to prepare what pays off only over many; ``side_by_side =
+    # True`` when ``detect`` may run on several threads at once, each computing alone (then
+    # the scan detects in its decode workers).
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections: ...
 

@@ -3,6 +3,7 @@ written, no SQL; a photo with no face gives empty arrays."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -23,10 +24,12 @@ class Timer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     def add(self, stage: str, start: float) -> float:
         now = time.perf_counter()
-        self.seconds[stage] += now - start
+        with self._lock:
+            self.seconds[stage] += now - start
         return now
 
 
@@ -66,8 +69,10 @@ class FaceFinder:
             embedder = embedders.create(embedder)
         return cls(detect, detectors.create(detect.detector, options=detect), embedder)
 
-    def load(self) -> None:
-        """Load every model now (they load on first use otherwise): to say so while it happens."""
+    def load(self, photos: int = 1) -> None:
+        """Load every model now (they load on first use otherwise): to say so while it happens.
+        ``photos``: how many photos are coming (a detector may prepare for many: see
+        ``Detector.expect``)."""
         # dlib's 68-point predictor (0.4 s to load) only serves faces that come without the
         # detector's five points: with a detector that gives them it loads if ever needed.
         arcface = None if getattr(self.detector, "gives_points", False) else self.arcface
@@ -76,6 +81,9 @@ class FaceFinder:
             loader = getattr(part, "_load", None)
             if loader is not None:
                 loader()
+        expect = getattr(self.detector, "expect", None)
+        if expect is not None:
+            expect(photos)
 
     def scale_policy(self) -> ScalePolicy:
         """Decode no larger than the detector will look at (never enlarge at decode)."""
@@ -84,25 +92,30 @@ class FaceFinder:
 
     def find(self, images: Sequence[LoadedImage]) -> list[FaceArrays]:
         """Faces of several photos; their chips are embedded together in batches."""
-        located = []
-        all_chips = []
-        for image in images:
-            t = time.perf_counter()
-            det_scale = self.options.detection_scale(image.original_width, image.original_height,
-                                                     self.detector.window)
-            found = self.detector.detect(image.pixels, scale=det_scale / image.scale)
-            t = self.timer.add("detect", t)
-            marks = self.aligner.landmarks(image.pixels, found.boxes)
-            chips = self._cut(image.pixels, marks, found.boxes, found.points)
-            self.timer.add("landmarks", t)
-            located.append((found, marks))
-            all_chips.append(chips)
+        return self.finish(images, [self.locate(image) for image in images])
+
+    def locate(self, image: LoadedImage) -> tuple:
+        """Detection, landmarks and chips of one photo (what :meth:`finish` embeds): the
+        per-photo half of :meth:`find`, which threads may run side by side."""
         t = time.perf_counter()
-        chips = self.join(all_chips)
+        det_scale = self.options.detection_scale(image.original_width, image.original_height,
+                                                 self.detector.window)
+        found = self.detector.detect(image.pixels, scale=det_scale / image.scale)
+        t = self.timer.add("detect", t)
+        marks = self.aligner.landmarks(image.pixels, found.boxes)
+        chips = self._cut(image.pixels, marks, found.boxes, found.points)
+        self.timer.add("landmarks", t)
+        return found, marks, chips
+
+    def finish(self, images: Sequence[LoadedImage], located: Sequence[tuple]) -> list[FaceArrays]:
+        """The faces of ``images`` from what :meth:`locate` gave for each: every chip embedded
+        in one call (batches run several times faster a face than single photos' chips)."""
+        t = time.perf_counter()
+        chips = self.join([c for _f, _m, c in located])
         vectors = self.embedder.embed(chips)
         self.timer.add("embed", t)
         out, start = [], 0
-        for image, (found, marks) in zip(images, located):
+        for image, (found, marks, _chips) in zip(images, located):
             n = len(found)
             out.append(FaceArrays(
                 boxes=(found.boxes / image.scale).astype(np.float32),

@@ -10,6 +10,8 @@ around the same face: a square whose centre and side follow YuNet's box by the c
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from faceclust.faces.detect import DetectOptions, Detections, detectors
@@ -63,9 +65,13 @@ class YuNetFaceDetector:
     window = 30
     gives_points = True  # Detections.points: the five ArcFace points of every face
 
+    side_by_side = True  # detect() runs on several threads at once (the frozen network is built once)
+
     # Photos searched with the plain network before the TorchScript one is built (0.6 s; a
-    # fifth faster a photo): one-shot commands (verify, search) never pay for it.
+    # fifth faster a photo): one-shot commands (verify, search) never pay for it. Told that
+    # more are coming (expect), it is built up front, on a small image.
     FREEZE_AFTER = 4
+    FREEZE_EXAMPLE = (1, 3, 128, 128)
 
     def __init__(self, options: DetectOptions | None = None) -> None:
         self.options = options or DetectOptions()
@@ -73,6 +79,7 @@ class YuNetFaceDetector:
         self._net = None
         self._frozen = None
         self._calls = 0
+        self._lock = threading.Lock()
 
     def identity(self) -> str:
         from faceclust.models.files import YUNET_SHA256
@@ -89,7 +96,7 @@ class YuNetFaceDetector:
 
             from faceclust.models.yunet import load_yunet
 
-            self._net = load_yunet().to(memory_format=torch.channels_last)
+            self._net = load_yunet(rgb=True).to(memory_format=torch.channels_last)
         return self._net
 
     def raw(self, image: np.ndarray, scale: float = 1.0, min_score: float = SCORE
@@ -105,27 +112,50 @@ class YuNetFaceDetector:
         rows, cols = image.shape[:2]
         out_rows, out_cols = max(1, round(rows * scale)), max(1, round(cols * scale))
         with torch.inference_mode():
-            pixels = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).permute(2, 0, 1)[None].float()
-            if (out_rows, out_cols) != (rows, cols):
-                pixels = F.interpolate(pixels, size=(out_rows, out_cols), mode="bilinear", align_corners=False,
-                                       antialias=scale < 1.0)
+            # The network takes RGB (load_yunet(rgb=True)): the photo is copied once, into
+            # float32 rows padded to multiples of 32, laid out as torch's channels_last.
             padded_rows, padded_cols = -(-out_rows // 32) * 32, -(-out_cols // 32) * 32
-            pixels = F.pad(pixels, (0, padded_cols - out_cols, 0, padded_rows - out_rows))
-            maps = {k: v.numpy() for k, v in self._forward(net, pixels.contiguous(memory_format=torch.channels_last)).items()}
+            buffer = np.zeros((padded_rows, padded_cols, 3), np.float32)
+            if (out_rows, out_cols) != (rows, cols):
+                planes = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+                planes = F.interpolate(planes, size=(out_rows, out_cols), mode="bilinear", align_corners=False,
+                                       antialias=scale < 1.0)
+                buffer[:out_rows, :out_cols] = planes[0].permute(1, 2, 0).numpy()
+            else:
+                buffer[:rows, :cols] = image
+            pixels = torch.from_numpy(buffer).permute(2, 0, 1)[None]
+            maps = {k: v.numpy() for k, v in self._forward(net, pixels).items()}
         boxes, scores, points = decode(maps, min_score)
         keep = nms(boxes, scores, NMS_IOU)
         sx, sy = cols / out_cols, rows / out_rows
         factor = np.array([sx, sy, sx, sy])
         return boxes[keep] * factor, scores[keep], points[keep] * factor[:2]
 
+    def expect(self, photos: int) -> None:
+        """Build the frozen network now when more than FREEZE_AFTER photos are coming (the
+        trace holds for any input size, so a small example does)."""
+        if photos > self.FREEZE_AFTER:
+            import torch
+
+            net = self._load()
+            with self._lock:
+                if self._frozen is None:
+                    from faceclust.models.yunet import freeze_yunet
+
+                    noise = torch.rand(self.FREEZE_EXAMPLE, generator=torch.Generator().manual_seed(0)) * 255
+                    example = noise.contiguous(memory_format=torch.channels_last)
+                    self._frozen = freeze_yunet(net, example) or False
+
     def _forward(self, net, pixels):
         """The plain network for the first photos, then the frozen one (if it could be built)."""
-        self._calls += 1
-        if self._frozen is None and self._calls > self.FREEZE_AFTER:
-            from faceclust.models.yunet import freeze_yunet
+        with self._lock:  # threads may detect side by side: one counts, one freezes
+            self._calls += 1
+            if self._frozen is None and self._calls > self.FREEZE_AFTER:
+                from faceclust.models.yunet import freeze_yunet
 
-            self._frozen = freeze_yunet(net, pixels) or False  # False: tried, keep the plain one
-        return self._frozen(pixels) if self._frozen else net(pixels)
+                self._frozen = freeze_yunet(net, pixels) or False  # False: tried, keep the plain one
+            frozen = self._frozen
+        return frozen(pixels) if frozen else net(pixels)
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
         if image.size == 0:

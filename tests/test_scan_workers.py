@@ -1,0 +1,135 @@
+"""Scans detect and embed in their decode workers when the detector allows it (torch on one
+thread each); the main thread finds again whatever failed there, and a failure to load the
+models ends the scan instead of leaving workers waiting."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FakeDetector, draw_photo
+
+from faceclust.catalog import Catalog
+from faceclust.errors import ModelError
+from faceclust.faces.detect import DetectOptions, detectors
+from faceclust.faces.finder import FaceFinder
+from faceclust.scan.options import ScanOptions
+from faceclust.scan.scanner import scan_library
+
+
+def options(detector: str = "fake", workers: int = 2) -> ScanOptions:
+    return ScanOptions(detect=DetectOptions(detector=detector, min_face=20), embedder="fake",
+                       batch_photos=5, decode_workers=workers)
+
+
+def library(root: Path, n: int = 13) -> list[Path]:
+    return [draw_photo(root / f"p{i:02d}.png", [(i % 4, 10 + 5 * i, 20, 30 + i)] + ([(2, 200, 150, 40)] if i % 3 else []))
+            for i in range(n)]
+
+
+def catalogued(path: Path) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {}
+    with Catalog(path) as cat:
+        for _id, photo, left, top, right, bottom, score, vector, _ in cat.iter_faces("fake-embedder:1"):
+            out.setdefault(Path(photo).name, []).append((left, top, right, bottom, score, bytes(vector)))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+class Recording(FakeDetector):
+    """The fake detector, noting which threads detect and how many torch threads each has."""
+
+    seen: list[tuple[str, int]] = []
+
+    def detect(self, image, scale=1.0):
+        import torch
+
+        Recording.seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return super().detect(image, scale)
+
+
+class OnTheMainThread(Recording):
+    side_by_side = False
+
+
+@pytest.fixture
+def recording():
+    Recording.seen = []
+    for name, factory in (("recording", Recording), ("main-only", OnTheMainThread)):
+        detectors.register(name)(factory)
+    yield
+    for name in ("recording", "main-only"):
+        detectors.unregister(name)
+
+
+def test_workers_find_the_faces_the_main_thread_finds(tmp_path, recording):
+    import torch
+
+    library(tmp_path / "lib")
+    before = torch.get_num_threads()
+    scan_library(tmp_path / "w.sqlite", [tmp_path / "lib"], options("recording"))
+    in_workers = list(Recording.seen)
+    Recording.seen = []
+    scan_library(tmp_path / "m.sqlite", [tmp_path / "lib"], options("main-only"))
+    on_main = list(Recording.seen)
+    assert len(in_workers) == len(on_main) == 13
+    assert all(name != "MainThread" and threads == 1 for name, threads in in_workers)
+    assert len({name for name, _ in in_workers}) == 2
+    assert all(name == "MainThread" for name, _ in on_main)
+    # Same faces, boxes and vectors (the catalogs differ only in their detector's name).
+    assert catalogued(tmp_path / "w.sqlite") == catalogued(tmp_path / "m.sqlite")
+    assert len(catalogued(tmp_path / "w.sqlite")) == 13
+    assert torch.get_num_threads() == before  # the main thread's count is given back
+
+
+def test_one_worker_finds_on_the_main_thread(tmp_path, recording):
+    library(tmp_path / "lib", 4)
+    scan_library(tmp_path / "c.sqlite", [tmp_path / "lib"], options("recording", workers=1))
+    assert [name for name, _ in Recording.seen] == ["MainThread"] * 4
+
+
+class FailingOnGreen(FakeDetector):
+    """Fails on photos holding a green face (colour 1), wherever it runs."""
+
+    def detect(self, image, scale=1.0):
+        if np.all(np.abs(image.astype(int) - (30, 200, 40)) <= 12, axis=2).sum() >= 16:
+            raise RuntimeError("this detector cannot look at green")
+        return super().detect(image, scale)
+
+
+def test_a_photo_the_detector_fails_on_is_reported_once_and_the_others_are_found(tmp_path):
+    detectors.register("failing")(FailingOnGreen)
+    try:
+        photos = library(tmp_path / "lib")
+        summary = scan_library(tmp_path / "c.sqlite", [tmp_path / "lib"], options("failing"))
+    finally:
+        detectors.unregister("failing")
+    green = {p.name for i, p in enumerate(photos) if i % 4 == 1}
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        errors = {Path(p).name: e for p, e in cat.errors()}
+    assert set(errors) == green and summary.errors == len(green)
+    assert all("face detection failed" in e and "green" in e for e in errors.values())
+    assert set(catalogued(tmp_path / "c.sqlite")) == {p.name for p in photos} - green
+
+
+def test_models_that_cannot_load_end_the_scan_without_leaving_workers_waiting(tmp_path, monkeypatch):
+    library(tmp_path / "lib")
+
+    def broken(self, photos=1):
+        raise ModelError("the model file is damaged")
+
+    monkeypatch.setattr(FaceFinder, "load", broken)
+    outcome = []
+
+    def run():
+        try:
+            scan_library(tmp_path / "c.sqlite", [tmp_path / "lib"], options())
+        except ModelError as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the scan hung"
+    assert outcome == ["the model file is damaged"]
