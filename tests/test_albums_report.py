@@ -209,3 +209,40 @@ def test_report_shows_a_persons_faces_in_the_order_they_were_taken(tmp_path):
     order = re.findall(r"face (\d+) in", render_report(rows, people, dates=dates))
     assert order == ["11", "10", "12"]
     assert re.findall(r"face (\d+) in", render_report(rows, people)) == ["10", "11", "12"]  # no dates: by path
+
+
+def test_report_thumbnails_of_a_big_photo_are_cut_from_a_reduced_decode(tmp_path, monkeypatch):
+    """A 12 MP photo's faces are cut from a decode no larger than their thumbnails need (a
+    fraction of a full one), and still show the face."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from faceclust.output import report
+    from faceclust.photos import decode
+
+    photo = draw_photo(tmp_path / "big.jpg", [(0, 1000, 800, 700), (2, 2900, 200, 900)], size=(4032, 3024), quality=92)
+    sizes = []
+    real = decode.load_image
+
+    def spying(path, scale_for=None):
+        image = real(path, scale_for)
+        sizes.append(image.pixels.shape[:2])
+        return image
+
+    monkeypatch.setattr(decode, "load_image", spying)
+    rows = [(1, 1, str(photo), 1000, 800, 1700, 1500, 0.9), (1, 2, str(photo), 2900, 200, 3800, 1100, 0.8)]
+    people = [{"id": 1, "name": "Ann", "hidden": False, "faces": 2, "photos": 1}]
+    html_text = report.render_report(rows, people)
+    # One decode for both faces, at the smaller face's need (2 x 96 px over its 980 px crop):
+    # 790 px wide (from the JPEG decoder's 1/4 scale), not the 1600 px it used to read.
+    assert sizes == [(round(3024 * 2 * 96 / 980), round(4032 * 2 * 96 / 980))]
+    colours = []
+    for uri in re.findall(r"src='data:image/jpeg;base64,([^']+)'", html_text):
+        thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))).convert("RGB"), int)
+        assert thumb.shape == (96, 96, 3)
+        colours.append(thumb[40:56, 40:56].reshape(-1, 3).mean(axis=0))
+    assert len(colours) == 2
+    assert np.abs(colours[0] - (220, 30, 30)).max() < 20 and np.abs(colours[1] - (40, 60, 230)).max() < 20

@@ -34,21 +34,28 @@ h1{font-size:1.4em} .row{background:#fff;border:1px solid #ddd;border-radius:6px
 """
 
 
-def _thumbnail(path: str, box: tuple[float, float, float, float], cache: dict) -> str | None:
-    """A data: URI of the face's crop, or None when the photo cannot be read any more."""
+def _crop_side(box: tuple[float, float, float, float]) -> float:
+    left, top, right, bottom = box
+    return max(right - left, bottom - top, 1.0) * (1 + 2 * MARGIN)
+
+
+def _thumbnail(path: str, box: tuple[float, float, float, float], cache: dict, scale: float = 1.0) -> str | None:
+    """A data: URI of the face's crop, or None when the photo cannot be read any more. The
+    photo is decoded at ``scale`` (never above 1600 px a side): enough for its faces'
+    thumbnails, so a 12 MP photo is read at 1/4 or 1/8 of its size (as serve's thumbnails)."""
     from PIL import Image
 
-    from faceclust.photos.decode import load_image, max_side_policy
+    from faceclust.photos.decode import load_image
 
     try:
         if path not in cache:
             cache.clear()  # photos come in path order: keep one decoded at a time
-            cache[path] = load_image(Path(path), max_side_policy(1600))
+            cache[path] = load_image(Path(path), lambda w, h: min(1.0, scale, 1600 / max(w, h, 1)))
         image = cache[path]
     except FaceclustError:
         return None
     left, top, right, bottom = (v * image.scale for v in box)
-    side = max(right - left, bottom - top) * (1 + 2 * MARGIN)
+    side = _crop_side(box) * image.scale
     cx, cy = (left + right) / 2, (top + bottom) / 2
     crop = Image.fromarray(image.pixels).crop((round(cx - side / 2), round(cy - side / 2),
                                                round(cx + side / 2), round(cy + side / 2)))
@@ -74,11 +81,14 @@ def render_report(rows, people: list[dict], title: str = "faceclust", progress=N
         chosen.append((person, best))
     # Decode each photo once: crops are made in path order.
     wanted = sorted({(f[2], f[4]): f for _, faces in chosen for f in faces}.values(), key=lambda f: f[2])
+    scale: dict[str, float] = defaultdict(float)  # per photo: each of its crops at least twice THUMB px
+    for f in wanted:
+        scale[f[2]] = max(scale[f[2]], 2.0 * THUMB / _crop_side(f[3]))
     cache: dict = {}
     thumbs = {}
     progress = progress or (lambda event: None)
     for done, f in enumerate(wanted, 1):
-        thumbs[f[4]] = _thumbnail(f[2], f[3], cache)
+        thumbs[f[4]] = _thumbnail(f[2], f[3], cache, scale[f[2]])
         if done % 20 == 0 or done == len(wanted):
             progress(ProgressEvent("report", done, len(wanted)))
     by_id = {p["id"]: p for p in visible}
