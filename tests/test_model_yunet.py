@@ -314,3 +314,34 @@ def test_the_rgb_network_gives_the_bgr_networks_maps_on_the_same_photo():
     for name in plain:
         assert float((plain[name] - swapped[name]).abs().max()) < 1e-4
     assert max(float((plain[n] - unswapped[n]).abs().max()) for n in plain) > 1e-2  # the order matters
+
+
+def test_the_detector_feeds_the_photo_as_rgb_and_finds_what_the_files_network_finds_on_bgr(shared_data):
+    """raw() gives the RGB network the photo as it is: its faces are those the file's own
+    (BGR) network finds on the photo's BGR copy, padded the same way."""
+    import torch
+
+    from faceclust.faces.detect import detectors
+    from faceclust.faces.yunet import NMS_IOU, SCORE, nms
+    from faceclust.models.yunet import decode, load_yunet
+    from faceclust.photos.decode import load_image
+
+    detector = detectors.create("yunet")
+    detector.FREEZE_AFTER = 10 ** 9
+    bgr_net = load_yunet()
+    checked = 0
+    for path in sorted((shared_data / "celeb25_web").rglob("*.jpg"))[::200][:4]:
+        pixels = load_image(path).pixels
+        boxes, scores, _ = detector.raw(pixels)
+        rows, cols = pixels.shape[:2]
+        padded = np.zeros((-(-rows // 32) * 32, -(-cols // 32) * 32, 3), np.float32)
+        padded[:rows, :cols] = pixels[:, :, ::-1]
+        with torch.inference_mode():
+            maps = {k: v.numpy() for k, v in bgr_net(torch.from_numpy(padded).permute(2, 0, 1)[None]).items()}
+        expected_boxes, expected_scores, _ = decode(maps, SCORE)
+        keep = nms(expected_boxes, expected_scores, NMS_IOU)
+        assert len(boxes) == len(keep) >= 1
+        assert np.abs(boxes - expected_boxes[keep]).max() < 0.05
+        assert np.abs(scores - expected_scores[keep]).max() < 1e-3
+        checked += 1
+    assert checked == 4

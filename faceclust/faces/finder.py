@@ -20,7 +20,8 @@ from faceclust.text import printable
 
 
 class Timer:
-    """Seconds spent per stage (summed over threads for decode)."""
+    """Seconds spent per stage, summed over threads (decode; detect, landmarks and embed too
+    when a scan's workers find faces): they can add up to more than the run took."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)

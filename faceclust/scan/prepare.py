@@ -70,8 +70,8 @@ class PreparingMixin:
             return
         for p in todo:
             p.find_tried = True
-        torch_alone_on_this_thread()
         try:
+            torch_alone_on_this_thread()
             located = [self.finder.locate(p.image) for p in todo]
             found = self.finder.finish([p.image for p in todo], located)
         except Exception:  # noqa: BLE001 - the main thread finds these again and reports the failure

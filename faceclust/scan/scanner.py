@@ -142,23 +142,29 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
         self._workers_find = self.options.decode_workers > 1 and getattr(self.finder.detector, "side_by_side", False)
         self._models_loaded = False
         with ThreadPoolExecutor(self.options.decode_workers) as pool, ExitStack() as stack:
-            def submit(files):
-                # A few photos still go to every worker.
-                step = max(1, min(CHUNK, -(-len(files) // self.options.decode_workers)))
-                return [pool.submit(self._prepare_chunk, files[i:i + step], states, by_hash, policy)
-                        for i in range(0, len(files), step)]
+            def chunks(items):  # a few photos still go to every worker
+                step = max(1, min(CHUNK, -(-len(items) // self.options.decode_workers)))
+                return [items[i:i + step] for i in range(0, len(items), step)]
 
+            def submit(files):
+                return [pool.submit(self._prepare_chunk, c, states, by_hash, policy) for c in chunks(files)]
+
+            # On an error or Ctrl-C: what is queued is dropped, what runs is waited for.
+            stop = lambda: pool.shutdown(wait=True, cancel_futures=True)  # noqa: E731
+            stack.callback(stop)
             queued = deque([submit(todo[:batch]), submit(todo[batch:2 * batch])])
             following = 2 * batch
-            stack.callback(lambda: [f.cancel() for chunks in queued for f in chunks])  # an error: no more decoding
             if total:
                 self.progress(ProgressEvent("models", 0, 1))
                 self.finder.load(total)
+                if self._workers_find:
+                    # The main thread computes alone too until the pool has stopped (its own
+                    # count is read before any worker sets torch's process-wide one).
+                    stack.enter_context(side_by_side())
+                    stack.callback(stop)
                 self._models_loaded = True
                 self.progress(ProgressEvent("models", 1, 1))
             self.progress(ProgressEvent("photos", 0, total))  # starts the clock of the rate shown
-            if self._workers_find:
-                stack.enter_context(side_by_side())
             for start in range(0, total, batch):
                 ready = [p for chunk in queued.popleft() for p in chunk.result()]
                 if not queued:  # decode the next batch while this one is detected and embedded
@@ -166,8 +172,7 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
                     following += batch
                 if self._workers_find:  # decoded before the models were there
                     unfound = [p for p in ready if p.image is not None and not p.find_tried]
-                    for future in [pool.submit(self._find_chunk, unfound[i:i + CHUNK])
-                                   for i in range(0, len(unfound), CHUNK)]:
+                    for future in [pool.submit(self._find_chunk, c) for c in chunks(unfound)]:
                         future.result()
                 results = self._finish_batch(ready, states, seen, claimed)
                 t = time.perf_counter()
