@@ -71,10 +71,15 @@ def main() -> None:
     parser.add_argument("--features", nargs="+", default=None, help="a subset of the judge's features")
     parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength")
     parser.add_argument("--skip-plain", action="store_true", help="leave out the ranking without a judge")
+    parser.add_argument("--measure", nargs="+", default=None,
+                        help="simulate answers on these sets only (the judges are still fitted on --sets)")
     parser.add_argument("--no-groups", action="store_true", help="faces of nobody asked about one by one")
     parser.add_argument("--by-chance", action="store_true", help="rank by chance, not by faces put right")
     parser.add_argument("--no-adapt", action="store_true",
                         help="the judge does not follow the library's own answers (as before 2026-12-07)")
+    parser.add_argument("--fixed-prior", action="store_true",
+                        help="every kind's expectation counts for ANSWER_PRIOR answers (as before the "
+                             "evening of 2026-12-07), not for what the libraries' rates say")
     args = parser.parse_args()
     from faceclust.find.judge import FEATURES, JUDGE_FILE, fit_judge
 
@@ -91,21 +96,27 @@ def main() -> None:
               + ", ".join(f"{k} {counts[(k, True)]}/{counts[(k, True)] + counts[(k, False)]}"
                           for k in ("merge", "face", "member")), file=sys.stderr)
     model_id = data[args.sets[0]][2]
+    def library_of(names):  # which library each candidate comes from: each kind's prior_answers
+        return None if args.fixed_prior else [n for n in names for _ in data[n][0]]
+
     everything = fit_judge(model_id, [e for n in args.sets for e in data[n][0]],
                            [c for n in args.sets for c in data[n][1]],
                            {"fitted_on": list(args.sets), "fitted_at": time.strftime("%Y-%m-%d"),
                             "features_used": list(use), "C": args.C,
-                            "command": " ".join(["benchmarks/fit_judge.py", *sys.argv[1:]])}, args.C, use)
+                            "command": " ".join(["benchmarks/fit_judge.py", *sys.argv[1:]])}, args.C, use,
+                           library_of(args.sets))
     if args.write:
         everything.save(JUDGE_FILE)
         print(f"wrote {JUDGE_FILE}", file=sys.stderr)
     print(f"Command: `.venv/bin/python benchmarks/fit_judge.py {' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d')})\n")
     print("| set | identities | ranking | F1 after 0 | 10 | 25 | 50 answers | answers to reach 0.99 | of which yes |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in args.sets:
+    for name in args.measure or args.sets:
         others = [n for n in args.sets if n != name]
         held_out = fit_judge(model_id, [e for n in others for e in data[n][0]], [c for n in others for c in data[n][1]],
-                             None, args.C, use)
+                             None, args.C, use, library_of(others))
+        print(f"held out {name}: prior answers by kind " + ", ".join(
+            f"{k} {f.get('prior_answers', 'fixed')}" for k, f in held_out.kinds.items()), file=sys.stderr)
         rankings = [("by distance (no judge)", False)] * (not args.skip_plain) + [
             (f"judge fitted on {' + '.join(others)}", held_out), ("judge fitted on all three (in-sample)", everything)]
         for label, judge in rankings:

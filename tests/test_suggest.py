@@ -231,6 +231,36 @@ def test_a_judge_follows_the_rates_this_librarys_answers_show():
     assert half.chances(evidence)[0] == pytest.approx(rate)
 
 
+def test_how_much_the_judge_trusts_itself_follows_how_much_the_libraries_disagreed():
+    """A kind's prior_answers: large where the libraries it was fitted on showed the same rate
+    (only their sizes' noise apart), small where they differed; a kind with that small prior
+    moves further on the same answers; fitting on labelled libraries sets it per kind."""
+    from faceclust.find.judge import ANSWER_PRIOR, PRIOR_RANGE, Judge, fit_judge, prior_answers
+    from faceclust.find.suggest import Evidence
+
+    assert prior_answers([63, 63], [84, 172]) < 4  # doubtful faces: 0.75 and 0.37 of the time
+    assert prior_answers([30, 61], [300, 600]) == PRIOR_RANGE[1]  # 0.100 and 0.102: agreeing
+    assert 10 < prior_answers([20, 40], [200, 250]) < PRIOR_RANGE[1]  # 0.10 and 0.16
+    assert prior_answers([5], [50]) == ANSWER_PRIOR == prior_answers([], [])
+    fit = {"centre": [0.0] * 5, "scale": [1.0] * 5, "coef": [-4.0, 0, 0, 0, 0], "intercept": 2.0}
+    sure, unsure = Judge("m", {"member": {**fit, "prior_answers": 50.0}}), Judge("m", {"member": {**fit, "prior_answers": 1.0}})
+    evidence = [Evidence("member", 0.3, 0.2, 0.5, 1, 5)]
+    expected = float(sure.chances(evidence)[0])
+    answered = {"member": {"asked": 5, "changed": 0, "expected": 5 * expected}}
+    assert unsure.adapted(answered).chances(evidence)[0] < sure.adapted(answered).chances(evidence)[0] < expected
+    assert unsure.adapted(answered).chances(evidence)[0] == pytest.approx(expected / 6)  # (0 + 1 p) / (5 + 1)
+
+    rng = np.random.default_rng(0)
+    evidence = [Evidence(kind, float(m), float(m) - 0.1, 0.5, 1, 5) for kind in ("member", "merge")
+                for m in rng.uniform(0.3, 0.9, 400)]
+    libraries = ["a", "b"] * 400
+    changes = [(kind == "member" and (lib == "a") == (i % 4 != 0)) or (kind == "merge" and i // 2 % 10 == 0)
+               for i, (kind, lib) in enumerate(zip([e.kind for e in evidence], libraries))]
+    fitted = fit_judge("m", evidence, changes, libraries=libraries)
+    assert fitted.kinds["member"]["prior_answers"] < 2 < 50 < fitted.kinds["merge"]["prior_answers"]
+    assert "prior_answers" not in fit_judge("m", evidence, changes).kinds["member"]
+
+
 def test_answers_are_noted_per_kind_and_move_the_judge_in_suggest(people, monkeypatch):
     from faceclust.catalog import Catalog
     from faceclust.find import answers as answers_module

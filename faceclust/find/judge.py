@@ -25,8 +25,32 @@ JUDGE_FILE = Path(__file__).with_name("judge.json")
 KINDS = ("merge", "face", "member")
 FEATURES = ("mean", "closest", "support", "log_smaller", "log_larger")
 # How many answers the judge's own expectation counts for when a library's answers move it
-# (Judge.adapted): after 10 answers of one kind, the library's rate and the judge's weigh the same.
+# (Judge.adapted), for a kind fitted without several libraries to say (prior_answers): after 10
+# answers of that kind, the library's rate and the judge's weigh the same.
 ANSWER_PRIOR = 10
+PRIOR_RANGE = (1.0, 100.0)
+
+
+def prior_answers(changed, asked) -> float:
+    """How many answers a judge's expectation for one kind of suggestion is worth, from how
+    much that kind's rate (answers that changed the people) differs between the libraries it
+    was fitted on: a Beta prior's strength by the method of moments, m (1 - m) / v - 1, with m
+    the libraries' mean rate and v their rates' variance less what their sizes alone would
+    give (binomial noise). Libraries that agree give a strong prior (the judge's rate holds
+    until many answers say otherwise), libraries that disagree a weak one (this library's own
+    answers soon decide). ANSWER_PRIOR with fewer than two libraries; within PRIOR_RANGE."""
+    pairs = [(int(c), int(a)) for c, a in zip(changed, asked) if int(a) > 0]
+    if len(pairs) < 2:
+        return float(ANSWER_PRIOR)
+    rates = np.array([c / a for c, a in pairs])
+    m = float(rates.mean())
+    if m <= 0.0 or m >= 1.0:
+        return PRIOR_RANGE[1]
+    noise = float(np.mean([m * (1 - m) / a for _c, a in pairs]))
+    between = float(rates.var(ddof=1)) - noise
+    if between <= 0.0:
+        return PRIOR_RANGE[1]
+    return float(min(max(m * (1 - m) / between - 1.0, PRIOR_RANGE[0]), PRIOR_RANGE[1]))
 
 
 def features(evidence) -> np.ndarray:
@@ -63,9 +87,11 @@ class Judge:
         kind to ``{"asked": n, "changed": c, "expected": sum of the judge's chances when asked}``
         (:func:`faceclust.find.answers.note_answer` keeps them in the catalog). Each kind's
         intercept moves by logit(r) - logit(p), p the mean chance the judge gave the questions
-        answered, r the rate they changed the people, shrunk towards p as if ANSWER_PRIOR more
-        answers had come out as the judge expected (a prior shift, Saerens et al. 2002): the
-        order within a kind stays, the order between kinds follows the answers."""
+        answered, r the rate they changed the people, shrunk towards p as if the kind's
+        ``prior_answers`` (:func:`prior_answers`, set when fitted on several libraries; else
+        ANSWER_PRIOR) more answers had come out as the judge expected (a prior shift, Saerens
+        et al. 2002): the order within a kind stays, the order between kinds follows the
+        answers."""
         kinds = {}
         for kind, fit in self.kinds.items():
             seen = answers.get(kind) or {}
@@ -74,7 +100,8 @@ class Judge:
                 kinds[kind] = fit
                 continue
             expected = min(max(float(seen.get("expected", 0.0)) / asked, 1e-3), 1 - 1e-3)
-            rate = (float(seen.get("changed", 0)) + ANSWER_PRIOR * expected) / (asked + ANSWER_PRIOR)
+            prior = float(fit.get("prior_answers", ANSWER_PRIOR))
+            rate = (float(seen.get("changed", 0)) + prior * expected) / (asked + prior)
             shift = math.log(rate / (1 - rate)) - math.log(expected / (1 - expected))
             kinds[kind] = {**fit, "intercept": float(fit["intercept"]) + shift}
         return Judge(self.model_id, kinds, self.info)
@@ -89,9 +116,10 @@ class Judge:
 
 
 def fit_judge(model_id: str, evidence, changes, info: dict | None = None, c: float = 1.0,
-              use: tuple[str, ...] = FEATURES) -> Judge:
+              use: tuple[str, ...] = FEATURES, libraries=None) -> Judge:
     """A judge from Evidence records and whether each true answer changed the people, on the
-    features in ``use`` (the others get no weight)."""
+    features in ``use`` (the others get no weight). ``libraries``: which library each record
+    comes from; each kind's ``prior_answers`` is then measured across them."""
     from sklearn.linear_model import LogisticRegression
 
     evidence = list(evidence)
@@ -110,6 +138,11 @@ def fit_judge(model_id: str, evidence, changes, info: dict | None = None, c: flo
         coef[mask] = model.coef_[0]
         fitted[kind] = {"centre": centre.tolist(), "scale": scale.tolist(), "coef": coef.tolist(),
                         "intercept": float(model.intercept_[0])}
+        if libraries is not None:
+            names = np.asarray(list(libraries))[rows]
+            found = sorted(set(names.tolist()))
+            fitted[kind]["prior_answers"] = prior_answers([int(y[rows][names == n].sum()) for n in found],
+                                                          [int((names == n).sum()) for n in found])
     return Judge(model_id, fitted, {**(info or {}), "counts": counts})
 
 
