@@ -71,8 +71,9 @@ def apply_to_faiss() -> None:
 
 def torch_alone_on_this_thread() -> None:
     """Torch computes on the calling thread alone from now on: for workers that run side by
-    side, one a core, rather than each op spread over every core. On 2 cores that is what
-    works: SFace and dlib's ResNet gain nothing from a second thread per op, YuNet a third.
+    side, one a core, rather than each op spread over every core. On 2 cores two workers run
+    YuNet at 1.7x one thread's rate and dlib's ResNet at 1.8x, a second thread per op at 1.5x
+    (SFace about even: benchmarks/bench_threads.py).
     Torch's thread count is the calling thread's own (OpenMP's), so each worker calls this.
     Nothing to do (and torch is not imported) while no model has imported it."""
     torch = sys.modules.get("torch")

@@ -138,24 +138,26 @@ class YuNetFaceDetector:
             import torch
 
             net = self._load()
+            noise = torch.rand(self.FREEZE_EXAMPLE, generator=torch.Generator().manual_seed(0)) * 255
             with self._lock:
-                if self._frozen is None:
-                    from faceclust.models.yunet import freeze_yunet
-
-                    noise = torch.rand(self.FREEZE_EXAMPLE, generator=torch.Generator().manual_seed(0)) * 255
-                    example = noise.contiguous(memory_format=torch.channels_last)
-                    self._frozen = freeze_yunet(net, example) or False
+                self._freeze(net, noise.contiguous(memory_format=torch.channels_last))
 
     def _forward(self, net, pixels):
         """The plain network for the first photos, then the frozen one (if it could be built)."""
         with self._lock:  # threads may detect side by side: one counts, one freezes
             self._calls += 1
-            if self._frozen is None and self._calls > self.FREEZE_AFTER:
-                from faceclust.models.yunet import freeze_yunet
-
-                self._frozen = freeze_yunet(net, pixels) or False  # False: tried, keep the plain one
+            if self._calls > self.FREEZE_AFTER:
+                self._freeze(net, pixels)
             frozen = self._frozen
         return frozen(pixels) if frozen else net(pixels)
+
+    def _freeze(self, net, example) -> None:
+        """Build the frozen network once, traced on ``example`` (the caller holds the lock);
+        False when it cannot be built: the plain one goes on."""
+        if self._frozen is None:
+            from faceclust.models.yunet import freeze_yunet
+
+            self._frozen = freeze_yunet(net, example) or False
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
         if image.size == 0:

@@ -41,8 +41,9 @@ class Prepared:
     find_tried: bool = False  # a worker tried (what failed there is found again on the main thread)
 
 
-# Photos a worker takes at a time: their chips are embedded in one call (SFace costs 2.5x
-# more a face in calls of 1-2 chips than of 8 or more).
+# Photos a worker takes at a time: their chips are embedded in one call (a face costs 0.7x
+# (dlib's ResNet) and 0.9x (SFace) in calls of 8 or more chips what it costs alone:
+# benchmarks/bench_threads.py).
 CHUNK = 8
 _NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
 
