@@ -1,6 +1,6 @@
 """Start-up of one-shot commands (issue 14, step 2): `faceclust verify A B` and `faceclust search
-PHOTO` as whole processes, against `python -c "import torch"` in the same run, in rotating
-order; with the model cache warm (the usual case) and empty (a first run).
+PHOTO` as whole processes, against `python -c "import torch"` (and the same without the
+interpreter's teardown) in the same run, in rotating order; with the model cache warm (the usual case) and empty (a first run).
 
     .venv/bin/python benchmarks/bench_startup.py --rounds 5
 
@@ -49,15 +49,18 @@ def main() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # also fills the model cache
         commands = {
             "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+            # torch's import without the interpreter's teardown (half a second of destructors),
+            # which faceclust skips since 2026-12-07 (faceclust.cli.run)
+            "python -c 'import torch; os._exit(0)'": [sys.executable, "-c", "import os, torch; os._exit(0)"],
             "faceclust verify A B": [faceclust, "verify", str(a), str(b)],
             "faceclust search PHOTO": [faceclust, "search", str(probe), "--catalog", str(catalog)],
         }
         runs: dict[str, list[float]] = {}
         names = list(commands)
         for r in range(args.rounds):
-            for name in names[r % 3:] + names[:r % 3]:
+            for name in names[r % len(names):] + names[:r % len(names)]:
                 runs.setdefault(name, []).append(timed(commands[name], warm))
-                if name != names[0]:
+                if name.startswith("faceclust"):
                     empty = dict(os.environ, FACECLUST_CACHE=str(tmp / f"empty-{r}-{len(runs)}"))
                     runs.setdefault(name + " (empty model cache)", []).append(timed(commands[name], empty))
     print(f"{args.rounds} rotating rounds, 2 cores; wall time of the whole process\n")

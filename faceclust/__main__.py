@@ -1,3 +1,3 @@
-from faceclust.cli import main
+from faceclust.cli import run
 
-main()
+run()

@@ -192,3 +192,30 @@ def test_albums_inside_the_photo_folder_are_not_scanned_again(tmp_path):
     assert first["scan"]["photos_seen"] == second["scan"]["photos_seen"] == 3
     assert second["scan"]["copied"] == 0 and second["albums"]["added"] == 0
     assert len(list((photos / "albums").rglob("*.png"))) == 3
+
+
+def test_the_program_ends_as_python_would_without_its_teardown():
+    """``faceclust`` ends with os._exit (torch's teardown costs every command half a second),
+    after what Python does at exit: other threads waited for, exit handlers run, buffered
+    output flushed, the exit code kept."""
+    code = ("import atexit, sys, threading, time\n"
+            "from faceclust.cli import exit_now\n"
+            "threading.Thread(target=lambda: (time.sleep(0.3), sys.stdout.write('thread done\\n'))).start()\n"
+            "atexit.register(lambda: sys.stdout.write('exit handler ran\\n'))\n"
+            "sys.stdout.write('buffered line\\n')\n"
+            "exit_now(3)\n"
+            "sys.stdout.write('never\\n')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3
+    assert out.stdout.splitlines() == ["buffered line", "thread done", "exit handler ran"]
+    out = subprocess.run([sys.executable, "-c", "from faceclust.cli import exit_now; exit_now('stopped: reason')"],
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stderr) == (1, "stopped: reason\n")
+
+
+def test_the_installed_program_runs_a_command_and_keeps_its_exit_code(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "faceclust", "--version"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.startswith("faceclust")
+    missing = subprocess.run([sys.executable, "-m", "faceclust", "status", "--catalog", str(tmp_path / "none.sqlite")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "none.sqlite" in missing.stderr and "Traceback" not in missing.stderr

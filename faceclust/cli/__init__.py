@@ -78,6 +78,42 @@ def _stop_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def run() -> None:
+    """The ``faceclust`` program: :func:`main`, then the end of the process without the
+    interpreter's teardown, which costs every command half a second once torch is imported
+    (its libraries' destructors; ``benchmarks/bench_startup.py``)."""
+    try:
+        main(prog_name="faceclust")
+    except SystemExit as exc:  # click always ends with one
+        exit_now(exc.code)
+    exit_now(0)
+
+
+def exit_now(code: int | str | None) -> None:
+    """End the process with ``code`` as Python would (other threads waited for, exit handlers
+    run, output flushed) but without tearing the interpreter down."""
+    import atexit
+    import threading
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    wait_for_threads = getattr(threading, "_shutdown", None)  # what Python does first at exit
+    if wait_for_threads is not None:
+        wait_for_threads()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            code = code or 141  # the reader went away, as in _Group.invoke
+        except (OSError, ValueError):  # closed or failing: nothing left to say there
+            pass
+    os._exit(code)
+
+
 def _register_commands() -> None:
     import importlib
 
