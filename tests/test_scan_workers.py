@@ -156,3 +156,33 @@ def test_models_that_cannot_load_end_the_scan_without_leaving_workers_waiting(tm
     assert not thread.is_alive(), "the scan hung"
     assert outcome == ["the model file is damaged"]
 
+
+
+def test_workers_go_on_finding_while_the_main_thread_records_a_batch(tmp_path, recording, monkeypatch):
+    """Two batches are queued beyond the one being recorded: while the main thread writes
+    the first batch, the workers find the photos of the third (they never wait for it)."""
+    from faceclust.scan.prepare import PreparingMixin
+
+    library(tmp_path / "lib")  # 13 photos in batches of 5: the third batch is p10-p12
+    found: set[str] = set()
+    third_found = threading.Event()
+    real_find, real_write = PreparingMixin._find_chunk, Catalog.write_results
+
+    def find(self, prepared):
+        real_find(self, prepared)
+        found.update(p.file.path.name for p in prepared if p.faces is not None)
+        if {"p10.png", "p11.png", "p12.png"} <= found:
+            third_found.set()
+
+    waited: list[bool] = []
+
+    def write(self, *args, **kwargs):
+        if not waited:  # the first batch
+            waited.append(third_found.wait(30))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreparingMixin, "_find_chunk", find)
+    monkeypatch.setattr(Catalog, "write_results", write)
+    scan_library(tmp_path / "c.sqlite", [tmp_path / "lib"], options("recording"))
+    assert waited == [True]
+    assert len(catalogued(tmp_path / "c.sqlite")) == 13

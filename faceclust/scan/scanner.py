@@ -164,12 +164,24 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
                     stack.callback(stop)
                 self._models_loaded = True
                 self.progress(ProgressEvent("models", 1, 1))
+            # Photos decoded while the models loaded are found now, ahead of the batches
+            # queued after them (a chunk still decoding finds its own, or is caught below).
+            early = [p for futures in queued for f in futures if f.done() and f.exception() is None
+                     for p in f.result() if p.image is not None and not p.find_tried] if self._workers_find else []
+            early_finds = [pool.submit(self._find_chunk, c) for c in chunks(early)]
             self.progress(ProgressEvent("photos", 0, total))  # starts the clock of the rate shown
+            # Batches queued beyond the one being finished: one (decoded while this one is
+            # detected on the main thread); two when the workers find faces, so that they never
+            # wait for the main thread (found photos hold no pixels).
+            ahead = 2 if self._workers_find else 1
             for start in range(0, total, batch):
                 ready = [p for chunk in queued.popleft() for p in chunk.result()]
-                if not queued:  # decode the next batch while this one is detected and embedded
+                while len(queued) < ahead and following < total:
                     queued.append(submit(todo[following:following + batch]))
                     following += batch
+                for future in early_finds:
+                    future.result()
+                early_finds = []
                 if self._workers_find:  # decoded before the models were there
                     unfound = [p for p in ready if p.image is not None and not p.find_tried]
                     for future in [pool.submit(self._find_chunk, c) for c in chunks(unfound)]:
