@@ -94,6 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="torch's and onnxruntime's threads (a scan's "
+                        "workers run torch on 1 each)")
     args = parser.parse_args()
     import onnxruntime as ort
     import torch
@@ -103,7 +105,7 @@ def main() -> None:
     from faceclust.faces.arcface import ArcFaceAligner
     from faceclust.models.files import sface_path
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     faces = real_faces(args.faces)
     n = len(faces)
     arc, dlib5 = ArcFaceAligner(), Aligner()
@@ -113,7 +115,7 @@ def main() -> None:
     dlib_chips = np.concatenate([dlib5.chips(img, dlib5.landmarks(img, box)) for img, box in faces])
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
+    options.intra_op_num_threads = args.threads
     options.log_severity_level = 3
     session = ort.InferenceSession(for_onnxruntime(sface_path().read_bytes()), options, providers=["CPUExecutionProvider"])
     nchw = sface_chips.transpose(0, 3, 1, 2).astype(np.float32)
@@ -122,17 +124,20 @@ def main() -> None:
         t_ort = timed(lambda: [session.run(None, {"data": nchw[i:i + batch]}) for i in range(0, n, batch)], args.rounds)
         embedder = embedders.create("sface", batch_size=batch)
         t_torch = timed(lambda: embedder.embed(sface_chips), args.rounds)
-        rows.append((batch, n / t_ort, n / t_torch))
+        embedder.expect(n)  # what a scan does: TorchScript's inference form
+        t_frozen = timed(lambda: embedder.embed(sface_chips), args.rounds)
+        rows.append((batch, n / t_ort, n / t_torch, n / t_frozen))
     resnet = embedders.create("dlib-resnet")
     t_resnet = timed(lambda: resnet.embed(dlib_chips), args.rounds)
     reference = session.run(None, {"data": nchw})[0]
     diff = float(np.abs(embedders.create("sface").embed(sface_chips) - reference).max())
     best_ort, best_torch = max(r[1] for r in rows), max(r[2] for r in rows)
-    print(f"{n} lfw_dev faces, 2 threads, median of {args.rounds} rounds; max |torch - onnxruntime| = {diff:.2e}\n")
-    print("| batch | onnxruntime faces/s | torch faces/s | ratio |")
-    print("|---|---|---|---|")
-    for batch, o, t in rows:
-        print(f"| {batch} | {o:.0f} | {t:.0f} | {t / o:.2f} |")
+    print(f"{n} lfw_dev faces, {args.threads} threads, median of {args.rounds} rounds; "
+          f"max |torch - onnxruntime| = {diff:.2e}\n")
+    print("| batch | onnxruntime faces/s | torch faces/s | ratio | torch, inference form (scans) | vs plain |")
+    print("|---|---|---|---|---|---|")
+    for batch, o, t, f in rows:
+        print(f"| {batch} | {o:.0f} | {t:.0f} | {t / o:.2f} | {f:.0f} | {f / t:.2f} |")
     print(f"\nbest against best: torch {best_torch:.0f} / onnxruntime {best_ort:.0f} = {best_torch / best_ort:.2f}x")
     print(f"dlib ResNet (torch, 150 px chips): {n / t_resnet:.0f} faces/s")
     print(f"alignment: ArcFace (68 points + warp) {1e3 * t_arc / n:.2f} ms/face, "

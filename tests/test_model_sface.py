@@ -130,6 +130,38 @@ def test_the_embedder_is_registered_batched_and_consistent():
 
 
 @needs_sface
+def test_told_of_many_photos_sface_embeds_with_its_inference_form_and_the_same_descriptors():
+    """For more than a few photos, SFace is put in TorchScript's inference form before the first
+    embedding; it gives the plain network's descriptors (to 1e-4) for batches of any size."""
+    from faceclust import embedders
+
+    few, many = embedders.create("sface", batch_size=4), embedders.create("sface", batch_size=4)
+    few.expect(few.FREEZE_AFTER)
+    many.expect(many.FREEZE_AFTER + 1)
+    assert few._frozen is None and many._frozen
+    chips = np.random.default_rng(2).integers(0, 256, (7, 112, 112, 3), dtype=np.uint8)  # batches of 4 and 3
+    plain, inference = few.embed(chips), many.embed(chips)
+    assert np.abs(plain - inference).max() < 1e-4
+    assert np.abs(plain).max() > 0.1  # real descriptors, not zeros
+    assert np.abs(many.embed(chips[:1]) - plain[:1]).max() < 1e-4
+
+
+def test_an_inference_form_that_cannot_be_built_leaves_the_plain_network(monkeypatch):
+    import torch
+
+    from faceclust.models import freeze
+
+    net, example = torch.nn.Conv2d(3, 4, 3), torch.rand(1, 3, 8, 8)
+    assert freeze.frozen(net, example, 1e-3) is not None
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(freeze.torch.jit, "trace", failing)
+    assert freeze.frozen(net, example, 1e-3) is None
+
+
+@needs_sface
 @pytest.mark.models
 @pytest.mark.shared
 def test_torch_sface_matches_onnxruntime_on_real_chips(shared_data):

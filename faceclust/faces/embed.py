@@ -22,6 +22,8 @@ class Embedder(Protocol):
     name: str
     dim: int
     chip_size: int
+    # Optional: ``expect(photos)``, told before the first embedding how many photos are
+    # coming, to prepare what pays off only over many (as ``Detector.expect``).
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """uint8 (n, chip, chip, 3) RGB -> float32 (n, dim)."""

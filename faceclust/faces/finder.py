@@ -82,9 +82,10 @@ class FaceFinder:
             loader = getattr(part, "_load", None)
             if loader is not None:
                 loader()
-        expect = getattr(self.detector, "expect", None)
-        if expect is not None:
-            expect(photos)
+        for part in (self.detector, self.embedder, *getattr(self.embedder, "parts", ())):
+            expect = getattr(part, "expect", None)
+            if expect is not None:
+                expect(photos)
 
     def scale_policy(self) -> ScalePolicy:
         """Decode no larger than the detector will look at (never enlarge at decode)."""
