@@ -142,17 +142,19 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
         self._workers_find = self.options.decode_workers > 1 and getattr(self.finder.detector, "side_by_side", False)
         self._models_loaded = False
         with ThreadPoolExecutor(self.options.decode_workers) as pool, ExitStack() as stack:
-            def chunks(items):  # a few photos still go to every worker
-                step = max(1, min(CHUNK, -(-len(items) // self.options.decode_workers)))
+            def chunks(items, shares=1):  # a few photos still go to every worker
+                step = max(1, min(CHUNK, -(-len(items) // (shares * self.options.decode_workers))))
                 return [items[i:i + step] for i in range(0, len(items), step)]
 
-            def submit(files):
-                return [pool.submit(self._prepare_chunk, c, states, by_hash, policy) for c in chunks(files)]
+            def submit(files, last=False):
+                # The last batch in two chunks a worker: they finish closer together.
+                return [pool.submit(self._prepare_chunk, c, states, by_hash, policy)
+                        for c in chunks(files, 2 if last else 1)]
 
             # On an error or Ctrl-C: what is queued is dropped, what runs is waited for.
             stop = lambda: pool.shutdown(wait=True, cancel_futures=True)  # noqa: E731
             stack.callback(stop)
-            queued = deque([submit(todo[:batch]), submit(todo[batch:2 * batch])])
+            queued = deque([submit(todo[:batch], total <= batch), submit(todo[batch:2 * batch], total <= 2 * batch)])
             following = 2 * batch
             if total:
                 self.progress(ProgressEvent("models", 0, 1))
@@ -177,7 +179,7 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
             for start in range(0, total, batch):
                 ready = [p for chunk in queued.popleft() for p in chunk.result()]
                 while len(queued) < ahead and following < total:
-                    queued.append(submit(todo[following:following + batch]))
+                    queued.append(submit(todo[following:following + batch], following + batch >= total))
                     following += batch
                 for future in early_finds:
                     future.result()
