@@ -48,6 +48,13 @@ CHUNK = 8
 _NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
 
 
+def in_chunks(items: list, workers: int, shares: int = 1) -> list[list]:
+    """``items`` in chunks of up to CHUNK, at least ``shares`` chunks a worker when there are
+    few (a few photos still go to every worker)."""
+    step = max(1, min(CHUNK, -(-len(items) // (shares * workers))))
+    return [items[i:i + step] for i in range(0, len(items), step)]
+
+
 class PreparingMixin:
     """The workers' side of :class:`~faceclust.scan.scanner.Scanner`. Before the first
     chunk: ``_workers_find`` (whether workers find faces) and ``_models_loaded`` (set by the
@@ -61,6 +68,15 @@ class PreparingMixin:
         if self._workers_find and self._models_loaded:
             self._find_chunk(prepared)
         return prepared
+
+    def _decoded_early(self, queued) -> list[Prepared]:
+        """Photos decoded before the models were loaded, among the chunks already done (called
+        once they are loaded: found then, ahead of the batches queued after them; a chunk still
+        decoding finds its own, or the main thread's check finds them)."""
+        if not self._workers_find:
+            return []
+        return [p for futures in queued for f in futures if f.done() and f.exception() is None
+                for p in f.result() if p.image is not None and not p.find_tried]
 
     def _find_chunk(self, prepared: list[Prepared]) -> None:
         """Detection, landmarks, chips and one embedding call for the decoded photos among

@@ -24,7 +24,7 @@ from faceclust.photos.decode import decode_image, read_file
 from faceclust.photos.walk import PhotoFile
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
 from faceclust.scan.options import ProgressCallback, ProgressEvent, ScanOptions
-from faceclust.scan.prepare import CHUNK, Prepared, PreparingMixin
+from faceclust.scan.prepare import Prepared, PreparingMixin, in_chunks
 from faceclust.scan.prune import PruningMixin
 from faceclust.scan.reembed import ReembedMixin
 from faceclust.scan.tags import TagImportMixin
@@ -142,9 +142,8 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
         self._workers_find = self.options.decode_workers > 1 and getattr(self.finder.detector, "side_by_side", False)
         self._models_loaded = False
         with ThreadPoolExecutor(self.options.decode_workers) as pool, ExitStack() as stack:
-            def chunks(items, shares=1):  # a few photos still go to every worker
-                step = max(1, min(CHUNK, -(-len(items) // (shares * self.options.decode_workers))))
-                return [items[i:i + step] for i in range(0, len(items), step)]
+            def chunks(items, shares=1):
+                return in_chunks(items, self.options.decode_workers, shares)
 
             def submit(files, last=False):
                 # The last batch in two chunks a worker: they finish closer together.
@@ -166,11 +165,7 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
                     stack.callback(stop)
                 self._models_loaded = True
                 self.progress(ProgressEvent("models", 1, 1))
-            # Photos decoded while the models loaded are found now, ahead of the batches
-            # queued after them (a chunk still decoding finds its own, or is caught below).
-            early = [p for futures in queued for f in futures if f.done() and f.exception() is None
-                     for p in f.result() if p.image is not None and not p.find_tried] if self._workers_find else []
-            early_finds = [pool.submit(self._find_chunk, c) for c in chunks(early)]
+            early_finds = [pool.submit(self._find_chunk, c) for c in chunks(self._decoded_early(queued))]
             self.progress(ProgressEvent("photos", 0, total))  # starts the clock of the rate shown
             # Batches queued beyond the one being finished: one (decoded while this one is
             # detected on the main thread); two when the workers find faces, so that they never
