@@ -345,3 +345,58 @@ def test_the_detector_feeds_the_photo_as_rgb_and_finds_what_the_files_network_fi
         assert np.abs(scores - expected_scores[keep]).max() < 1e-3
         checked += 1
     assert checked == 4
+
+
+def test_boxes_sharing_most_of_the_smaller_one_are_the_same_face():
+    from faceclust.faces.yunet import covered
+
+    found = np.array([[100, 100, 200, 200]], np.float64)
+    boxes = np.array([[90, 90, 210, 210],     # around it
+                      [120, 120, 180, 180],   # inside it
+                      [160, 100, 260, 200],   # 40% of it
+                      [400, 400, 500, 500]])  # elsewhere
+    assert covered(boxes, found).tolist() == [True, True, False, False]
+    assert covered(boxes, np.zeros((0, 4))).tolist() == [False] * 4
+    assert covered(np.zeros((0, 4)), found).shape == (0,)
+
+
+def test_a_face_too_large_for_the_full_size_search_is_found_shrunk(shared_data, monkeypatch):
+    """A close-up at 1600 px (the default working size of a 12 MP photo): YuNet misses a face
+    this large at full size; the shrunk search finds it. A face the full-size search finds
+    is not found twice."""
+    from PIL import Image
+
+    from faceclust.faces import yunet
+    from faceclust.faces.detect import detectors
+
+    path = shared_data / "celeba_train" / "celeba_7349" / "128460.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this copy of the development sets")
+    photo = Image.open(path).convert("RGB")
+    close_up = np.asarray(photo.resize((1600, 1200), Image.Resampling.BICUBIC))
+    smaller = np.asarray(photo.resize((800, 600), Image.Resampling.BICUBIC))
+    detector = detectors.create("yunet")
+    found, found_smaller = detector.detect(close_up), detector.detect(smaller)
+    monkeypatch.setattr(yunet, "COARSE_SIDE", 10 ** 6)  # the full-size search alone
+    alone, alone_smaller = detector.detect(close_up), detector.detect(smaller)
+    assert len(alone) == 0 and len(found) == 1
+    assert found.boxes[0, 2] - found.boxes[0, 0] > 500
+    assert found.points is not None and found.points.shape == (1, 5, 2)
+    left, top, right, bottom = found.boxes[0]
+    assert ((found.points[0] >= [left, top]) & (found.points[0] <= [right, bottom])).all()
+    assert len(found_smaller) == len(alone_smaller) == 1
+    # (the same up to the frozen network, which the detector switches to after 4 searches)
+    assert np.abs(found_smaller.boxes - alone_smaller.boxes).max() < 0.01
+
+
+def test_photos_searched_before_the_shrunk_search_keep_their_faces_when_it_cannot_apply():
+    """The identity catalogs hold from before the shrunk search (2026-12-07) is the one
+    ``unchanged_below`` names, with the size below which the search is the same."""
+    from faceclust.faces import yunet
+    from faceclust.faces.detect import detectors
+    from faceclust.models.files import YUNET_SHA256
+
+    detector = detectors.create("yunet")
+    before = f"yunet:{YUNET_SHA256[:12]};window=30;score=0.6;nms=0.3;box=-0.0394,0,1.0051,0.0461;points"
+    assert detector.unchanged_below() == {before: 2 * yunet.COARSE_SIDE - 2}
+    assert detector.identity() == before + f";coarse={yunet.COARSE_SIDE}"

@@ -25,6 +25,14 @@ MMOD_GEOMETRY = (-0.0394, 0.0, 1.0051, 0.0461)
 # celeba_train 0.93 against MMOD's 0.99), at 0.6 it finds them all (benchmarks/bench_yunet.py).
 SCORE = 0.6
 NMS_IOU = 0.3
+# YuNet (trained at 640 px) misses faces much larger than about 500 px: close-ups and selfies
+# in a 1600 px working image. Images whose long side reaches twice this are also searched
+# shrunk to about this size (an integer box reduction), for faces the full-size search
+# missed (benchmarks/bench_phone.py: 5 of 240 12 MP photos had their only face found so).
+COARSE_SIDE = 400
+# A face of the shrunk search is the same as one of the full-size search when this much of
+# the smaller of the two boxes is shared.
+SAME_FACE = 0.5
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -42,6 +50,19 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
         order = rest[overlap <= iou]
     return np.array(keep, np.int64)
+
+
+def covered(boxes: np.ndarray, by: np.ndarray, share: float = SAME_FACE) -> np.ndarray:
+    """Whether each of ``boxes`` shares at least ``share`` of the smaller box's area with one of
+    ``by`` (the same face found twice)."""
+    if not len(boxes) or not len(by):
+        return np.zeros(len(boxes), bool)
+    w = (np.minimum(boxes[:, None, 2], by[None, :, 2]) - np.maximum(boxes[:, None, 0], by[None, :, 0])).clip(0)
+    h = (np.minimum(boxes[:, None, 3], by[None, :, 3]) - np.maximum(boxes[:, None, 1], by[None, :, 1])).clip(0)
+    area = lambda b: ((b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0))  # noqa: E731
+    smaller = np.minimum(area(boxes)[:, None], area(by)[None, :])
+    overlap = np.divide(w * h, smaller, out=np.zeros_like(smaller, dtype=np.float64), where=smaller > 0)
+    return (overlap >= share).any(axis=1)
 
 
 def as_mmod_boxes(boxes: np.ndarray, geometry=MMOD_GEOMETRY) -> np.ndarray:
@@ -88,7 +109,14 @@ class YuNetFaceDetector:
         # "points": faces come with YuNet's five points (faces found before they did are found
         # again, so that every face's ArcFace chip is cut the same way).
         return (f"yunet:{YUNET_SHA256[:12]};window={self.window:g};score={SCORE:g};nms={NMS_IOU:g};"
-                f"box={geometry};points")
+                f"box={geometry};points;coarse={COARSE_SIDE}")
+
+    def unchanged_below(self) -> dict[str, float]:
+        """Earlier identities of this detector and the detection size (long side) below which
+        they found the same faces: before the shrunk search (2026-12-07), every image it does
+        not apply to (see :func:`faceclust.scan.identity.adopt_unchanged`)."""
+        before = self.identity().removesuffix(f";coarse={COARSE_SIDE}")
+        return {before: 2 * COARSE_SIDE - 2}  # a margin for the rounding of decoded sizes
 
     def _load(self):
         if self._net is None:
@@ -159,10 +187,36 @@ class YuNetFaceDetector:
 
             self._frozen = freeze_yunet(net, example) or False
 
+    def search(self, image: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`raw` at ``scale``, then, for an image of at least twice COARSE_SIDE, also
+        shrunk by an integer factor to about COARSE_SIDE: its faces that the full-size search
+        did not find (too large for YuNet there) are added. Best first."""
+        boxes, scores, points = self.raw(image, scale)
+        long_side = max(image.shape[:2]) * scale
+        if long_side < 2 * COARSE_SIDE:
+            return boxes, scores, points
+        factor = int(np.ceil(long_side / COARSE_SIDE))
+        if scale == 1.0:  # the usual case: a box reduction, a few ms
+            from PIL import Image
+
+            small = np.asarray(Image.fromarray(np.ascontiguousarray(image)).reduce(factor))
+            big_boxes, big_scores, big_points = self.raw(small)
+            big_boxes, big_points = big_boxes * factor, big_points * factor
+        else:
+            big_boxes, big_scores, big_points = self.raw(image, scale / factor)
+        new = ~covered(big_boxes, boxes)
+        if not new.any():
+            return boxes, scores, points
+        boxes = np.concatenate([boxes, big_boxes[new]])
+        scores = np.concatenate([scores, big_scores[new]])
+        points = np.concatenate([points, big_points[new]])
+        order = np.argsort(-scores, kind="stable")
+        return boxes[order], scores[order], points[order]
+
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections:
         if image.size == 0:
             return Detections.empty()
-        boxes, scores, points = self.raw(image, scale)
+        boxes, scores, points = self.search(image, scale)
         keep = scores > self.options.min_score
         # YuNet's points are in the ArcFace template's order (the eye on the photo's left first)
         # and align SFace better than dlib's 68-point predictor started from the mapped box
