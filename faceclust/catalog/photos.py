@@ -4,7 +4,7 @@ photo's faces keep who they were; moved, copied and aliased files keep their fac
 from __future__ import annotations
 
 import time
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -124,6 +124,16 @@ class PhotosMixin:
         with self.transaction():
             self.db.executemany("UPDATE photos SET status='gone', updated_at=? WHERE id=?",
                                 [(time.time(), i) for (i,) in ids])
+        return len(ids)
+
+    def adopt_detect_identity(self, old: str, new: str, same: Callable[[int, int], bool]) -> int:
+        """Photos recorded under detect identity ``old`` for which ``same(width, height)``
+        (their faces would be found alike under ``new``) are recorded under ``new``; how many."""
+        rows = self.db.execute("SELECT id, width, height FROM photos WHERE detect_identity=?", (old,)).fetchall()
+        ids = [(new, i) for i, width, height in rows if width and height and same(width, height)]
+        if ids:
+            with self.transaction():
+                self.db.executemany("UPDATE photos SET detect_identity=? WHERE id=?", ids)
         return len(ids)
 
     def _upsert_photo(self, r: PhotoResult, status: str, detect_identity: str | None,

@@ -38,7 +38,9 @@ class Detector(Protocol):
     # 68-point predictor is not loaded up front); ``expect(photos)``, told how many photos are
     # coming before the first, to prepare what pays off only over many; ``side_by_side =
     # True`` when ``detect`` may run on several threads at once, each computing alone (then
-    # the scan detects in its decode workers).
+    # the scan detects in its decode workers); ``unchanged_below()``, earlier identities mapped
+    # to the detection size below which they found the same faces (those photos are not
+    # searched again: ``faceclust.scan.identity``).
 
     def detect(self, image: np.ndarray, scale: float = 1.0) -> Detections: ...
 

@@ -24,6 +24,7 @@ from faceclust.photos.decode import decode_image, read_file
 from faceclust.photos.walk import PhotoFile
 from faceclust.records import FaceArrays, PhotoResult, PhotoState, ScanSummary
 from faceclust.scan.options import ProgressCallback, ProgressEvent, ScanOptions
+from faceclust.scan.identity import adopt_unchanged, redetect_warning
 from faceclust.scan.prepare import Prepared, PreparingMixin, in_chunks
 from faceclust.scan.prune import PruningMixin
 from faceclust.scan.reembed import ReembedMixin
@@ -75,6 +76,7 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
         status = "failed"
         try:
             files, walk_errors = self._walk(roots)
+            adopt_unchanged(self.catalog, self.finder.detector, self.options.detect, self.detect_identity)
             states = self.catalog.photo_states()
             by_id = {s.id: s for s in states.values()}
             aliases = self.catalog.aliases()
@@ -84,14 +86,8 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
                     and not self._known_alias(aliases.get(str(f.path)), f, by_id)]
             self.summary.photos_seen = len(files)
             self.summary.unchanged = len(files) - len(todo) - len(new_aliases)
-            redetected = sum(1 for f in todo if (st := states.get(str(f.path))) is not None and st.status == "ok"
-                             and st.size == f.size and st.mtime_ns == f.mtime_ns
-                             and st.detect_identity != self.detect_identity)
-            if redetected:
-                self.summary.warnings.append(
-                    f"{redetected} photo{'s' if redetected != 1 else ''} scanned before with another detector or "
-                    "other detection options (--detector, --min-face, --max-side...) are searched again once; "
-                    "the faces found again keep their people, names and rejections")
+            if (warning := redetect_warning(todo, states, self.detect_identity)) is not None:
+                self.summary.warnings.append(warning)
             seen = {str(f.path) for f in files}
             self._process(todo, states, seen)
             self._record_walk_aliases(new_aliases)
