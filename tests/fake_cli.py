@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from conftest import FakeDetector, FakeEmbedder  # noqa: E402
 
-from faceclust.cli import main  # noqa: E402
+from faceclust.cli import run  # noqa: E402
 from faceclust.faces.detect import detectors  # noqa: E402
 from faceclust.faces.embed import DEFAULT_EMBEDDER, embedders  # noqa: E402
 
@@ -94,4 +94,4 @@ if __name__ == "__main__":
     install_fakes()
     if os.environ.get("FAKE_CLI_KILL"):
         install_kill_point(os.environ["FAKE_CLI_KILL"])
-    main(prog_name="faceclust")
+    run()  # as the installed program: ends with os._exit once the command is done

@@ -414,6 +414,25 @@ def test_an_empty_catalog_name_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "--catalog needs a file name" in one_error_line(result)
 
 
+def test_the_program_leaves_a_complete_catalog_file_when_it_ends(tmp_path):
+    """The program ends without the interpreter's teardown (os._exit): every catalog is closed
+    before, so its write-ahead log is folded into the file (a copy of the .sqlite alone holds
+    everything) and nothing is left half-written."""
+    photos, cat = two_people(tmp_path / "photos"), tmp_path / "c.sqlite"
+    for command in (["scan", photos, *FAKE, "--quiet"], ["cluster"], ["name", "1", "Ada"]):
+        done = subprocess.run([sys.executable, str(FAKE_CLI), *command, "--catalog", cat],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        wal = cat.with_name(cat.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0, command
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(cat.read_bytes())
+    from faceclust.catalog import Catalog
+
+    with Catalog(copy) as c:
+        assert c.people_named("Ada") == [1]
+
+
 @pytest.mark.parametrize("command", [["export"], ["people"], ["status"], ["history"]])
 def test_a_closed_pipe_ends_the_output_quietly(scanned, command):
     """``faceclust people | head -1``: the reader is gone before all is written."""
