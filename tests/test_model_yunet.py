@@ -360,6 +360,30 @@ def test_boxes_sharing_most_of_the_smaller_one_are_the_same_face():
     assert covered(np.zeros((0, 4)), found).shape == (0,)
 
 
+def test_the_shrunk_search_adds_missed_faces_and_replaces_parts_of_big_ones():
+    from faceclust.faces.yunet import COARSE_SIDE, _merge
+
+    big = float(COARSE_SIDE + 100)
+    full = np.array([[100, 100, 300, 300],                   # a face both searches find alike
+                     [1000, 1000, 1000 + big / 2, 1000 + big / 2],  # part of a big face, scoring 0.7
+                     [3000, 100, 3060, 160]], np.float64)    # a small face
+    full_scores = np.array([0.9, 0.7, 0.8])
+    shrunk = np.array([[90, 95, 310, 305],                   # the first face again
+                       [900, 900, 900 + big, 900 + big],     # the big face, 0.93
+                       [2000, 2000, 2100, 2100],             # a face the full-size search missed
+                       [2990, 90, 3090, 190]], np.float64)   # the small face, seen coarser, 0.95
+    shrunk_scores = np.array([0.95, 0.93, 0.7, 0.95])
+    kept, new = _merge(full, full_scores, shrunk, shrunk_scores)
+    assert kept.tolist() == [True, False, True]
+    assert new.tolist() == [False, True, True, False]
+    # Lower-scoring, or not much bigger than the full-size face: the full-size face stays.
+    kept, new = _merge(full[1:2], np.array([0.95]), shrunk[1:2], np.array([0.93]))
+    assert kept.tolist() == [True] and new.tolist() == [False]
+    alike = np.array([[900, 900, 900 + big * 0.8, 900 + big * 0.8]])
+    kept, new = _merge(alike, np.array([0.7]), shrunk[1:2], np.array([0.93]))
+    assert kept.tolist() == [True] and new.tolist() == [False]
+
+
 def test_a_face_too_large_for_the_full_size_search_is_found_shrunk(shared_data, monkeypatch):
     """A close-up at 1600 px (the default working size of a 12 MP photo): YuNet misses a face
     this large at full size; the shrunk search finds it. A face the full-size search finds
@@ -387,6 +411,17 @@ def test_a_face_too_large_for_the_full_size_search_is_found_shrunk(shared_data, 
     assert len(found_smaller) == len(alone_smaller) == 1
     # (the same up to the frozen network, which the detector switches to after 4 searches)
     assert np.abs(found_smaller.boxes - alone_smaller.boxes).max() < 0.01
+    # A close-up YuNet sees only part of at full size (eyes to chin, 0.71): the whole face
+    # found shrunk (0.94) takes its place.
+    part_path = shared_data / "celeba_train" / "celeba_7284" / "108919.jpg"
+    if part_path.is_file():
+        square = np.asarray(Image.open(part_path).convert("RGB").resize((1600, 1600), Image.Resampling.BICUBIC))
+        part = detector.detect(square)
+        monkeypatch.undo()
+        whole = detector.detect(square)
+        assert len(part) == len(whole) == 1
+        assert whole.scores[0] > part.scores[0] + 0.1
+        assert (whole.boxes[0, 2] - whole.boxes[0, 0]) > 1.4 * (part.boxes[0, 2] - part.boxes[0, 0])
 
 
 def test_photos_searched_before_the_shrunk_search_keep_their_faces_when_it_cannot_apply():
@@ -398,5 +433,5 @@ def test_photos_searched_before_the_shrunk_search_keep_their_faces_when_it_canno
 
     detector = detectors.create("yunet")
     before = f"yunet:{YUNET_SHA256[:12]};window=30;score=0.6;nms=0.3;box=-0.0394,0,1.0051,0.0461;points"
-    assert detector.unchanged_below() == {before: 2 * yunet.COARSE_SIDE - 2}
+    assert detector.unchanged_below() == {before: 2 * yunet.COARSE_SIDE}
     assert detector.identity() == before + f";coarse={yunet.COARSE_SIDE}"

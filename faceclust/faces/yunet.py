@@ -31,8 +31,12 @@ NMS_IOU = 0.3
 # missed (benchmarks/bench_phone.py: 5 of 240 12 MP photos had their only face found so).
 COARSE_SIDE = 400
 # A face of the shrunk search is the same as one of the full-size search when this much of
-# the smaller of the two boxes is shared.
+# the smaller of the two boxes is shared. At full size YuNet may see only part of a close-up
+# (eyes to chin, scoring 0.6-0.8): a full-size box of less than PART of the shrunk one's area,
+# scoring lower, gives way to it when the shrunk one is at least COARSE_SIDE wide at full size
+# (smaller faces are placed better at full size).
 SAME_FACE = 0.5
+PART = 0.5
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -59,10 +63,32 @@ def covered(boxes: np.ndarray, by: np.ndarray, share: float = SAME_FACE) -> np.n
         return np.zeros(len(boxes), bool)
     w = (np.minimum(boxes[:, None, 2], by[None, :, 2]) - np.maximum(boxes[:, None, 0], by[None, :, 0])).clip(0)
     h = (np.minimum(boxes[:, None, 3], by[None, :, 3]) - np.maximum(boxes[:, None, 1], by[None, :, 1])).clip(0)
-    area = lambda b: ((b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0))  # noqa: E731
-    smaller = np.minimum(area(boxes)[:, None], area(by)[None, :])
+    smaller = np.minimum(_area(boxes)[:, None], _area(by)[None, :])
     overlap = np.divide(w * h, smaller, out=np.zeros_like(smaller, dtype=np.float64), where=smaller > 0)
     return (overlap >= share).any(axis=1)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+
+
+def _merge(boxes: np.ndarray, scores: np.ndarray, big_boxes: np.ndarray, big_scores: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Which full-size faces stay and which faces of the shrunk search join them: one that
+    meets no full-size face joins; a big one (COARSE_SIDE wide or more) that meets only parts of
+    itself (boxes under PART of its area) scoring lower replaces them; otherwise the full-size
+    faces stay. Boxes in full-size pixels."""
+    kept = np.ones(len(boxes), bool)
+    new = np.zeros(len(big_boxes), bool)
+    for i in np.argsort(-big_scores, kind="stable"):
+        met = kept & covered(boxes, big_boxes[i:i + 1])
+        if not met.any():
+            new[i] = True
+        elif big_boxes[i, 2] - big_boxes[i, 0] >= COARSE_SIDE and big_scores[i] > scores[met].max() \
+                and (_area(boxes[met]) < PART * _area(big_boxes[i:i + 1])).all():
+            kept &= ~met
+            new[i] = True
+    return kept, new
 
 
 def as_mmod_boxes(boxes: np.ndarray, geometry=MMOD_GEOMETRY) -> np.ndarray:
@@ -116,7 +142,7 @@ class YuNetFaceDetector:
         they found the same faces: before the shrunk search (2026-12-07), every image it does
         not apply to (see :func:`faceclust.scan.identity.adopt_unchanged`)."""
         before = self.identity().removesuffix(f";coarse={COARSE_SIDE}")
-        return {before: 2 * COARSE_SIDE - 2}  # a margin for the rounding of decoded sizes
+        return {before: 2 * COARSE_SIDE}
 
     def _load(self):
         if self._net is None:
@@ -196,7 +222,9 @@ class YuNetFaceDetector:
         if long_side < 2 * COARSE_SIDE:
             return boxes, scores, points
         factor = int(np.ceil(long_side / COARSE_SIDE))
-        if scale == 1.0:  # the usual case: a box reduction, a few ms
+        rows, cols = image.shape[:2]
+        if (round(rows * scale), round(cols * scale)) == (rows, cols):  # searched at its own size: the
+            # usual case (a scale within rounding of 1), a box reduction of a few ms
             from PIL import Image
 
             small = np.asarray(Image.fromarray(np.ascontiguousarray(image)).reduce(factor))
@@ -204,12 +232,12 @@ class YuNetFaceDetector:
             big_boxes, big_points = big_boxes * factor, big_points * factor
         else:
             big_boxes, big_scores, big_points = self.raw(image, scale / factor)
-        new = ~covered(big_boxes, boxes)
-        if not new.any():
+        kept, new = _merge(boxes, scores, big_boxes, big_scores)
+        if kept.all() and not new.any():
             return boxes, scores, points
-        boxes = np.concatenate([boxes, big_boxes[new]])
-        scores = np.concatenate([scores, big_scores[new]])
-        points = np.concatenate([points, big_points[new]])
+        boxes = np.concatenate([boxes[kept], big_boxes[new]])
+        scores = np.concatenate([scores[kept], big_scores[new]])
+        points = np.concatenate([points[kept], big_points[new]])
         order = np.argsort(-scores, kind="stable")
         return boxes[order], scores[order], points[order]
 
