@@ -56,3 +56,31 @@ def test_photos_the_changed_detector_finds_alike_are_not_searched_again(tmp_path
     finally:
         for name in ("before", "after"):
             detectors.unregister(name)
+
+
+def test_the_size_bound_holds_for_the_sizes_the_decode_gives():
+    """Whatever the photo's shape and the options, the long side a detector is given (decode
+    rounded to whole pixels, scale from the width) never exceeds the bound adoption uses."""
+    import io
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from faceclust.photos.decode import decode_image
+    from faceclust.scan.identity import searched_size_at_most
+
+    rng = np.random.default_rng(0)
+    shapes = [(301, 1595), (201, 1593), (1595, 301), (3001, 601), (4001, 3001), (201, 1995), (799, 799), (800, 10)]
+    shapes += [tuple(int(v) for v in rng.integers(8, 2000, 2)) for _ in range(16)]
+    for w, h in shapes:
+        data = io.BytesIO()
+        Image.new("RGB", (w, h)).save(data, "PNG")
+        for min_face in (15, 30, 60):
+            for max_side in (797, 1024, 1600):
+                options = DetectOptions(min_face=min_face, max_side=max_side)
+                policy = lambda W, H: min(1.0, options.detection_scale(W, H, 30))  # noqa: E731 - as FaceFinder's
+                image = decode_image(data.getvalue(), Path("x.png"), policy)
+                scale = options.detection_scale(image.original_width, image.original_height, 30) / image.scale
+                given = max(image.pixels.shape[:2]) * scale  # what YuNetFaceDetector.search measures
+                assert given <= searched_size_at_most(w, h, options, 30), (w, h, min_face, max_side)

@@ -24,10 +24,18 @@ def adopt_unchanged(catalog, detector, options: DetectOptions, identity: str) ->
             continue
 
         def same(width: int, height: int, limit=limit) -> bool:
-            return max(width, height) * options.detection_scale(width, height, detector.window) < limit
+            return searched_size_at_most(width, height, options, detector.window) < limit
 
         adopted += catalog.adopt_detect_identity(old, identity, same)
     return adopted
+
+
+def searched_size_at_most(width: int, height: int, options: DetectOptions, window: float) -> float:
+    """An upper bound of the long side a detector is given for a photo of this size: the
+    detection scale's, plus what the decode's rounding to whole pixels adds (its scale is
+    taken from the width: up to half a pixel times the aspect ratio, and one)."""
+    long_side, short_side = max(width, height), max(1, min(width, height))
+    return long_side * options.detection_scale(width, height, window) + 0.5 * (long_side / short_side + 1) + 1
 
 
 def redetect_warning(files, states, identity: str) -> str | None:
@@ -37,5 +45,5 @@ def redetect_warning(files, states, identity: str) -> str | None:
     if not redetected:
         return None
     return (f"{redetected} photo{'s' if redetected != 1 else ''} scanned before with another detector or "
-            "other detection options (--detector, --min-face, --max-side...) are searched again once; "
-            "the faces found again keep their people, names and rejections")
+            "other detection options (--detector, --min-face, --max-side..., or a new faceclust's detector) "
+            "are searched again once; the faces found again keep their people, names and rejections")
