@@ -76,9 +76,10 @@ def torch_alone_on_this_thread() -> None:
     (SFace about even: benchmarks/bench_threads.py).
     Torch's thread count is the calling thread's own (OpenMP's), so each worker calls this.
     Nothing to do (and torch is not imported) while no model has imported it."""
-    torch = sys.modules.get("torch")
-    if torch is None or getattr(_this_thread, "alone", False):
+    if "torch" not in sys.modules or getattr(_this_thread, "alone", False):
         return
+    import torch  # waits for an import another thread has under way (sys.modules holds it half-made)
+
     torch.set_num_threads(1)
     _this_thread.alone = True
 
@@ -88,8 +89,11 @@ class side_by_side:
     :func:`torch_alone_on_this_thread`) until the block ends, then on ``threads()`` again."""
 
     def __enter__(self) -> "side_by_side":
-        self._torch = sys.modules.get("torch")  # not imported: nothing computes with it
-        if self._torch is not None:
+        self._torch = None  # not imported: nothing computes with it
+        if "torch" in sys.modules:
+            import torch  # complete, even if another thread is importing it
+
+            self._torch = torch
             self._before = self._torch.get_num_threads()
             self._torch.set_num_threads(1)
         return self

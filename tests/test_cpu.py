@@ -4,6 +4,8 @@ decode pool, defaulting to the cores the process may use."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -83,3 +85,24 @@ def test_a_worker_computes_alone_and_the_main_threads_count_comes_back():
     with cpu.side_by_side():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
+
+
+def test_a_worker_waits_for_torch_while_another_thread_is_still_importing_it():
+    """sys.modules holds torch half-made while another thread imports it: a worker asking to
+    compute alone waits for the import instead of failing (its photos were found again on the
+    main thread)."""
+    code = ("import sys, threading, time\n"
+            "from faceclust.cpu import torch_alone_on_this_thread\n"
+            "importer = threading.Thread(target=lambda: __import__('torch'))\n"
+            "importer.start()\n"
+            "while 'torch' not in sys.modules:\n"
+            "    time.sleep(0.001)\n"
+            "half_made = not hasattr(sys.modules['torch'], 'set_num_threads')\n"
+            "torch_alone_on_this_thread()\n"
+            "import torch\n"
+            "print(half_made, torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    half_made, threads = out.stdout.split()
+    assert threads == "1"
+    assert half_made == "True"  # the case this is about was met

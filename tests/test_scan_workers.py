@@ -186,3 +186,50 @@ def test_workers_go_on_finding_while_the_main_thread_records_a_batch(tmp_path, r
     scan_library(tmp_path / "c.sqlite", [tmp_path / "lib"], options("recording"))
     assert waited == [True]
     assert len(catalogued(tmp_path / "c.sqlite")) == 13
+
+
+def test_photos_decoded_while_the_models_load_are_found_before_the_first_batch_is_recorded(
+        tmp_path, recording, monkeypatch):
+    """Found as soon as the models are there, not batch by batch: when the first batch is
+    recorded, the second batch's photos (decoded before the models loaded) are found too."""
+    import time
+
+    from faceclust.scan import prepare
+    from faceclust.scan.prepare import PreparingMixin
+
+    library(tmp_path / "lib")  # batches of 5: p00-p04, p05-p09, p10-p12
+    decoded = threading.Semaphore(0)
+    real_decode, real_load = prepare.decode_image, FaceFinder.load
+    real_find, real_write = PreparingMixin._find_chunk, Catalog.write_results
+    found: set[str] = set()
+    at_first_write: list[set[str]] = []
+
+    def counting(*args, **kwargs):
+        try:
+            return real_decode(*args, **kwargs)
+        finally:
+            decoded.release()
+
+    def late(self, photos=1):
+        for _ in range(10):  # the two batches submitted before the models load
+            assert decoded.acquire(timeout=30)
+        time.sleep(0.3)  # their chunks hand their photos back
+        real_load(self, photos)
+
+    def find(self, prepared):
+        real_find(self, prepared)
+        found.update(p.file.path.name for p in prepared if p.faces is not None)
+
+    def write(self, *args, **kwargs):
+        if not at_first_write:
+            at_first_write.append(set(found))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(prepare, "decode_image", counting)
+    monkeypatch.setattr(FaceFinder, "load", late)
+    monkeypatch.setattr(PreparingMixin, "_find_chunk", find)
+    monkeypatch.setattr(Catalog, "write_results", write)
+    scan_library(tmp_path / "c.sqlite", [tmp_path / "lib"], options("recording"))
+    second_batch = {f"p{i:02d}.png" for i in range(5, 10)}
+    assert second_batch <= at_first_write[0]
+    assert len(catalogued(tmp_path / "c.sqlite")) == 13
