@@ -100,10 +100,13 @@ def exit_now(code: int | str | None) -> None:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    wait_for_threads = getattr(threading, "_shutdown", None)  # what Python does first at exit
-    if wait_for_threads is not None:
-        wait_for_threads()
-    atexit._run_exitfuncs()
+    try:
+        wait_for_threads = getattr(threading, "_shutdown", None)  # what Python does first at exit
+        if wait_for_threads is not None:
+            wait_for_threads()
+        atexit._run_exitfuncs()
+    except KeyboardInterrupt:  # Ctrl-C while waiting: end now, as an interrupted command
+        code = 130
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
