@@ -63,6 +63,32 @@ def recording():
         detectors.unregister(name)
 
 
+def models_after_decodes(monkeypatch, decodes: int, settle: float = 0.0) -> None:
+    """The models finish loading only once ``decodes`` photos are decoded (and ``settle``
+    seconds more): the photos submitted before the models load are decoded without them."""
+    import time
+
+    from faceclust.scan import prepare
+
+    decoded = threading.Semaphore(0)
+    real_decode, real_load = prepare.decode_image, FaceFinder.load
+
+    def counting(*args, **kwargs):
+        try:
+            return real_decode(*args, **kwargs)
+        finally:
+            decoded.release()
+
+    def late(self, photos=1):
+        for _ in range(decodes):
+            assert decoded.acquire(timeout=30)
+        time.sleep(settle)
+        real_load(self, photos)
+
+    monkeypatch.setattr(prepare, "decode_image", counting)
+    monkeypatch.setattr(FaceFinder, "load", late)
+
+
 @pytest.mark.parametrize("models_late", [False, True], ids=["models-first", "photos-decoded-first"])
 def test_workers_find_the_faces_the_main_thread_finds(tmp_path, recording, monkeypatch, models_late):
     """Whether the first photos are decoded before the models are there (then found once
@@ -72,24 +98,7 @@ def test_workers_find_the_faces_the_main_thread_finds(tmp_path, recording, monke
     library(tmp_path / "lib")
     before = torch.get_num_threads()
     if models_late:  # the models finish loading only once the first two batches are decoded
-        from faceclust.scan import prepare
-
-        decoded = threading.Semaphore(0)
-        real_decode, real_load = prepare.decode_image, FaceFinder.load
-
-        def counting(*args, **kwargs):
-            try:
-                return real_decode(*args, **kwargs)
-            finally:
-                decoded.release()
-
-        def late(self, photos=1):
-            for _ in range(10):  # batches of 5: the two submitted before the models load
-                assert decoded.acquire(timeout=30)
-            real_load(self, photos)
-
-        monkeypatch.setattr(prepare, "decode_image", counting)
-        monkeypatch.setattr(FaceFinder, "load", late)
+        models_after_decodes(monkeypatch, 10)
     scan_library(tmp_path / "w.sqlite", [tmp_path / "lib"], options("recording"))
     in_workers = list(Recording.seen)
     monkeypatch.undo()
@@ -192,29 +201,13 @@ def test_photos_decoded_while_the_models_load_are_found_before_the_first_batch_i
         tmp_path, recording, monkeypatch):
     """Found as soon as the models are there, not batch by batch: when the first batch is
     recorded, the second batch's photos (decoded before the models loaded) are found too."""
-    import time
-
-    from faceclust.scan import prepare
     from faceclust.scan.prepare import PreparingMixin
 
     library(tmp_path / "lib")  # batches of 5: p00-p04, p05-p09, p10-p12
-    decoded = threading.Semaphore(0)
-    real_decode, real_load = prepare.decode_image, FaceFinder.load
+    models_after_decodes(monkeypatch, 10, settle=0.3)  # the chunks hand their photos back first
     real_find, real_write = PreparingMixin._find_chunk, Catalog.write_results
     found: set[str] = set()
     at_first_write: list[set[str]] = []
-
-    def counting(*args, **kwargs):
-        try:
-            return real_decode(*args, **kwargs)
-        finally:
-            decoded.release()
-
-    def late(self, photos=1):
-        for _ in range(10):  # the two batches submitted before the models load
-            assert decoded.acquire(timeout=30)
-        time.sleep(0.3)  # their chunks hand their photos back
-        real_load(self, photos)
 
     def find(self, prepared):
         real_find(self, prepared)
@@ -225,8 +218,6 @@ def test_photos_decoded_while_the_models_load_are_found_before_the_first_batch_i
             at_first_write.append(set(found))
         return real_write(self, *args, **kwargs)
 
-    monkeypatch.setattr(prepare, "decode_image", counting)
-    monkeypatch.setattr(FaceFinder, "load", late)
     monkeypatch.setattr(PreparingMixin, "_find_chunk", find)
     monkeypatch.setattr(Catalog, "write_results", write)
     scan_library(tmp_path / "c.sqlite", [tmp_path / "lib"], options("recording"))
