@@ -382,6 +382,11 @@ def test_the_shrunk_search_adds_missed_faces_and_replaces_parts_of_big_ones():
     alike = np.array([[900, 900, 900 + big * 0.8, 900 + big * 0.8]])
     kept, new = _merge(alike, np.array([0.7]), shrunk[1:2], np.array([0.93]))
     assert kept.tolist() == [True] and new.tolist() == [False]
+    # A small face inside the big one's box (someone behind) is another face: both stay, and a
+    # part beside it still gives way.
+    behind = np.array([[950, 950, 1010, 1010], [1000, 1000, 1000 + big / 2, 1000 + big / 2]], np.float64)
+    kept, new = _merge(behind, np.array([0.95, 0.7]), shrunk[1:2], np.array([0.93]))
+    assert kept.tolist() == [True, False] and new.tolist() == [True]
 
 
 def test_a_face_too_large_for_the_full_size_search_is_found_shrunk(shared_data, monkeypatch):

@@ -37,6 +37,9 @@ COARSE_SIDE = 400
 # (smaller faces are placed better at full size).
 SAME_FACE = 0.5
 PART = 0.5
+# A full-size box under this share of a shrunk face's area is another, smaller face (someone
+# behind, at the edge of the box), never a part: it stays beside it.
+OTHER_FACE = 0.1
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -74,19 +77,24 @@ def _area(boxes: np.ndarray) -> np.ndarray:
 
 def _merge(boxes: np.ndarray, scores: np.ndarray, big_boxes: np.ndarray, big_scores: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Which full-size faces stay and which faces of the shrunk search join them: one that
-    meets no full-size face joins; a big one (COARSE_SIDE wide or more) that meets only parts of
-    itself (boxes under PART of its area) scoring lower replaces them; otherwise the full-size
-    faces stay. Boxes in full-size pixels."""
+    """Which full-size faces stay and which faces of the shrunk search join them. A shrunk
+    face meeting a full-size face of about its size (PART of its area or more) is that face
+    found twice: dropped. Otherwise it joins, unless it meets full-size parts of itself (from
+    OTHER_FACE to PART of its area) scoring at least as well: a big one (COARSE_SIDE wide or
+    more) scoring higher replaces those parts. Smaller faces it meets stay beside it. Boxes in
+    full-size pixels."""
     kept = np.ones(len(boxes), bool)
     new = np.zeros(len(big_boxes), bool)
     for i in np.argsort(-big_scores, kind="stable"):
         met = kept & covered(boxes, big_boxes[i:i + 1])
-        if not met.any():
+        share = _area(boxes) / max(float(_area(big_boxes[i:i + 1])[0]), 1e-9)
+        if (met & (share >= PART)).any():
+            continue
+        parts = met & (share >= OTHER_FACE)
+        if not parts.any():
             new[i] = True
-        elif big_boxes[i, 2] - big_boxes[i, 0] >= COARSE_SIDE and big_scores[i] > scores[met].max() \
-                and (_area(boxes[met]) < PART * _area(big_boxes[i:i + 1])).all():
-            kept &= ~met
+        elif big_boxes[i, 2] - big_boxes[i, 0] >= COARSE_SIDE and big_scores[i] > scores[parts].max():
+            kept &= ~parts
             new[i] = True
     return kept, new
 
