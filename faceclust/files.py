@@ -69,6 +69,11 @@ def _umask() -> int:
     return _UMASK
 
 
+def temp_name_prefix(path: str | os.PathLike) -> str:
+    """How the temporary files :func:`atomic_file` makes for ``path`` begin (they end ``.tmp``)."""
+    return f".{Path(path).name[:40]}."
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike):
     """``with atomic_file(path) as handle:`` a binary file that becomes ``path`` in one step
@@ -78,7 +83,7 @@ def atomic_file(path: str | os.PathLike):
     target = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".tmp", dir=target.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=temp_name_prefix(target), suffix=".tmp", dir=target.parent or ".")
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
             yield handle

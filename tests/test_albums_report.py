@@ -91,6 +91,21 @@ def test_rerun_follows_changes_and_never_touches_other_files(library):
     assert tree(out)[f"person-{b:04d}"] == {"b1.jpg", "b2.png", "group.jpg", "my notes.txt"}
 
 
+def test_a_half_written_manifest_left_by_a_killed_run_is_removed_and_nothing_else(library):
+    """A run killed while it saved the manifest leaves the atomic write's temporary file
+    (``.<manifest>.XXXX.tmp``); the next run removes it, and only it."""
+    out = library["root"] / "albums"
+    write_albums(library["catalog"], out)
+    stale = out / f".{MANIFEST}.k1ll3d.tmp"
+    stale.write_text('{"version": 1, "entr')
+    mine = [out / ".my-notes.tmp", out / f".{MANIFEST}.k1ll3d.txt"]
+    for path in mine:
+        path.write_text("mine")
+    write_albums(library["catalog"], out)
+    assert not stale.exists()
+    assert all(path.read_text() == "mine" for path in mine)
+
+
 @pytest.mark.parametrize("mode", ["hardlink", "copy"])
 def test_hardlink_and_copy_modes(library, mode):
     out = library["root"] / mode
