@@ -74,6 +74,21 @@ def temp_name_prefix(path: str | os.PathLike) -> str:
     return f".{Path(path).name[:40]}."
 
 
+def remove_stale_temps(dir_fd: int, name: str) -> None:
+    """Remove what killed :func:`atomic_file` writes of ``name`` left in the folder ``dir_fd``
+    (their half-written temporary files). Only for a caller holding the folder's lock: no
+    other writer of ``name`` may be running."""
+    prefix = temp_name_prefix(name)
+    with os.scandir(dir_fd) as entries:
+        stale = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(".tmp")
+                 and e.is_file(follow_symlinks=False)]
+    for stale_name in stale:
+        try:
+            os.unlink(stale_name, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike):
     """``with atomic_file(path) as handle:`` a binary file that becomes ``path`` in one step

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceclust.errors import FaceclustError
-from faceclust.files import atomic_write, copy_regular_file, temp_name_prefix
+from faceclust.files import atomic_write, copy_regular_file, remove_stale_temps
 from faceclust.output.album_plan import AlbumError, check_outside_photos, plan_albums
 from faceclust.photos.walk import ALBUM_FILES
 from faceclust.photos.walk import ALBUM_MARKER as MANIFEST  # the scan skips folders holding it
@@ -87,7 +87,7 @@ class AlbumWriter:
                 self._close()
 
     def _write(self, plan: dict[str, tuple[str, int | None]]) -> AlbumSummary:
-        self._remove_stale_manifest_copies()
+        remove_stale_temps(self._root_fd, MANIFEST)  # a killed run's half-written manifest (lock held)
         had_manifest = self._own_file(MANIFEST) is not None
         manifest = self._load_manifest()
         old_folders = {rel.split("/", 1)[0] for rel in manifest}
@@ -361,19 +361,6 @@ class AlbumWriter:
             mode = None
         if mode is not None:
             manifest[rel] = {"source": source, "mode": mode, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-    def _remove_stale_manifest_copies(self) -> None:
-        """The manifest's half-written copies that a killed run left (its atomic write's
-        temporary files; no other writer runs: the album lock is held)."""
-        prefix = temp_name_prefix(MANIFEST)
-        with os.scandir(self._root_fd) as entries:
-            stale = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(".tmp")
-                     and e.is_file(follow_symlinks=False)]
-        for name in stale:
-            try:
-                os.unlink(name, dir_fd=self._root_fd)
-            except OSError:
-                pass
 
     def _save_manifest(self, manifest: dict) -> None:
         # ensure_ascii: a photo path that is not UTF-8 is kept exactly, as \udcXX escapes.
