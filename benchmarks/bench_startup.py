@@ -49,7 +49,7 @@ def main() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # also fills the model cache
         commands = {
             "python -c 'import torch'": [sys.executable, "-c", "import torch"],
-            # torch's import without the interpreter's teardown (half a second of destructors),
+            # torch's import without the interpreter's teardown (0.4 s of destructors),
             # which faceclust skips since 2026-12-07 (faceclust.cli.run)
             "python -c 'import torch; os._exit(0)'": [sys.executable, "-c", "import os, torch; os._exit(0)"],
             "faceclust verify A B": [faceclust, "verify", str(a), str(b)],

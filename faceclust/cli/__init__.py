@@ -80,7 +80,7 @@ def _stop_cleanly_on_sigterm() -> None:
 
 def run() -> None:
     """The ``faceclust`` program: :func:`main`, then the end of the process without the
-    interpreter's teardown, which costs every command half a second once torch is imported
+    interpreter's teardown, which costs every command 0.4 s once torch is imported
     (its libraries' destructors; ``benchmarks/bench_startup.py``)."""
     try:
         main(prog_name="faceclust")

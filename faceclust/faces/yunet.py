@@ -28,7 +28,7 @@ NMS_IOU = 0.3
 # YuNet (trained at 640 px) misses faces much larger than about 500 px: close-ups and selfies
 # in a 1600 px working image. Images whose long side reaches twice this are also searched
 # shrunk to about this size (an integer box reduction), for faces the full-size search
-# missed (benchmarks/bench_phone.py: 5 of 240 12 MP photos had their only face found so).
+# missed (benchmarks/bench_phone.py: 4 of 240 12 MP photos had their only face found so).
 COARSE_SIDE = 400
 # A face of the shrunk search is the same as one of the full-size search when this much of
 # the smaller of the two boxes is shared. At full size YuNet may see only part of a close-up
@@ -42,10 +42,14 @@ PART = 0.5
 OTHER_FACE = 0.1
 
 
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Indices kept by greedy non-maximum suppression, best score first."""
     order = np.argsort(-scores, kind="stable")
-    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    area = _area(boxes)
     keep = []
     while len(order):
         i, rest = order[0], order[1:]
@@ -69,10 +73,6 @@ def covered(boxes: np.ndarray, by: np.ndarray, share: float = SAME_FACE) -> np.n
     smaller = np.minimum(_area(boxes)[:, None], _area(by)[None, :])
     overlap = np.divide(w * h, smaller, out=np.zeros_like(smaller, dtype=np.float64), where=smaller > 0)
     return (overlap >= share).any(axis=1)
-
-
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
 
 
 def _merge(boxes: np.ndarray, scores: np.ndarray, big_boxes: np.ndarray, big_scores: np.ndarray

@@ -45,5 +45,5 @@ def redetect_warning(files, states, identity: str) -> str | None:
     if not redetected:
         return None
     return (f"{redetected} photo{'s' if redetected != 1 else ''} scanned before with another detector or "
-            "other detection options (--detector, --min-face, --max-side..., or a new faceclust's detector) "
+            "other detection options (--detector, --min-face, --max-side...; or a newer faceclust's detector) "
             "are searched again once; the faces found again keep their people, names and rejections")

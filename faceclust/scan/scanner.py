@@ -288,25 +288,20 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
         return PhotoResult("copied", source_id=p.candidates[0].id, **base)
 
     def _detect(self, to_detect: list[tuple[Prepared, PhotoResult]], results: list[PhotoResult]) -> None:
+        missing = [(p, r) for p, r in to_detect if p.faces is None]  # not found by a worker
+        if missing:
+            try:
+                found = self.finder.find([p.image for p, _ in missing])
+            except Exception:  # noqa: BLE001 - find the photo that failed, keep the rest
+                found = [self._find_one(p, r) for p, r in missing]
+            for (p, _result), faces in zip(missing, found):
+                p.faces = faces
         for p, result in to_detect:
-            if p.faces is not None:
-                result.faces = p.faces
-                self.summary.faces_found += len(p.faces)
-                self.summary.photos_with_faces += bool(len(p.faces))
-                p.image = None
-        to_detect = [(p, r) for p, r in to_detect if p.faces is None]
-        if not to_detect:
-            return
-        try:
-            found = self.finder.find([p.image for p, _ in to_detect])
-        except Exception:  # noqa: BLE001 - find the photo that failed, keep the rest
-            found = [self._find_one(p, r) for p, r in to_detect]
-        for (p, result), faces in zip(to_detect, found):
-            if faces is None:
+            if p.faces is None:  # failed (reported by _find_one)
                 continue
-            result.faces = faces
-            self.summary.faces_found += len(faces)
-            self.summary.photos_with_faces += bool(len(faces))
+            result.faces = p.faces
+            self.summary.faces_found += len(p.faces)
+            self.summary.photos_with_faces += bool(len(p.faces))
             p.image = None  # free the pixels early
 
     def _find_one(self, p: Prepared, result: PhotoResult) -> FaceArrays | None:
