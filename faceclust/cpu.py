@@ -69,26 +69,36 @@ def apply_to_faiss() -> None:
     faiss.omp_set_num_threads(threads())
 
 
-def torch_alone_on_this_thread() -> None:
-    """Torch computes on the calling thread alone from now on: for workers that run side by
-    side, one a core, rather than each op spread over every core. On 2 cores two workers run
-    YuNet at 1.7x one thread's rate and dlib's ResNet at 1.8x, a second thread per op at 1.5x
-    (SFace about even: benchmarks/bench_threads.py).
-    Torch's thread count is the calling thread's own (OpenMP's), so each worker calls this.
-    Nothing to do (and torch is not imported) while no model has imported it."""
-    if "torch" not in sys.modules or getattr(_this_thread, "alone", False):
+def compute_alone_on_this_thread() -> None:
+    """Torch and onnxruntime compute on the calling thread alone from now on: for workers that
+    run side by side, one a core, rather than each op spread over every core. On 2 cores two
+    workers run YuNet at 1.7x one thread's rate and dlib's ResNet at 1.8x, a second thread per
+    op at 1.5x (SFace about even: benchmarks/bench_threads.py).
+    Torch's thread count is the calling thread's own (OpenMP's), so each worker calls this;
+    torch is not imported for it (a model that imports it later is told at the next call).
+    Onnxruntime's sessions ask :func:`compute_threads`."""
+    _this_thread.alone = True
+    if "torch" not in sys.modules or getattr(_this_thread, "torch_alone", False):
         return
     import torch  # waits for an import another thread has under way (sys.modules holds it half-made)
 
     torch.set_num_threads(1)
-    _this_thread.alone = True
+    _this_thread.torch_alone = True
+
+
+def compute_threads() -> int:
+    """Threads a computation started on the calling thread may use: 1 where it computes alone
+    (:func:`compute_alone_on_this_thread`, :class:`side_by_side`), else :func:`threads`."""
+    return 1 if getattr(_this_thread, "alone", False) else threads()
 
 
 class side_by_side:
-    """``with side_by_side():`` the calling thread's torch computes alone (see
-    :func:`torch_alone_on_this_thread`) until the block ends, then on ``threads()`` again."""
+    """``with side_by_side():`` the calling thread computes alone (see
+    :func:`compute_alone_on_this_thread`) until the block ends, then on ``threads()`` again."""
 
     def __enter__(self) -> "side_by_side":
+        self._alone = getattr(_this_thread, "alone", False)
+        _this_thread.alone = True
         self._torch = None  # not imported: nothing computes with it
         if "torch" in sys.modules:
             import torch  # complete, even if another thread is importing it
@@ -99,5 +109,6 @@ class side_by_side:
         return self
 
     def __exit__(self, *exc) -> None:
+        _this_thread.alone = self._alone
         if self._torch is not None:
             self._torch.set_num_threads(self._before)

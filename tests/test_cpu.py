@@ -75,7 +75,7 @@ def test_a_worker_computes_alone_and_the_main_threads_count_comes_back():
     seen = []
 
     def worker():
-        cpu.torch_alone_on_this_thread()
+        cpu.compute_alone_on_this_thread()
         seen.append(torch.get_num_threads())
 
     thread = threading.Thread(target=worker)
@@ -92,13 +92,13 @@ def test_a_worker_waits_for_torch_while_another_thread_is_still_importing_it():
     compute alone waits for the import instead of failing (its photos were found again on the
     main thread)."""
     code = ("import sys, threading, time\n"
-            "from faceclust.cpu import torch_alone_on_this_thread\n"
+            "from faceclust.cpu import compute_alone_on_this_thread\n"
             "importer = threading.Thread(target=lambda: __import__('torch'))\n"
             "importer.start()\n"
             "while 'torch' not in sys.modules:\n"
             "    time.sleep(0.001)\n"
             "half_made = not hasattr(sys.modules['torch'], 'set_num_threads')\n"
-            "torch_alone_on_this_thread()\n"
+            "compute_alone_on_this_thread()\n"
             "import torch\n"
             "print(half_made, torch.get_num_threads())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -106,3 +106,26 @@ def test_a_worker_waits_for_torch_while_another_thread_is_still_importing_it():
     half_made, threads = out.stdout.split()
     assert threads == "1"
     assert half_made == "True"  # the case this is about was met
+
+
+def test_onnxruntime_is_told_one_thread_where_a_worker_computes_alone(monkeypatch):
+    """compute_threads(): what an onnxruntime session is created with on the calling thread:
+    1 in a worker computing alone (even before torch is imported) and inside side_by_side,
+    else the chosen count."""
+    import threading
+
+    monkeypatch.setattr(cpu, "_chosen", 3)
+    seen = []
+
+    def worker():
+        seen.append(cpu.compute_threads())
+        cpu.compute_alone_on_this_thread()
+        seen.append(cpu.compute_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [3, 1] and cpu.compute_threads() == 3
+    with cpu.side_by_side():
+        assert cpu.compute_threads() == 1
+    assert cpu.compute_threads() == 3

@@ -256,9 +256,10 @@ def test_the_frozen_network_gives_the_plain_ones_maps_at_any_size():
             assert float((plain[name] - fast[name]).abs().max()) < 1e-3
 
 
-def test_the_detector_switches_to_the_frozen_network_and_finds_the_same_faces(shared_data, monkeypatch):
-    """After its first photos the detector runs the frozen network: the same faces on real
-    photos; when TorchScript cannot build it, the plain network goes on."""
+def test_the_torch_runner_switches_to_the_frozen_network_and_finds_the_same_faces(shared_data, monkeypatch):
+    """Without onnxruntime, the detector's torch runner runs the frozen network after its
+    first photos: the same faces on real photos; when TorchScript cannot build it, the plain
+    network goes on."""
     import torch
 
     from faceclust.faces.detect import detectors
@@ -266,33 +267,35 @@ def test_the_detector_switches_to_the_frozen_network_and_finds_the_same_faces(sh
 
     paths = sorted((shared_data / "celeb25_web").rglob("*.jpg"))[::150][:8]
     images = [load_image(p).pixels for p in paths]
-    plain = detectors.create("yunet")
-    plain.FREEZE_AFTER = 10 ** 9
-    switching = detectors.create("yunet")
-    switching.FREEZE_AFTER = 2
+    plain = detectors.create("yunet", runtime="torch")
+    plain._load().FREEZE_AFTER = 10 ** 9
+    switching = detectors.create("yunet", runtime="torch")
+    switching._load().FREEZE_AFTER = 2
     for i, pixels in enumerate(images):
         a, b = plain.detect(pixels), switching.detect(pixels)
         assert len(a) == len(b) and np.abs(a.boxes - b.boxes).max(initial=0) < 0.05
         assert np.abs(a.points - b.points).max(initial=0) < 0.05
-        assert bool(switching._frozen) == (i >= 2)
+        assert bool(switching._load()._frozen) == (i >= 2)
     monkeypatch.setattr(torch.jit, "freeze", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no TorchScript")))
-    failing = detectors.create("yunet")
-    failing.FREEZE_AFTER = 0
+    failing = detectors.create("yunet", runtime="torch")
+    failing._load().FREEZE_AFTER = 0
     found = [failing.detect(p) for p in images]
-    assert failing._frozen is False and [len(f) for f in found] == [len(plain.detect(p)) for p in images]
+    assert failing._load()._frozen is False and [len(f) for f in found] == [len(plain.detect(p)) for p in images]
 
 
-def test_told_of_many_photos_the_detector_builds_its_frozen_network_up_front(shared_data):
-    """A scan tells the detector how many photos are coming: for more than a few, the frozen
-    network is built before the first (on a small example) and finds what the plain one finds."""
+def test_told_of_many_photos_the_torch_runner_builds_its_frozen_network_up_front(shared_data):
+    """A scan tells the detector how many photos are coming: for more than a few, the torch
+    runner's frozen network is built before the first (on a small example) and finds what the
+    plain one finds."""
     from faceclust.faces.detect import detectors
     from faceclust.photos.decode import load_image
 
-    few, many, plain = detectors.create("yunet"), detectors.create("yunet"), detectors.create("yunet")
-    plain.FREEZE_AFTER = 10 ** 9
-    few.expect(few.FREEZE_AFTER)
-    many.expect(many.FREEZE_AFTER + 1)
-    assert few._frozen is None and callable(many._frozen)
+    few, many = detectors.create("yunet", runtime="torch"), detectors.create("yunet", runtime="torch")
+    plain = detectors.create("yunet", runtime="torch")
+    plain._load().FREEZE_AFTER = 10 ** 9
+    few.expect(few._load().FREEZE_AFTER)
+    many.expect(many._load().FREEZE_AFTER + 1)
+    assert few._load()._frozen is None and callable(many._load()._frozen)
     for path in sorted((shared_data / "celeb25_web").rglob("*.jpg"))[::300][:3]:
         pixels = load_image(path).pixels
         a, b = plain.detect(pixels), many.detect(pixels)
@@ -327,7 +330,6 @@ def test_the_detector_feeds_the_photo_as_rgb_and_finds_what_the_files_network_fi
     from faceclust.photos.decode import load_image
 
     detector = detectors.create("yunet")
-    detector.FREEZE_AFTER = 10 ** 9
     bgr_net = load_yunet()
     checked = 0
     for path in sorted((shared_data / "celeb25_web").rglob("*.jpg"))[::200][:4]:

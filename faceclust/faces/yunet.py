@@ -99,6 +99,19 @@ def _merge(boxes: np.ndarray, scores: np.ndarray, big_boxes: np.ndarray, big_sco
     return kept, new
 
 
+def _resized(image: np.ndarray, rows: int, cols: int, antialias: bool) -> np.ndarray:
+    """``image`` resized bilinearly to ``rows`` x ``cols`` (float32): torch's resize, the one
+    faceclust has always searched resized images with (photos are mostly decoded at the size
+    searched, so this is rare)."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        planes = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        planes = F.interpolate(planes, size=(rows, cols), mode="bilinear", align_corners=False, antialias=antialias)
+        return planes[0].permute(1, 2, 0).numpy()
+
+
 def as_mmod_boxes(boxes: np.ndarray, geometry=MMOD_GEOMETRY) -> np.ndarray:
     """YuNet boxes (left, top, right, bottom) as the squares dlib's MMOD draws."""
     a, b, c, d = geometry
@@ -110,7 +123,7 @@ def as_mmod_boxes(boxes: np.ndarray, geometry=MMOD_GEOMETRY) -> np.ndarray:
 
 @detectors.register("yunet")
 class YuNetFaceDetector:
-    """OpenCV Zoo's YuNet, rebuilt in torch: fast, any angle, faces of 30 pixels and up.
+    """OpenCV Zoo's YuNet (onnxruntime, or the torch rebuild): fast, any angle, faces of 30 pixels and up.
 
     It finds smaller faces too, but fewer: looking at small photos shrunk so that 30 px faces
     become 20 px lost faces MMOD finds (benchmarks/bench_yunet.py --window 20), so the window
@@ -120,20 +133,20 @@ class YuNetFaceDetector:
     window = 30
     gives_points = True  # Detections.points: the five ArcFace points of every face
 
-    side_by_side = True  # detect() runs on several threads at once (the frozen network is built once)
+    side_by_side = True  # detect() runs on several threads at once
 
-    # Photos searched with the plain network before the TorchScript one is built (0.6 s; a
-    # fifth faster a photo): one-shot commands (verify, search) never pay for it. Told that
-    # more are coming (expect), it is built up front, on a small image.
-    FREEZE_AFTER = 4
-    FREEZE_EXAMPLE = (1, 3, 128, 128)
+    # Who runs the network: onnxruntime where it is installed (about 1.3x faster and nothing
+    # to build at start), else the torch rebuild. Their maps agree to about 1e-5: the same
+    # faces, one identity (tests/test_model_yunet.py).
+    RUNTIMES = ("onnxruntime", "torch")
 
-    def __init__(self, options: DetectOptions | None = None) -> None:
+    def __init__(self, options: DetectOptions | None = None, runtime: str | None = None) -> None:
         self.options = options or DetectOptions()
         self.options.refuse_mmod_options(self.name)
+        if runtime is not None and runtime not in self.RUNTIMES:
+            raise ValueError(f"runtime must be one of: {', '.join(self.RUNTIMES)}")
+        self.runtime = runtime
         self._net = None
-        self._frozen = None
-        self._calls = 0
         self._lock = threading.Lock()
 
     def identity(self) -> str:
@@ -153,73 +166,66 @@ class YuNetFaceDetector:
         return {before: 2 * COARSE_SIDE}
 
     def _load(self):
-        if self._net is None:
-            import torch
+        with self._lock:
+            if self._net is None:
+                self._net = self._runner()
+            return self._net
 
-            from faceclust.models.yunet import load_yunet
+    def _runner(self):
+        if self.runtime in (None, "onnxruntime"):
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                if self.runtime == "onnxruntime":
+                    from faceclust.errors import MissingExtraError
 
-            self._net = load_yunet(rgb=True).to(memory_format=torch.channels_last)
-        return self._net
+                    raise MissingExtraError("onnxruntime is not installed; install it with: pip install onnxruntime") from None
+            else:
+                from faceclust.models.yunet_onnx import YuNetSession, yunet_model
+
+                self.runtime = "onnxruntime"
+                return YuNetSession(yunet_model(rgb=True))
+        from faceclust.models.yunet import YuNetTorch
+
+        self.runtime = "torch"
+        return YuNetTorch()
 
     def raw(self, image: np.ndarray, scale: float = 1.0, min_score: float = SCORE
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """YuNet's own boxes, scores and 5 landmarks (eye centres, nose tip, mouth corners) in
         ``image``'s pixels, after NMS, best first."""
-        import torch
-        import torch.nn.functional as F
-
-        from faceclust.models.yunet import decode
+        from faceclust.cpu import compute_threads
+        from faceclust.models.yunet_graph import decode
 
         net = self._load()
         rows, cols = image.shape[:2]
         out_rows, out_cols = max(1, round(rows * scale)), max(1, round(cols * scale))
-        with torch.inference_mode():
-            # The network takes RGB (load_yunet(rgb=True)): the photo is copied once, into
-            # float32 rows padded to multiples of 32, laid out as torch's channels_last.
-            padded_rows, padded_cols = -(-out_rows // 32) * 32, -(-out_cols // 32) * 32
-            buffer = np.zeros((padded_rows, padded_cols, 3), np.float32)
-            if (out_rows, out_cols) != (rows, cols):
-                planes = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-                planes = F.interpolate(planes, size=(out_rows, out_cols), mode="bilinear", align_corners=False,
-                                       antialias=scale < 1.0)
-                buffer[:out_rows, :out_cols] = planes[0].permute(1, 2, 0).numpy()
-            else:
-                buffer[:rows, :cols] = image
-            pixels = torch.from_numpy(buffer).permute(2, 0, 1)[None]
-            maps = {k: v.numpy() for k, v in self._forward(net, pixels).items()}
-        boxes, scores, points = decode(maps, min_score)
+        if (out_rows, out_cols) != (rows, cols):
+            image = _resized(image, out_rows, out_cols, antialias=scale < 1.0)
+        # The network takes RGB: the photo is copied once into float32 padded to multiples of
+        # 32, as the runner lays it out: planes (a plane at a time: several times faster than
+        # one strided copy), or rows of pixels viewed as planes (torch's channels_last).
+        padded = (-(-out_rows // 32) * 32, -(-out_cols // 32) * 32)
+        if getattr(net, "channels_last", False):
+            buffer = np.zeros((*padded, 3), np.float32)
+            buffer[:out_rows, :out_cols] = image
+            planes = buffer.transpose(2, 0, 1)[None]
+        else:
+            planes = np.zeros((1, 3, *padded), np.float32)
+            for channel in range(3):
+                planes[0, channel, :out_rows, :out_cols] = image[:, :, channel]
+        boxes, scores, points = decode(net(planes, threads=compute_threads()), min_score)
         keep = nms(boxes, scores, NMS_IOU)
         sx, sy = cols / out_cols, rows / out_rows
         factor = np.array([sx, sy, sx, sy])
         return boxes[keep] * factor, scores[keep], points[keep] * factor[:2]
 
     def expect(self, photos: int) -> None:
-        """Build the frozen network now when more than FREEZE_AFTER photos are coming (the
-        trace holds for any input size, so a small example does)."""
-        if photos > self.FREEZE_AFTER:
-            import torch
-
-            net = self._load()
-            noise = torch.rand(self.FREEZE_EXAMPLE, generator=torch.Generator().manual_seed(0)) * 255
-            with self._lock:
-                self._freeze(net, noise.contiguous(memory_format=torch.channels_last))
-
-    def _forward(self, net, pixels):
-        """The plain network for the first photos, then the frozen one (if it could be built)."""
-        with self._lock:  # threads may detect side by side: one counts, one freezes
-            self._calls += 1
-            if self._calls > self.FREEZE_AFTER:
-                self._freeze(net, pixels)
-            frozen = self._frozen
-        return frozen(pixels) if frozen else net(pixels)
-
-    def _freeze(self, net, example) -> None:
-        """Build the frozen network once, traced on ``example`` (the caller holds the lock);
-        False when it cannot be built: the plain one goes on."""
-        if self._frozen is None:
-            from faceclust.models.yunet import freeze_yunet
-
-            self._frozen = freeze_yunet(net, example) or False
+        """Get ready for ``photos`` photos (the torch runner builds its inference form for
+        many)."""
+        net = self._load()
+        if hasattr(net, "expect"):
+            net.expect(photos)
 
     def search(self, image: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`raw` at ``scale``, then, for an image of at least twice COARSE_SIDE, also

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from faceclust.cpu import torch_alone_on_this_thread
+from faceclust.cpu import compute_alone_on_this_thread
 from faceclust.errors import FaceclustError
 from faceclust.photos.decode import LoadedImage, content_hash, decode_image, read_file
 from faceclust.photos.walk import PhotoFile
@@ -88,7 +88,7 @@ class PreparingMixin:
         for p in todo:
             p.find_tried = True
         try:
-            torch_alone_on_this_thread()
+            compute_alone_on_this_thread()
             located = [self.finder.locate(p.image) for p in todo]
             found = self.finder.finish([p.image for p in todo], located)
         except Exception:  # noqa: BLE001 - the main thread finds these again and reports the failure
