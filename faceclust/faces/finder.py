@@ -14,7 +14,7 @@ import numpy as np
 from faceclust.faces.align import Aligner
 from faceclust.faces.detect import DetectOptions, Detector, detectors
 from faceclust.faces.embed import DEFAULT_EMBEDDER, Embedder, embedders
-from faceclust.photos.decode import LoadedImage, ScalePolicy
+from faceclust.photos.decode import LoadedImage, WorkingSize, at_working_size
 from faceclust.records import FaceArrays
 from faceclust.text import printable
 
@@ -87,10 +87,13 @@ class FaceFinder:
             if expect is not None:
                 expect(photos)
 
-    def scale_policy(self) -> ScalePolicy:
-        """Decode no larger than the detector will look at (never enlarge at decode)."""
+    def scale_policy(self, later: bool = False) -> WorkingSize:
+        """Decode no larger than the detector will look at (never enlarge at decode), resized
+        by torch (every path that finds faces sees the same pixels); ``later``: the resize is
+        left to :meth:`locate` (for photos decoded before torch is loaded)."""
         window = self.detector.window
-        return lambda w, h: min(1.0, self.options.detection_scale(w, h, window))
+        return WorkingSize(lambda w, h: min(1.0, self.options.detection_scale(w, h, window)),
+                           "later" if later else "torch")
 
     def find(self, images: Sequence[LoadedImage]) -> list[FaceArrays]:
         """Faces of several photos; their chips are embedded together in batches."""
@@ -98,8 +101,12 @@ class FaceFinder:
 
     def locate(self, image: LoadedImage) -> tuple:
         """Detection, landmarks and chips of one photo (what :meth:`finish` embeds): the
-        per-photo half of :meth:`find`, which threads may run side by side."""
+        per-photo half of :meth:`find`, which threads may run side by side. A photo decoded
+        with its resize left for later is resized first (counted as decode time)."""
         t = time.perf_counter()
+        if image.resize_to is not None:
+            image = at_working_size(image)
+            t = self.timer.add("decode", t)
         det_scale = self.options.detection_scale(image.original_width, image.original_height,
                                                  self.detector.window)
         found = self.detector.detect(image.pixels, scale=det_scale / image.scale)
@@ -158,6 +165,7 @@ class FaceFinder:
         """Aligned chips of faces already found (dlib's landmarks, boxes and the detector's
         ArcFace points if it gave them, in original pixels), no detection."""
         t = time.perf_counter()
+        image = at_working_size(image)
         scaled = None if boxes is None else np.asarray(boxes, np.float64) * image.scale
         points = None if points is None else np.asarray(points, np.float32) * image.scale
         chips = self._cut(image.pixels, np.asarray(landmarks, np.float32) * image.scale, scaled, points)

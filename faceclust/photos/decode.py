@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,9 @@ class LoadedImage:
     scale: float
     content_hash: str
     taken_at: float | None = None  # EXIF DateTimeOriginal as seconds since the epoch, if the photo has one
+    # (width, height) the pixels are still to be resized to (``WorkingSize(resize="later")``):
+    # see :func:`at_working_size`. None: ``pixels`` are at the working size.
+    resize_to: tuple[int, int] | None = None
 
 
 def content_hash(data: bytes) -> str:
@@ -47,6 +50,61 @@ def read_file(path: Path, stall_seconds: float | None = None) -> bytes:
 
 
 ScalePolicy = Callable[[int, int], float]
+
+RESIZES = ("pillow", "torch", "later")
+
+
+@dataclass(frozen=True)
+class WorkingSize:
+    """A :data:`ScalePolicy` that also says how the decoded pixels are brought to that size:
+    ``"pillow"`` (bilinear, antialiased: thumbnails, the report), ``"torch"`` (the same filter,
+    about 2.5x faster on uint8 photos: what faces are found on, so that a scan, a search and
+    a re-embedding see the same pixels), or ``"later"``: the pixels are left at the size the
+    JPEG decoder gave (``LoadedImage.resize_to`` set), for :func:`at_working_size` to finish
+    with torch once it is loaded (a scan decodes its first photos while torch imports)."""
+
+    scale_for: ScalePolicy
+    resize: str = "pillow"
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZES:
+            raise ValueError(f"resize must be one of: {', '.join(RESIZES)}")
+
+    def __call__(self, width: int, height: int) -> float:
+        return self.scale_for(width, height)
+
+
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int], how: str = "pillow") -> np.ndarray:
+    """uint8 RGB ``pixels`` resized to ``size`` (width, height), bilinear, antialiased when
+    shrinking: by Pillow or by torch (within one or two levels of each other; each is the
+    same on every run and thread count)."""
+    if how == "pillow":
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR), np.uint8)
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        if not pixels.flags.writeable or not pixels.flags.c_contiguous:
+            pixels = np.array(pixels)  # torch takes only writable arrays (Pillow's are read-only)
+        planes = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+        shrinking = size[0] < pixels.shape[1] or size[1] < pixels.shape[0]
+        out = F.interpolate(planes, size=(size[1], size[0]), mode="bilinear", align_corners=False,
+                            antialias=shrinking)[0].numpy()
+    # The result comes as planes: copied back a plane at a time (4x faster than a transpose).
+    pixels = np.empty((size[1], size[0], 3), np.uint8)
+    for channel in range(3):
+        pixels[:, :, channel] = out[channel]
+    return pixels
+
+
+def at_working_size(image: LoadedImage) -> LoadedImage:
+    """``image`` with its pixels at the working size: resized by torch if decoded with
+    ``resize="later"``, else itself."""
+    if image.resize_to is None:
+        return image
+    return replace(image, pixels=resize_pixels(image.pixels, image.resize_to, "torch"), resize_to=None)
 
 
 def max_side_policy(max_side: int | None) -> ScalePolicy:
@@ -103,8 +161,6 @@ def shown_size(width: int, height: int, orientation: int) -> tuple[int, int]:
 
 
 def _decode_raw(data: bytes, scale_for: ScalePolicy | None) -> LoadedImage:
-    from PIL import Image
-
     from faceclust.photos.raw import decode_raw
 
     try:
@@ -113,10 +169,19 @@ def _decode_raw(data: bytes, scale_for: ScalePolicy | None) -> LoadedImage:
         raise ImageError("not enough memory to decode this RAW file") from exc
     factor = min(1.0, scale_for(width, height)) if scale_for else 1.0
     target = (max(1, round(width * factor)), max(1, round(height * factor)))
+    resize, later = _resize_of(scale_for), None
     if (pixels.shape[1], pixels.shape[0]) != target:
-        pixels = np.asarray(Image.fromarray(pixels).resize(target, Image.Resampling.BILINEAR), np.uint8)
+        if resize == "later":
+            later = target
+        else:
+            pixels = resize_pixels(np.ascontiguousarray(pixels), target, resize)
     return LoadedImage(pixels=np.ascontiguousarray(pixels), original_width=width, original_height=height,
-                       scale=target[0] / width, content_hash=content_hash(data), taken_at=taken_at)
+                       scale=target[0] / width, content_hash=content_hash(data), taken_at=taken_at,
+                       resize_to=later)
+
+
+def _resize_of(scale_for: ScalePolicy | None) -> str:
+    return scale_for.resize if isinstance(scale_for, WorkingSize) else "pillow"
 
 
 def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageOps) -> LoadedImage:
@@ -139,11 +204,15 @@ def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageO
     if orientation != 1:
         im = ImageOps.exif_transpose(im)
     target = (max(1, round(width * factor)), max(1, round(height * factor)))
-    if im.size != target:
-        im = im.resize(target, Image.Resampling.BILINEAR)
     pixels = np.asarray(im, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageError(f"unexpected pixel layout {pixels.shape}")
+    resize, later = _resize_of(scale_for), None
+    if im.size != target:
+        if resize == "later":
+            later = target
+        else:
+            pixels = resize_pixels(pixels, target, resize)
     return LoadedImage(
         pixels=np.ascontiguousarray(pixels),
         original_width=width,
@@ -151,6 +220,7 @@ def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageO
         scale=target[0] / width,
         content_hash=content_hash(data),
         taken_at=taken_at,
+        resize_to=later,
     )
 
 

@@ -64,6 +64,8 @@ class PreparingMixin:
     def _prepare_chunk(self, files: list[PhotoFile], states, by_hash, policy) -> list[Prepared]:
         """A worker's share: read and decode each file; once the models are loaded and when
         workers find faces, also find those to be detected."""
+        if self._workers_find:
+            compute_alone_on_this_thread()  # the decode's resize too, once torch is there
         prepared = [self._prepare(f, states.get(str(f.path)), by_hash, policy) for f in files]
         if self._workers_find and self._models_loaded:
             self._find_chunk(prepared)
@@ -112,7 +114,9 @@ class PreparingMixin:
                 out.earlier = [c for c in self._by_hash_earlier.get(out.content_hash, ()) if c.path != str(f.path)]
             out.xmp = embedded_xmp_possible(data)  # recorded even with --no-import: read later
             if not out.candidates:
-                out.image = decode_image(data, f.path, policy)
+                # Before the models are loaded torch may still be importing: the resize waits
+                # for the photo's turn to be found (the same torch resize either way).
+                out.image = decode_image(data, f.path, policy if self._models_loaded else replace(policy, resize="later"))
         except FaceclustError as exc:
             out.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job
