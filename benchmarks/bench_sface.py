@@ -125,6 +125,7 @@ def main() -> None:
         embedder = embedders.create("sface", batch_size=batch)
         t_torch = timed(lambda: embedder.embed(sface_chips), args.rounds)
         embedder.expect(n)  # what a scan does: TorchScript's inference form
+        embedder.wait_ready()
         t_frozen = timed(lambda: embedder.embed(sface_chips), args.rounds)
         rows.append((batch, n / t_ort, n / t_torch, n / t_frozen))
     resnet = embedders.create("dlib-resnet")

@@ -64,8 +64,10 @@ class PreparingMixin:
     def _prepare_chunk(self, files: list[PhotoFile], states, by_hash, policy) -> list[Prepared]:
         """A worker's share: read and decode each file; once the models are loaded and when
         workers find faces, also find those to be detected."""
-        if self._workers_find:
-            compute_alone_on_this_thread()  # the decode's resize too, once torch is there
+        if self._workers_find and self._models_loaded:
+            # The decode's resize computes alone too. Not before: torch may still be importing
+            # on the main thread, and this would wait for it.
+            compute_alone_on_this_thread()
         prepared = [self._prepare(f, states.get(str(f.path)), by_hash, policy) for f in files]
         if self._workers_find and self._models_loaded:
             self._find_chunk(prepared)
