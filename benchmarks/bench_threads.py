@@ -42,7 +42,7 @@ def main() -> None:
     keep_freed_memory()  # the command line's memory policy, before any thread starts
     import torch
 
-    from faceclust.cpu import threads, torch_alone_on_this_thread
+    from faceclust.cpu import threads, compute_alone_on_this_thread
     from faceclust.faces.detect import DetectOptions, detectors
     from faceclust.faces.embed import embedders
     from faceclust.photos.decode import load_image
@@ -81,7 +81,7 @@ def main() -> None:
 
     def side_by_side(units, run):
         def worker(part):
-            torch_alone_on_this_thread()
+            compute_alone_on_this_thread()
             for i in part:
                 run(i)
 

@@ -114,3 +114,18 @@ def test_the_raw_path_leaves_its_resize_for_later_too(monkeypatch):
     now = decode_image(b"raw", Path("x.dng"), WorkingSize(policy, "torch"))
     assert later.resize_to == (1000, 750) and later.pixels.shape == (900, 1200, 3)
     assert np.array_equal(at_working_size(later).pixels, now.pixels) and now.pixels.shape == (750, 1000, 3)
+
+
+def test_a_big_photo_without_a_reduced_decode_is_resized_at_once(tmp_path):
+    """PNG (like TIFF and HEIC) has no reduced decode: left for later, a 12 MP photo would be
+    held whole (36 MB) until found; it is resized on arrival, to the same pixels."""
+    path = tmp_path / "big.png"
+    Image.fromarray(_noise_photo((2400, 1800))).save(path)
+    data = path.read_bytes()
+    policy = max_side_policy(1000)  # 5.76x the working area
+    later = decode_image(data, path, WorkingSize(policy, "later"))
+    now = decode_image(data, path, WorkingSize(policy, "torch"))
+    assert later.resize_to is None and later.pixels.shape == (750, 1000, 3)
+    assert np.array_equal(later.pixels, now.pixels)
+    near = decode_image(data, path, WorkingSize(max_side_policy(1500), "later"))  # 2.56x: kept
+    assert near.resize_to == (1500, 1125) and near.pixels.shape == (1800, 2400, 3)

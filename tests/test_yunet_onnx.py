@@ -23,7 +23,7 @@ needs_ort = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
 def test_a_written_model_reads_back_as_written():
     weight = np.arange(2 * 3 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 3) - 20.5
     data = w.model("tiny", [w.node("Conv", ["x", "k", ""], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=1),
-                            w.node("Resize", ["y", "", "s"], ["z"], mode="nearest")],
+                            w.node("Resize", ["y", "", "s"], ["z"], mode="nearest", axes=[-2, -1])],
                    [w.tensor("k", weight), w.tensor("s", np.array([1, 1, 2, 2], np.float32)),
                     w.tensor("big", np.array([-1, 2 ** 40], np.int64))],
                    [w.value_info("x", [1, 3, "h", "w"])], [w.value_info("z", [1, 2, "H", "W"])], 13)
@@ -32,11 +32,13 @@ def test_a_written_model_reads_back_as_written():
     conv, resize = graph.nodes
     assert conv.inputs == ["x", "k", ""] and conv.outputs == ["y"]
     assert conv.attributes == {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "group": 1}
-    assert resize.attributes == {"mode": b"nearest"}
+    assert resize.attributes == {"mode": b"nearest", "axes": [-2, -1]}  # negative ints: ten-byte varints
     np.testing.assert_array_equal(graph.tensors["k"], weight)
-    np.testing.assert_array_equal(graph.tensors["big"], [-1, 2 ** 40])  # negative int64s: ten-byte varints
+    np.testing.assert_array_equal(graph.tensors["big"], [-1, 2 ** 40])
     with pytest.raises(ValueError, match="float64"):
         w.tensor("no", np.zeros(2))
+    with pytest.raises(ValueError, match="only ints, lists of ints and strings"):
+        w.attribute("scales", [1.5, 2.0])
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +147,59 @@ def test_without_onnxruntime_the_detector_runs_the_torch_rebuild(monkeypatch):
     detector = detectors.create("yunet")
     found = detector.detect(np.zeros((64, 96, 3), np.uint8))
     assert detector.runtime == "torch" and len(found) == 0
-    with pytest.raises(MissingExtraError, match="pip install onnxruntime"):
+    with pytest.raises(MissingExtraError, match="onnxruntime cannot run YuNet here .* pip install onnxruntime"):
         detectors.create("yunet", runtime="onnxruntime").detect(np.zeros((64, 96, 3), np.uint8))
     with pytest.raises(ValueError, match="runtime must be one of"):
         detectors.create("yunet", runtime="opencv")
+
+
+@needs_yunet
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_the_network_sees_the_photo_and_zeros_in_the_padding(runtime, monkeypatch):
+    """raw() fills a buffer padded to multiples of 32 (not zeroed first): the photo's pixels,
+    in RGB order, and zeros beyond them (new buffers hold old values here, as reused memory
+    does)."""
+    from faceclust.faces.detect import detectors
+
+    full = np.full
+    monkeypatch.setattr(np, "empty", lambda shape, dtype=float: full(shape, 7, dtype))
+
+    detector = detectors.create("yunet", runtime=runtime)
+    runner = detector._load()
+    seen = []
+
+    def spy(x, threads=1):
+        seen.append(np.array(x))
+        return runner(x, threads)
+
+    spy.channels_last = getattr(runner, "channels_last", False)  # the torch runner takes rows of pixels
+    detector._net = spy
+    rng = np.random.default_rng(0)
+    for rows, cols in ((70, 100), (200, 150), (33, 65), (96, 128)):
+        image = rng.integers(1, 256, (rows, cols, 3), dtype=np.uint8)
+        detector.raw(image)
+        x = seen[-1][0]
+        assert x.shape == (3, -(-rows // 32) * 32, -(-cols // 32) * 32)
+        np.testing.assert_array_equal(x[:, :rows, :cols], image.transpose(2, 0, 1).astype(np.float32))
+        assert not x[:, rows:].any() and not x[:, :rows, cols:].any()
+
+
+@needs_yunet
+@needs_ort
+def test_an_onnxruntime_that_cannot_run_the_model_leaves_the_torch_rebuild(monkeypatch):
+    """A session that cannot be made (a broken install, an unsupported CPU) is found before the
+    first photo: the detector runs torch and finds faces; asked for onnxruntime by name, a
+    clear error."""
+    import onnxruntime
+
+    from faceclust.errors import MissingExtraError
+    from faceclust.faces.detect import detectors
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no session here")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", broken)
+    detector = detectors.create("yunet")
+    assert len(detector.detect(np.zeros((64, 96, 3), np.uint8))) == 0 and detector.runtime == "torch"
+    with pytest.raises(MissingExtraError, match="onnxruntime cannot run YuNet here .RuntimeError: no session here"):
+        detectors.create("yunet", runtime="onnxruntime").detect(np.zeros((64, 96, 3), np.uint8))

@@ -51,8 +51,8 @@ class _Group(click.Group):
 def main() -> None:
     """Turn a photo library into albums grouped by person.
 
-    Everything runs offline on the CPU with pretrained face models (OpenCV Zoo's YuNet and
-    SFace, dlib's ResNet) rebuilt in torch. Originals are only ever read.
+    Everything runs offline on the CPU with pretrained face models (OpenCV Zoo's YuNet, run
+    by onnxruntime; SFace and dlib's ResNet, rebuilt in torch). Originals are only ever read.
     """
     import os
     import warnings

@@ -24,8 +24,7 @@ class SFaceEmbedder:
         self.batch_size = batch_size
         self.path = path
         self._net = None
-        self._frozen = None  # the inference form: None before, False if it could not be built
-        self._building = None  # the thread building it
+        self._frozen = None
 
     def _load(self):
         if self._net is None:
@@ -39,43 +38,27 @@ class SFaceEmbedder:
         return self._net
 
     # Told that more than this many photos are coming (expect), the network is put in
-    # TorchScript's inference form (0.5-0.7 s; on one thread, batches of 4 to 8 chips then run
-    # 1.2-1.37x as fast: benchmarks/bench_sface.py), on a thread of its own: the first photos
-    # are embedded by the plain network meanwhile (a scan's models are ready that much sooner).
-    # One-shot commands keep the plain one.
-    FREEZE_AFTER = 4
+    # TorchScript's inference form first (0.5-0.7 s; on one thread, batches of 4 to 8 chips then
+    # run 1.2-1.37x as fast: benchmarks/bench_sface.py). It saves 3-4 ms a face, so it is worth
+    # its time from about 150 faces: 100 photos. Smaller scans and one-shot commands keep the
+    # plain one. (Built on a thread of its own while the plain one embeds, it made no measurable
+    # difference to a scan and left a scan's first descriptors to timing: not done.)
+    FREEZE_AFTER = 100
     FREEZE_TOLERANCE = 1e-3  # the two forms' descriptors differ by about 1e-5
 
     def expect(self, photos: int) -> None:
-        """Start building the inference form when more than FREEZE_AFTER photos are coming
-        (:meth:`wait_ready` waits for it)."""
-        if photos > self.FREEZE_AFTER and self._frozen is None and self._building is None:
-            import threading
+        """Build the inference form now when more than FREEZE_AFTER photos are coming (called
+        before the first embedding, never while one runs)."""
+        if photos > self.FREEZE_AFTER and self._frozen is None:
+            import torch
+
+            from faceclust.models.freeze import frozen
 
             net = self._load()
-            self._building = threading.Thread(target=self._freeze, args=(net,), name="faceclust-sface-freeze",
-                                              daemon=True)
-            self._building.start()
-
-    def _freeze(self, net) -> None:
-        """Trace a copy (the plain network goes on embedding on other threads), computing alone."""
-        import copy
-
-        import torch
-
-        from faceclust.cpu import compute_alone_on_this_thread
-        from faceclust.models.freeze import frozen
-
-        compute_alone_on_this_thread()
-        example = torch.rand((self.batch_size, 3, self.chip_size, self.chip_size),
-                             generator=torch.Generator().manual_seed(0)) * 255
-        self._frozen = frozen(copy.deepcopy(net), example.contiguous(memory_format=torch.channels_last),
-                              self.FREEZE_TOLERANCE) or False
-
-    def wait_ready(self) -> None:
-        """Wait for the inference form :meth:`expect` started (if any) to be built."""
-        if self._building is not None:
-            self._building.join()
+            example = torch.rand((self.batch_size, 3, self.chip_size, self.chip_size),
+                                 generator=torch.Generator().manual_seed(0)) * 255
+            self._frozen = frozen(net, example.contiguous(memory_format=torch.channels_last),
+                                  self.FREEZE_TOLERANCE) or False
 
     def identity(self) -> str:
         from pathlib import Path

@@ -49,8 +49,10 @@ def attribute(name: str, value: int | str | Sequence[int]) -> bytes:
         body = _int_field(20, _ATTRIBUTE_TYPES["string"]) + _bytes_field(4, value)
     elif isinstance(value, (int, np.integer)):
         body = _int_field(20, _ATTRIBUTE_TYPES["int"]) + _int_field(3, value)
-    else:
+    elif all(isinstance(v, (int, np.integer)) for v in value):
         body = _int_field(20, _ATTRIBUTE_TYPES["ints"]) + b"".join(_int_field(8, v) for v in value)
+    else:
+        raise ValueError(f"attribute {name!r}: only ints, lists of ints and strings are written")
     return _bytes_field(1, name) + body
 
 

@@ -7,8 +7,9 @@ biases. So the graph faceclust parsed (:func:`faceclust.models.yunet_graph.parse
 convs with their dequantised weights, ReLUs, max pools, nearest upsampling, adds, sigmoids)
 is written out again with free height and width and the twelve maps as outputs, NCHW: the
 same maps as the torch rebuild (:mod:`faceclust.models.yunet`) to about 1e-5
-(tests/test_model_yunet.py). On this kind of CPU it runs a 1600x1200 photo about 1.3x faster
-than torch's inference form and needs no tracing at start (docs/benchmarks.md).
+(tests/test_yunet_onnx.py). On 2 cores without VNNI it runs a 1600x1200 photo 1.5x faster than
+torch's inference form in a scan's side-by-side workers, 1.8x for one caller, and needs no
+tracing at start (docs/benchmarks.md, benchmarks/bench_yunet_runtime.py).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def resize_pixels(pixels: np.ndarray, size: tuple[int, int], how: str = "pillow"
 
     with torch.inference_mode():
         if not pixels.flags.writeable or not pixels.flags.c_contiguous:
-            pixels = np.array(pixels)  # torch takes only writable arrays (Pillow's are read-only)
+            pixels = np.array(pixels)  # torch warns about read-only arrays (Pillow's are)
         planes = torch.from_numpy(pixels).permute(2, 0, 1)[None]
         shrinking = size[0] < pixels.shape[1] or size[1] < pixels.shape[0]
         out = F.interpolate(planes, size=(size[1], size[0]), mode="bilinear", align_corners=False,
@@ -169,15 +169,27 @@ def _decode_raw(data: bytes, scale_for: ScalePolicy | None) -> LoadedImage:
         raise ImageError("not enough memory to decode this RAW file") from exc
     factor = min(1.0, scale_for(width, height)) if scale_for else 1.0
     target = (max(1, round(width * factor)), max(1, round(height * factor)))
-    resize, later = _resize_of(scale_for), None
-    if (pixels.shape[1], pixels.shape[0]) != target:
-        if resize == "later":
-            later = target
-        else:
-            pixels = resize_pixels(np.ascontiguousarray(pixels), target, resize)
-    return LoadedImage(pixels=np.ascontiguousarray(pixels), original_width=width, original_height=height,
+    pixels, later = _to_working_size(np.ascontiguousarray(pixels), target, _resize_of(scale_for))
+    return LoadedImage(pixels=pixels, original_width=width, original_height=height,
                        scale=target[0] / width, content_hash=content_hash(data), taken_at=taken_at,
                        resize_to=later)
+
+
+# "later" keeps pixels of at most this many times the working size's area (a JPEG decoded at
+# 1/2, 1/4 or 1/8 scale: under 4x); bigger ones (PNG, TIFF, HEIC have no reduced decode: a
+# 12 MP photo is 36 MB) are resized at once, waiting for torch if it is still importing.
+LATER_AT_MOST = 4
+
+
+def _to_working_size(pixels: np.ndarray, target: tuple[int, int], resize: str):
+    """(pixels, resize_to): resized now, or left for :func:`at_working_size`."""
+    if (pixels.shape[1], pixels.shape[0]) == target:
+        return pixels, None
+    if resize == "later":
+        if pixels.shape[0] * pixels.shape[1] <= LATER_AT_MOST * target[0] * target[1]:
+            return pixels, target
+        resize = "torch"
+    return resize_pixels(pixels, target, resize), None
 
 
 def _resize_of(scale_for: ScalePolicy | None) -> str:
@@ -207,14 +219,9 @@ def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageO
     pixels = np.asarray(im, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageError(f"unexpected pixel layout {pixels.shape}")
-    resize, later = _resize_of(scale_for), None
-    if im.size != target:
-        if resize == "later":
-            later = target
-        else:
-            pixels = resize_pixels(pixels, target, resize)
+    pixels, later = _to_working_size(np.ascontiguousarray(pixels), target, _resize_of(scale_for))
     return LoadedImage(
-        pixels=np.ascontiguousarray(pixels),
+        pixels=pixels,
         original_width=width,
         original_height=height,
         scale=target[0] / width,

@@ -64,9 +64,9 @@ class PreparingMixin:
     def _prepare_chunk(self, files: list[PhotoFile], states, by_hash, policy) -> list[Prepared]:
         """A worker's share: read and decode each file; once the models are loaded and when
         workers find faces, also find those to be detected."""
-        if self._workers_find and self._models_loaded:
-            # The decode's resize computes alone too. Not before: torch may still be importing
-            # on the main thread, and this would wait for it.
+        if self._models_loaded:
+            # The decode's resize computes alone too (a core a worker). Not before: torch may
+            # still be importing on the main thread, and this would wait for it.
             compute_alone_on_this_thread()
         prepared = [self._prepare(f, states.get(str(f.path)), by_hash, policy) for f in files]
         if self._workers_find and self._models_loaded:
@@ -118,7 +118,8 @@ class PreparingMixin:
             if not out.candidates:
                 # Before the models are loaded torch may still be importing: the resize waits
                 # for the photo's turn to be found (the same torch resize either way).
-                out.image = decode_image(data, f.path, policy if self._models_loaded else replace(policy, resize="later"))
+                out.image = decode_image(data, f.path, policy if self._models_loaded
+                                         else self.finder.scale_policy(later=True))
         except FaceclustError as exc:
             out.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceclust.cpu import compute_alone_on_this_thread
 from faceclust.errors import FaceclustError
 from faceclust.photos.decode import content_hash, decode_image, read_file
 from faceclust.records import PhotoState
@@ -55,6 +56,7 @@ class ReembedMixin:
     def _reembed_chips(self, state: PhotoState, landmarks: np.ndarray, boxes: np.ndarray,
                        points: np.ndarray | None, policy) -> np.ndarray | None:
         t = time.perf_counter()
+        compute_alone_on_this_thread()  # the resize: a core a worker
         try:
             data = read_file(Path(state.path), self.options.stall_seconds)
             if content_hash(data) != state.content_hash:

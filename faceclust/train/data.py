@@ -213,6 +213,7 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
     them; the rest are cut from their photos (decoded as the scan decodes them) and cached.
     A photo that can no longer be read, or changed since it was scanned, gives ``ok = False``
     for its faces (scan it again)."""
+    from faceclust.cpu import compute_alone_on_this_thread
     from faceclust.faces.finder import FaceFinder
     from faceclust.photos.decode import content_hash, decode_image, read_file
 
@@ -239,6 +240,7 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
             by_path[faces.paths[i]].append(int(i))
 
         def cut(path: str):
+            compute_alone_on_this_thread()  # the resize: a core a worker
             rows = by_path[path]
             try:
                 data = read_file(Path(path))
