@@ -129,3 +129,42 @@ def test_onnxruntime_is_told_one_thread_where_a_worker_computes_alone(monkeypatc
     with cpu.side_by_side():
         assert cpu.compute_threads() == 1
     assert cpu.compute_threads() == 3
+
+
+def test_short_gil_turns_last_as_long_as_the_block():
+    import sys
+
+    before = sys.getswitchinterval()
+    with cpu.short_gil_turns():
+        assert sys.getswitchinterval() == pytest.approx(cpu.GIL_TURN)
+    assert sys.getswitchinterval() == before
+    with pytest.raises(KeyError):
+        with cpu.short_gil_turns():
+            raise KeyError("stop")
+    assert sys.getswitchinterval() == before
+
+
+def test_a_scan_takes_short_gil_turns_while_it_finds_faces(tmp_path, monkeypatch):
+    """The scan's workers run with short turns; the process has its own back afterwards."""
+    import sys
+
+    from faceclust.faces.detect import DetectOptions
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.prepare import PreparingMixin
+    from faceclust.scan.scanner import scan_library
+
+    seen = []
+    original = PreparingMixin._prepare
+
+    def spy(self, *args, **kwargs):
+        seen.append(sys.getswitchinterval())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreparingMixin, "_prepare", spy)
+    for i in range(3):
+        draw_photo(tmp_path / "p" / f"{i}.png", [(0, 40, 40, 60)])
+    before = sys.getswitchinterval()
+    scan_library(tmp_path / "c.sqlite", [tmp_path / "p"],
+                 ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake"))
+    assert seen and all(turn == pytest.approx(cpu.GIL_TURN) for turn in seen)
+    assert sys.getswitchinterval() == before

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from faceclust.cpu import side_by_side
+from faceclust.cpu import short_gil_turns, side_by_side
 from faceclust.errors import FaceclustError, UsageProblem
 from faceclust.faces.detect import Detector, detectors
 from faceclust.faces.embed import Embedder
@@ -138,6 +138,7 @@ class Scanner(WalkingMixin, PreparingMixin, PruningMixin, ReembedMixin, TagImpor
         self._workers_find = self.options.decode_workers > 1 and getattr(self.finder.detector, "side_by_side", False)
         self._models_loaded = False
         with ThreadPoolExecutor(self.options.decode_workers) as pool, ExitStack() as stack:
+            stack.enter_context(short_gil_turns())
             def chunks(items, shares=1):
                 return in_chunks(items, self.options.decode_workers, shares)
 
