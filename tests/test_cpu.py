@@ -168,3 +168,24 @@ def test_a_scan_takes_short_gil_turns_while_it_finds_faces(tmp_path, monkeypatch
                  ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake"))
     assert seen and all(turn == pytest.approx(cpu.GIL_TURN) for turn in seen)
     assert sys.getswitchinterval() == before
+
+
+def test_a_stopped_scan_gives_the_process_its_gil_turns_back(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a scan: the interval is Python's again afterwards."""
+    import sys
+
+    from faceclust.faces.detect import DetectOptions
+    from faceclust.scan.options import ScanOptions
+    from faceclust.scan.scanner import Scanner, scan_library
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Scanner, "_finish_batch", interrupted)
+    for i in range(3):
+        draw_photo(tmp_path / "p" / f"{i}.png", [(0, 40, 40, 60)])
+    before = sys.getswitchinterval()
+    with pytest.raises(KeyboardInterrupt):
+        scan_library(tmp_path / "c.sqlite", [tmp_path / "p"],
+                     ScanOptions(detect=DetectOptions(detector="fake", min_face=20), embedder="fake"))
+    assert sys.getswitchinterval() == before

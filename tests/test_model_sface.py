@@ -131,7 +131,7 @@ def test_the_embedder_is_registered_batched_and_consistent():
 
 @needs_sface
 def test_told_of_many_photos_sface_embeds_with_its_inference_form_and_the_same_descriptors():
-    """For more than a few photos, SFace is put in TorchScript's inference form before the first
+    """For more than FREEZE_AFTER photos, SFace is put in TorchScript's inference form before the first
     embedding; it gives the plain network's descriptors (to 1e-4) for batches of any size."""
     from faceclust import embedders
 

@@ -203,3 +203,18 @@ def test_an_onnxruntime_that_cannot_run_the_model_leaves_the_torch_rebuild(monke
     assert len(detector.detect(np.zeros((64, 96, 3), np.uint8))) == 0 and detector.runtime == "torch"
     with pytest.raises(MissingExtraError, match="onnxruntime cannot run YuNet here .RuntimeError: no session here"):
         detectors.create("yunet", runtime="onnxruntime").detect(np.zeros((64, 96, 3), np.uint8))
+
+
+@needs_yunet
+def test_a_damaged_model_file_is_reported_not_hidden_by_the_fallback(monkeypatch):
+    """The torch rebuild reads the same file: a damaged file is the user's error to see."""
+    from faceclust.errors import FaceclustError, ModelFormatError
+    from faceclust.faces.detect import detectors
+    from faceclust.models import yunet_onnx
+
+    def damaged(*args, **kwargs):
+        raise ModelFormatError("yunet.onnx is not a readable ONNX model; reinstall the package that ships it")
+
+    monkeypatch.setattr(yunet_onnx, "yunet_model", damaged)
+    with pytest.raises(FaceclustError, match="reinstall"):
+        detectors.create("yunet").detect(np.zeros((64, 96, 3), np.uint8))

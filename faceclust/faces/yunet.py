@@ -177,11 +177,15 @@ class YuNetFaceDetector:
         if self.runtime in (None, "onnxruntime"):
             from faceclust.cpu import compute_threads
 
+            from faceclust.errors import FaceclustError
+
             try:
                 from faceclust.models.yunet_onnx import YuNetSession, yunet_model
 
                 session = YuNetSession(yunet_model(rgb=True))
                 session(np.zeros((1, 3, 32, 32), np.float32), threads=compute_threads())
+            except FaceclustError:
+                raise  # the model file itself (missing, damaged): torch would read the same file
             except Exception as exc:  # noqa: BLE001 - missing, or a build that cannot run here
                 if self.runtime == "onnxruntime":
                     from faceclust.errors import MissingExtraError

@@ -66,7 +66,8 @@ class PreparingMixin:
         workers find faces, also find those to be detected."""
         if self._models_loaded:
             # The decode's resize computes alone too (a core a worker). Not before: torch may
-            # still be importing on the main thread, and this would wait for it.
+            # still be importing on the main thread, and this would wait for it (photos decoded
+            # before are resized when found, but for those too big to hold: decode.LATER_AT_MOST).
             compute_alone_on_this_thread()
         prepared = [self._prepare(f, states.get(str(f.path)), by_hash, policy) for f in files]
         if self._workers_find and self._models_loaded:
