@@ -123,12 +123,25 @@ class short_gil_turns:
     onnxruntime, torch) and come back for the GIL many times a photo (Pillow reads and copies
     in 64 KB pieces); while another thread runs Python (the main thread importing torch) each
     return could wait a whole turn. 80 photos of 12 MP: 4-5% faster end to end, with less CPU
-    (benchmarks/bench_versions.py, docs/benchmarks.md). Process-wide while it lasts."""
+    (benchmarks/bench_versions.py, docs/benchmarks.md). Process-wide while any such block
+    lasts (blocks on several threads: the interval comes back when the last one ends)."""
+
+    _lock = threading.Lock()
+    _open = 0
+    _before = 0.0
 
     def __enter__(self) -> "short_gil_turns":
-        self._before = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._before, GIL_TURN))
+        cls = type(self)
+        with cls._lock:
+            if cls._open == 0:
+                cls._before = sys.getswitchinterval()
+                sys.setswitchinterval(min(cls._before, GIL_TURN))
+            cls._open += 1
         return self
 
     def __exit__(self, *exc) -> None:
-        sys.setswitchinterval(self._before)
+        cls = type(self)
+        with cls._lock:
+            cls._open -= 1
+            if cls._open == 0:
+                sys.setswitchinterval(cls._before)

@@ -142,6 +142,14 @@ def test_short_gil_turns_last_as_long_as_the_block():
         with cpu.short_gil_turns():
             raise KeyError("stop")
     assert sys.getswitchinterval() == before
+    # Two scans on two threads, the first to start ending first: short until the last ends.
+    first, second = cpu.short_gil_turns(), cpu.short_gil_turns()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert sys.getswitchinterval() == pytest.approx(cpu.GIL_TURN)
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before
 
 
 def test_a_scan_takes_short_gil_turns_while_it_finds_faces(tmp_path, monkeypatch):
