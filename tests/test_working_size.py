@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import draw_photo
-from faceclust.photos.decode import (LoadedImage, WorkingSize, at_working_size, decode_image, max_side_policy,
+from faceclust.photos.decode import (WorkingSize, at_working_size, decode_image, max_side_policy,
                                      resize_pixels)
 
 
@@ -23,7 +23,7 @@ def _noise_photo(size=(1000, 750)) -> np.ndarray:
     return np.clip(base.astype(int) + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
 
 
-def test_torchs_resize_is_pillows_within_a_level_or_two():
+def test_torchs_resize_is_pillows_within_a_few_levels():
     pixels = _noise_photo()
     for size in ((800, 600), (333, 250), (999, 749)):
         a, b = resize_pixels(pixels, size, "torch"), resize_pixels(pixels, size, "pillow")
@@ -99,8 +99,6 @@ def test_the_finder_resizes_what_was_left_for_later_and_finds_the_same_faces(tmp
 def test_a_working_size_names_a_known_resize():
     with pytest.raises(ValueError, match="resize must be one of"):
         WorkingSize(max_side_policy(100), "bicubic")
-    image = LoadedImage(np.zeros((4, 4, 3), np.uint8), 4, 4, 1.0, "x")
-    assert image.resize_to is None
 
 
 def test_the_raw_path_leaves_its_resize_for_later_too(monkeypatch):

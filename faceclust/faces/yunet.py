@@ -176,8 +176,7 @@ class YuNetFaceDetector:
         falls back to torch instead of failing every photo), else the torch rebuild."""
         if self.runtime in (None, "onnxruntime"):
             from faceclust.cpu import compute_threads
-
-            from faceclust.errors import FaceclustError
+            from faceclust.errors import FaceclustError, MissingExtraError
 
             try:
                 from faceclust.models.yunet_onnx import YuNetSession, yunet_model
@@ -188,8 +187,6 @@ class YuNetFaceDetector:
                 raise  # the model file itself (missing, damaged): torch would read the same file
             except Exception as exc:  # noqa: BLE001 - missing, or a build that cannot run here
                 if self.runtime == "onnxruntime":
-                    from faceclust.errors import MissingExtraError
-
                     raise MissingExtraError(f"onnxruntime cannot run YuNet here ({type(exc).__name__}: {exc}); "
                                             "install it with: pip install onnxruntime") from None
             else:

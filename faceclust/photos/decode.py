@@ -216,10 +216,13 @@ def _decode_opened(im, data: bytes, scale_for: ScalePolicy | None, Image, ImageO
     if orientation != 1:
         im = ImageOps.exif_transpose(im)
     target = (max(1, round(width * factor)), max(1, round(height * factor)))
+    resize = _resize_of(scale_for)
+    if resize == "pillow" and im.size != target:
+        im = im.resize(target, Image.Resampling.BILINEAR)  # before the copy to numpy: a smaller one
     pixels = np.asarray(im, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageError(f"unexpected pixel layout {pixels.shape}")
-    pixels, later = _to_working_size(np.ascontiguousarray(pixels), target, _resize_of(scale_for))
+    pixels, later = _to_working_size(np.ascontiguousarray(pixels), target, resize)
     return LoadedImage(
         pixels=pixels,
         original_width=width,
