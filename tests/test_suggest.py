@@ -339,3 +339,22 @@ def test_a_kept_queue_is_put_in_the_order_the_answers_since_give(people):
         # No judge for the fake model: as they are.
         assert [s.kind for s in rerank(cat, queue(), judge=False)] == ["merge", "member", "faces"]
     assert suggest_module._gain(0.5, Evidence("merge", 0.5, 0.4, 0.5, 4, 5)) == 2.0
+
+
+
+def test_a_group_question_holds_one_face_of_a_photo():
+    """Two faces of nobody in one photo that both look most like X are not asked about together
+    (ticking both would be refused: one person appears once in a photo): the group keeps the
+    likelier, the other is asked about on its own; faces of other photos still group."""
+    from faceclust.find.suggest import Evidence, _grouped
+
+    def lone(row, chance, person=7):
+        e = Evidence("face", 0.5, 0.4, 0.5, 1, 10)
+        return chance, (0.5, 0, row, ("lone", row, person), e)
+
+    photo_of = np.array([100, 100, 101, 102])  # rows 0 and 1: one photo
+    out = _grouped([lone(0, 0.3), lone(1, 0.6), lone(2, 0.4), lone(3, 0.2, person=8)], photo_of)
+    groups = [(c, r) for c, r in out if r[3][0] == "faces"]
+    singles = sorted(r[3][1] for c, r in out if r[3][0] == "lone")
+    assert len(groups) == 1 and groups[0][1][3][1] == [1, 2] and groups[0][0] == pytest.approx(1.0)
+    assert singles == [0, 3]  # row 0 on its own (same photo as row 1), row 3 alone for its person

@@ -131,7 +131,7 @@ def suggest_merges(catalog, limit: int | None = 50, neighbours: int = NEIGHBOURS
         # know what the clustering left (a judge): a face-pair calibration overrates big look-alikes.
         judged = judge is not None
         if group_faces and judged:
-            pairs = _grouped(pairs)
+            pairs = _grouped(pairs, records["photo_id"])
         pairs.sort(key=lambda cr: (-_gain(cr[0], cr[1][4]) if by_gain and judged else -cr[0], cr[1][:3]))
     else:
         pairs = sorted(((None, r) for r in ranked), key=lambda cr: cr[1][:3])
@@ -162,10 +162,12 @@ def _gain(chance: float, evidence: "Evidence") -> float:
     return chance * evidence.smaller if evidence.kind == "merge" else chance
 
 
-def _grouped(pairs: list) -> list:
+def _grouped(pairs: list, photo_of: np.ndarray) -> list:
     """Faces of nobody asked about together: each face goes to the group of the person it most
     likely is (if at least GROUP_MIN likely), and a group of two or more becomes one question
-    ("are these faces X?") whose chance is the sum of theirs; its other candidates are dropped."""
+    ("are these faces X?") whose chance is the sum of theirs; its other candidates are dropped.
+    A group holds one face of a photo (one person appears once in a photo: ticking two would be
+    refused); a less likely face of the same photo is asked about on its own."""
     best: dict[int, tuple] = {}
     for c, r in pairs:
         if r[3][0] == "lone" and c >= GROUP_MIN and (r[3][1] not in best or c > best[r[3][1]][0]):
@@ -176,7 +178,12 @@ def _grouped(pairs: list) -> list:
     out = [(c, r) for c, r in pairs if r[3][0] != "lone"]
     for k, found in groups.items():
         found.sort(key=lambda cr: (-cr[0], cr[1][:3]))
-        found = found[:GROUP_MAX]
+        kept, photos = [], set()
+        for c, r in found:
+            photo = int(photo_of[r[3][1]])
+            (out if photo in photos else kept).append((c, r))
+            photos.add(photo)
+        found = kept[:GROUP_MAX]
         if len(found) == 1:
             out.append(found[0])
             continue
