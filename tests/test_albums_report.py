@@ -106,6 +106,31 @@ def test_a_half_written_manifest_left_by_a_killed_run_is_removed_and_nothing_els
     assert all(path.read_text() == "mine" for path in mine)
 
 
+def test_a_half_written_report_in_an_album_folder_is_removed_and_nothing_else(library):
+    """A run killed while it wrote the report into the album folder leaves the atomic write's
+    temporary file (``.faceclust-report.html.XXXX.tmp``, as big as the report); the next report
+    written there removes it, under the album folder's lock, and nothing else. A report
+    written elsewhere touches nothing beside it (no lock there to say no one else is writing)."""
+    from faceclust.output.report import REPORT_NAME
+
+    out = library["root"] / "albums"
+    write_albums(library["catalog"], out)
+    stale = out / f".{REPORT_NAME}.k1ll3d.tmp"
+    stale.write_text("<html><body>half")
+    mine = [out / ".my-notes.tmp", out / f".{REPORT_NAME}.k1ll3d.txt", out / f".{MANIFEST}.other.tmp"]
+    for path in mine:
+        path.write_text("mine")
+    write_report(library["catalog"], out / REPORT_NAME)
+    assert not stale.exists() and (out / REPORT_NAME).read_text().startswith("<!")
+    assert all(path.read_text() == "mine" for path in mine)
+    elsewhere = library["root"] / "reports"
+    elsewhere.mkdir()
+    other = elsewhere / f".{REPORT_NAME}.k1ll3d.tmp"
+    other.write_text("<html><body>half")
+    write_report(library["catalog"], elsewhere / REPORT_NAME)
+    assert other.read_text() == "<html><body>half" and not (elsewhere / ".faceclust-albums.lock").exists()
+
+
 @pytest.mark.parametrize("mode", ["hardlink", "copy"])
 def test_hardlink_and_copy_modes(library, mode):
     out = library["root"] / mode
