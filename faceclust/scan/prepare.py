@@ -119,8 +119,8 @@ class PreparingMixin:
             if not out.candidates:
                 # Before the models are loaded torch may still be importing: the resize waits
                 # for the photo's turn to be found (the same torch resize either way).
-                out.image = decode_image(data, f.path, policy if self._models_loaded
-                                         else self.finder.scale_policy(later=True))
+                scale = policy if self._models_loaded else self.finder.scale_policy(later=True)
+                out.image = decode_image(data, f.path, scale, known_hash=out.content_hash)
         except FaceclustError as exc:
             out.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch job

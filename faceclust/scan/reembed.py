@@ -61,7 +61,7 @@ class ReembedMixin:
             data = read_file(Path(state.path), self.options.stall_seconds)
             if content_hash(data) != state.content_hash:
                 return None  # changed since: the next scan redoes it
-            image = decode_image(data, Path(state.path), policy)
+            image = decode_image(data, Path(state.path), policy, known_hash=state.content_hash)
         except FaceclustError as exc:
             self._note_error(state.path, str(exc))
             return None

@@ -246,7 +246,8 @@ def load_chips(faces: LabelledFaces, cache_file: Path | None, finder=None, worke
                 data = read_file(Path(path))
                 if content_hash(data) != faces.content_hashes[rows[0]]:
                     return path, None  # changed since it was scanned: its landmarks no longer fit
-                image = decode_image(data, Path(path), policy)
+                image = decode_image(data, Path(path), policy,
+                                     known_hash=faces.content_hashes[rows[0]])
             except FaceclustError:
                 return path, None
             return path, finder.chips(image, faces.landmarks[rows])
