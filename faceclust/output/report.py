@@ -122,8 +122,6 @@ def write_report(catalog_path, out: Path, progress=None) -> int:
     with Catalog(catalog_path, create=False) as catalog:
         protected_outputs(catalog, out)
         rows, people, dates = catalog.person_faces(), catalog.people(), catalog.photo_dates()
-    from faceclust.output.albums import MANIFEST
-
     folder = Path(out).parent
     if not folder.is_dir():  # fail before cutting thumbnails, as the write below would fail after
         raise OSError(errno.ENOENT if not folder.exists() else errno.ENOTDIR, os.strerror(
@@ -132,22 +130,23 @@ def write_report(catalog_path, out: Path, progress=None) -> int:
     # All or nothing, through a fresh temporary file: a symlink planted beside ``out`` (or at
     # it) cannot redirect the write. Made only once the page is ready, so a kill while the
     # thumbnails are cut leaves nothing behind.
-    if (folder / MANIFEST).is_file():
-        _write_in_album_folder(folder, Path(out), text)
-    else:
-        atomic_write(Path(out), text)
+    _write(folder, Path(out), text)
     return sum(1 for p in people if not p["hidden"] and p["faces"])
 
 
-def _write_in_album_folder(folder: Path, out: Path, text: str) -> None:
-    """Write the report into an album folder (``run``, serve's refresh, or ``report`` pointed
+def _write(folder: Path, out: Path, text: str) -> None:
+    """Write the report. In an album folder (``run``, serve's refresh, or ``report`` pointed
     there) under the folder's lock, first removing the half-written copies of it that killed
     writes left (``.faceclust-report.html.XXXX.tmp``, up to the report's size each): with the
-    lock held no other faceclust process is writing one."""
+    lock held no other faceclust process is writing one. Elsewhere nothing beside it is
+    touched (no lock says no one else is writing)."""
     from faceclust.files import remove_stale_temps
     from faceclust.locks import FileLock
-    from faceclust.output.albums import LOCK
+    from faceclust.output.albums import LOCK, MANIFEST
 
+    if not (folder / MANIFEST).is_file():
+        atomic_write(out, text)
+        return
     with FileLock(folder / LOCK, f"the album folder {printable(folder)}"):
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
         try:

@@ -126,7 +126,7 @@ def decode_image(data: bytes, path: Path, scale_for: ScalePolicy | None = None, 
     from the orientation-corrected original size; for JPEG the decoder itself does most of
     the reduction (``Image.draft``), several times cheaper than a full decode.
     ``known_hash``: :func:`content_hash` of these very bytes, when the caller has it (hashing
-    a 12 MP photo's 4 MB takes about 5 ms). Every failure becomes an :class:`ImageError`.
+    is another pass over every byte). Every failure becomes an :class:`ImageError`.
     """
     from PIL import Image, ImageOps
 
